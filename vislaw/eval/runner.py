@@ -21,10 +21,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import shutil
+import socket
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +35,8 @@ from typing import Any
 
 from vislaw.eval.registration import MODEL_ID
 from vislaw.eval.results import ResultsError, benchmark_rows, read_results
-from vislaw.eval.tasks import Benchmark, get_benchmark
-from vislaw.io.atomic import atomic_path
+from vislaw.eval.tasks import Benchmark, Judge, get_benchmark
+from vislaw.io.atomic import atomic_path, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,33 @@ def cli_namespace(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def task_manager(
+    tasks: Sequence[str], include_path: str | Path | None = None, verbosity: str = "INFO"
+) -> Any:
+    """lmms-eval's task index for ``tasks``, where a task folder under ``include_path`` wins
+    over an installed task of the same name.
+
+    lmms-eval itself lets the installed task win silently, so a copy pointed at another
+    dataset (vislaw.eval.task_copies) would be ignored. When every task is under
+    ``include_path`` the ~2,000 installed task files are not indexed at all (seconds saved).
+    """
+    from lmms_eval.tasks import TaskManager
+
+    class IncludeFirst(TaskManager):
+        def initialize_tasks(self, include_path=None, include_defaults=True):  # noqa: ANN001
+            index = super().initialize_tasks(None, include_defaults) if include_defaults else {}
+            if include_path is not None:
+                index.update(super().initialize_tasks(include_path, include_defaults=False))
+            return index
+
+    path = str(include_path) if include_path is not None else None
+    if path is not None:
+        local = IncludeFirst(verbosity, path, include_defaults=False, model_name=MODEL_ID)
+        if all(task in local.all_tasks for task in tasks):
+            return local
+    return IncludeFirst(verbosity, path, include_defaults=True, model_name=MODEL_ID)
+
+
 def load_lmm(model_args: str, batch_size: int = 1):
     """Our model as lmms-eval builds it: resolved by name through its registry (entry point)."""
     from lmms_eval.models import get_model
@@ -110,31 +140,60 @@ def _reason(err: BaseException) -> str:
     return f"{type(inner).__name__}: {inner}".splitlines()[0]
 
 
-def _find_results(folder: Path) -> Path:
-    found = sorted(folder.rglob("*_results.json"))
-    if len(found) != 1:
-        raise ResultsError(f"expected one *_results.json from lmms-eval in {folder}, got {found}")
-    return found[0]
+def judge_unavailable(judge: Judge, timeout: float = 5.0) -> str | None:
+    """Why ``judge`` cannot score now (no key, endpoint unreachable), or None when it can.
+
+    Checked before the task runs: lmms-eval's MMBench evaluator would otherwise retry every
+    answer against the API and then fill the failures in with a guess, and the score made of
+    failed calls would look like a real one.
+    """
+    if not os.environ.get(judge.key_env):
+        return f"{judge.name} judge: {judge.key_env} is not set"
+    url = urllib.parse.urlsplit(os.environ.get(judge.url_env) or judge.default_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{judge.name} judge: {url.hostname}:{port} unreachable ({err})"
+    return None
 
 
-def evaluate_one(
-    lm: Any,
-    bench: Benchmark,
-    out_path: str | Path,
-    task_manager: Any,
-    cli_args: argparse.Namespace,
-    work_dir: Path,
-    samples_path: str | Path | None = None,
+def task_limit(bench: Benchmark, limit: int | None) -> int | None:
+    """``limit`` rounded up to whole document groups (MME's question pairs), so that a limited
+    run never hands the task's aggregation half a group."""
+    if not limit:
+        return None
+    size = bench.group_size
+    return -(-int(limit) // size) * size
+
+
+def _write_not_scored(
+    bench: Benchmark, reason: str, out_path: str | Path, samples_path: str | Path | None
 ) -> Path:
-    """One benchmark through ``simple_evaluate``; its results JSON saved as ``out_path``."""
+    """A results file with no scores and the reason (the table reports it as not scored)."""
+    payload = {"results": {}, "vislaw": {"benchmark": bench.name, "task": bench.task}}
+    payload["vislaw"]["not_scored"] = reason
+    print(f"[vislaw] {bench.name} ({bench.task}) not scored: {reason}")
+    if samples_path is not None:
+        write_text_atomic(samples_path, "")
+    write_text_atomic(out_path, json.dumps(payload, indent=2))
+    return Path(out_path)
+
+
+def _run_task(
+    lm: Any, bench: Benchmark, task_manager: Any, cli_args: argparse.Namespace, work_dir: Path
+) -> tuple[Path, Path | None]:
+    """``simple_evaluate`` on one task, saved by lmms-eval's own tracker; returns the results
+    and samples files it wrote for this model.
+
+    The paths are the ones the tracker builds (``<output>/<model_name_sanitized>/<date>_*``),
+    not whatever matches a pattern: tasks write files of their own beside them (MMBench's
+    ``submissions/*_results.json``).
+    """
     from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.utils import get_datetime_str
 
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    cli_args.output_path = str(work_dir)
-    cli_args.tasks = bench.task
     tracker = EvaluationTracker(output_path=str(work_dir))
     stamp = get_datetime_str(timezone=cli_args.timezone)
     seeds = cli_args.seed
@@ -160,17 +219,68 @@ def evaluate_one(
         raise RuntimeError("lmms-eval returned no results (not the main process?)")
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=stamp)
-    produced = _find_results(work_dir)
+    folder = work_dir / tracker.general_config_tracker.model_name_sanitized
+    produced = folder / f"{tracker.date_id}_results.json"
+    if not produced.is_file():
+        raise ResultsError(f"lmms-eval did not write its results file {produced}")
+    tracker.save_results_samples(task_name=bench.task, samples=samples[bench.task])
+    sample_file = folder / f"{tracker.date_id}_samples_{bench.task}.jsonl"
+    return produced, sample_file if sample_file.is_file() else None
+
+
+def _annotate(produced: Path, bench: Benchmark, lm: Any, limit: int | None) -> dict[str, Any]:
+    """Our notes in the results JSON (key ``vislaw``): the benchmark, the limit applied and
+    the documents that had several images (the model sees the first; docs/evaluation.md)."""
+    data = read_results(produced)
+    counts = getattr(lm, "multi_image_docs", {})
+    n_docs = data.get("n-samples", {}).get(bench.task, {}).get("effective")
+    multi = len(counts.get(bench.task, ()))
+    data["vislaw"] = {"benchmark": bench.name, "task": bench.task, "limit": limit}
+    data["vislaw"] |= {"documents": n_docs, "multi_image_documents": multi}
+    if multi:
+        print(
+            f"[vislaw] {bench.name}: {multi} of {n_docs} documents have several images; the "
+            "model is shown the first of each (docs/evaluation.md)"
+        )
+    write_text_atomic(produced, json.dumps(data, indent=2, default=str))
+    return data
+
+
+def evaluate_one(
+    lm: Any,
+    bench: Benchmark,
+    out_path: str | Path,
+    task_manager: Any,
+    cli_args: argparse.Namespace,
+    work_dir: Path,
+    samples_path: str | Path | None = None,
+) -> Path:
+    """One benchmark through ``simple_evaluate``; its results JSON saved as ``out_path``.
+
+    A benchmark whose judge is unavailable is written as not scored, with the reason, without
+    running the model on it.
+    """
+    if bench.judge is not None:
+        reason = judge_unavailable(bench.judge)
+        if reason is not None:
+            return _write_not_scored(bench, reason, out_path, samples_path)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    cli_args.output_path = str(work_dir)
+    cli_args.tasks = bench.task
+    cli_args.limit = task_limit(bench, cli_args.limit)
+    if cli_args.limit:
+        print(f"[vislaw] {bench.name}: limit {cli_args.limit} documents (eval.limit)")
+    produced, sample_file = _run_task(lm, bench, task_manager, cli_args, work_dir)
+    _annotate(produced, bench, lm, cli_args.limit)
     benchmark_rows("check", bench, produced)  # the metric we will tabulate is really there
     if samples_path is not None:
-        tracker.save_results_samples(task_name=bench.task, samples=samples[bench.task])
-        sample_files = sorted(work_dir.rglob(f"*_samples_{bench.task}.jsonl"))
-        if sample_files:
-            with atomic_path(samples_path) as tmp:
-                shutil.copyfile(sample_files[0], tmp)
+        if sample_file is None:
+            raise ResultsError(f"lmms-eval wrote no samples file for {bench.task}")
+        with atomic_path(samples_path) as tmp:
+            shutil.copyfile(sample_file, tmp)
     with atomic_path(out_path) as tmp:
         shutil.copyfile(produced, tmp)
-    read_results(out_path)
     return Path(out_path)
 
 
@@ -200,8 +310,6 @@ def evaluate_benchmarks(
         raise ValueError(f"no output path for benchmark(s) {missing}")
     if any(b.local for b in benchmarks) and include_path is None:
         raise ValueError("local benchmarks need include_path (their task folders)")
-    from lmms_eval.tasks import TaskManager
-
     model_args = model_args_string(pretrained, device, dtype, max_new_tokens, model_extra)
     argv = ["--model", MODEL_ID, "--model_args", model_args, "--batch_size", str(batch_size)]
     argv += ["--seed", str(seed), "--log_samples"]
@@ -210,14 +318,8 @@ def evaluate_benchmarks(
     if limit:
         argv += ["--limit", str(int(limit))]
     base_args = cli_namespace([*argv, "--tasks", ",".join(b.task for b in benchmarks)])
-    # lmms-eval's ~2,000 built-in task files take seconds to index: skip them when all are ours.
-    task_manager = TaskManager(
-        base_args.verbosity,
-        include_path=str(include_path) if include_path is not None else None,
-        include_defaults=not all(b.local for b in benchmarks),
-        model_name=MODEL_ID,
-    )
-    unknown = [b.task for b in benchmarks if b.task not in task_manager.all_tasks]
+    manager = task_manager([b.task for b in benchmarks], include_path, base_args.verbosity)
+    unknown = [b.task for b in benchmarks if b.task not in manager.all_tasks]
     if unknown:
         where = f" (include_path {include_path})" if include_path is not None else ""
         raise EvaluationError(
@@ -242,7 +344,7 @@ def evaluate_benchmarks(
                     lm,
                     bench,
                     outputs[bench.name],
-                    task_manager,
+                    manager,
                     args,
                     scratch / bench.name,
                     (samples or {}).get(bench.name),
