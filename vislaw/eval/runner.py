@@ -158,6 +158,28 @@ def judge_unavailable(judge: Judge, timeout: float = 5.0) -> str | None:
     return None
 
 
+# What lmms-eval's MMBench evaluator logs when the judge gave no answer for an item after all
+# its retries (it then guesses a letter at random and carries on).
+JUDGE_FAILURE_MESSAGE = "GPT API failed to answer"
+
+
+@contextlib.contextmanager
+def count_judge_failures() -> Iterator[list[str]]:
+    """Collect lmms-eval's judge-failure log messages while the block runs (loguru sink)."""
+    from loguru import logger
+
+    failures: list[str] = []
+    sink = logger.add(
+        lambda message: failures.append(str(message)),
+        level="INFO",
+        filter=lambda record: JUDGE_FAILURE_MESSAGE in record["message"],
+    )
+    try:
+        yield failures
+    finally:
+        logger.remove(sink)
+
+
 def task_limit(bench: Benchmark, limit: int | None) -> int | None:
     """``limit`` rounded up to whole document groups (MME's question pairs), so that a limited
     run never hands the task's aggregation half a group."""
@@ -271,7 +293,14 @@ def evaluate_one(
     cli_args.limit = task_limit(bench, cli_args.limit)
     if cli_args.limit:
         print(f"[vislaw] {bench.name}: limit {cli_args.limit} documents (eval.limit)")
-    produced, sample_file = _run_task(lm, bench, task_manager, cli_args, work_dir)
+    with count_judge_failures() as judge_failures:
+        produced, sample_file = _run_task(lm, bench, task_manager, cli_args, work_dir)
+    if bench.judge is not None and judge_failures:
+        reason = (
+            f"{bench.judge.name} judge failed on {len(judge_failures)} answer(s) (API errors; "
+            "lmms-eval guessed those), so the score is not a measurement"
+        )
+        return _write_not_scored(bench, reason, out_path, samples_path)
     _annotate(produced, bench, lm, cli_args.limit)
     benchmark_rows("check", bench, produced)  # the metric we will tabulate is really there
     if samples_path is not None:
