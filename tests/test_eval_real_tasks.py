@@ -233,3 +233,16 @@ def test_limit_keeps_mme_pairs_and_reports_the_metrics_it_could(
     rows = benchmark_rows("tiny", mme, out)
     assert [r.metric for r in rows] == ["mme_perception_score"]
     assert 0.0 <= rows[0].score <= 400.0  # two categories, 200 points each
+
+
+def test_a_score_sample_reads_the_task_copy(real_tasks, tmp_path):
+    """The A score's image sample of a paper benchmark comes from the copy's dataset (the
+    copy wins over the installed task of the same name), offline."""
+    from PIL import Image
+
+    from vislaw.eval.images import sample_lmms_task
+
+    items = sample_lmms_task(get_benchmark("mme"), 3, 0, tmp_path, include_path=str(real_tasks))
+    assert len(items) == 3
+    with Image.open(items[0]["path"]) as image:
+        assert image.size == (40, 30)  # real_task_data.picture, not a downloaded MME image

@@ -86,6 +86,26 @@ def _argv(argv: Sequence[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+def lmms_eval_argv(
+    model_args: str,
+    tasks: Sequence[str],
+    batch_size: int = 8,
+    seed: int = 0,
+    include_path: str | Path | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """The ``lmms-eval`` command line (without the program name) for our model on ``tasks``:
+    the one place that decides it, whether it is parsed in this process
+    (:func:`cli_namespace`) or handed to a launcher."""
+    argv = ["--model", MODEL_ID, "--model_args", model_args, "--batch_size", str(batch_size)]
+    argv += ["--seed", str(seed), "--log_samples", "--tasks", ",".join(tasks)]
+    if include_path is not None:
+        argv += ["--include_path", str(include_path)]
+    if limit:
+        argv += ["--limit", str(int(limit))]
+    return argv
+
+
 def cli_namespace(argv: Sequence[str]) -> argparse.Namespace:
     """lmms-eval's CLI arguments for ``argv``, every default as its own parser sets it."""
     from lmms_eval.__main__ import parse_eval_args
@@ -279,13 +299,9 @@ def evaluate_one(
 ) -> Path:
     """One benchmark through ``simple_evaluate``; its results JSON saved as ``out_path``.
 
-    A benchmark whose judge is unavailable is written as not scored, with the reason, without
-    running the model on it.
+    A judged benchmark whose judge failed on any answer is written as not scored, with the
+    reason (:func:`evaluate_benchmarks` checks the judge is reachable before the run).
     """
-    if bench.judge is not None:
-        reason = judge_unavailable(bench.judge)
-        if reason is not None:
-            return _write_not_scored(bench, reason, out_path, samples_path)
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     cli_args.output_path = str(work_dir)
@@ -313,6 +329,21 @@ def evaluate_one(
     return Path(out_path)
 
 
+def _write_unjudgeable(
+    benchmarks: Sequence[Benchmark],
+    outputs: Mapping[str, str | Path],
+    samples: Mapping[str, str | Path] | None,
+) -> dict[str, Path]:
+    """Benchmarks whose judge is unavailable, written as not scored before the model loads."""
+    written = {}
+    for bench in benchmarks:
+        reason = judge_unavailable(bench.judge) if bench.judge is not None else None
+        if reason is not None:
+            sample_path = (samples or {}).get(bench.name)
+            written[bench.name] = _write_not_scored(bench, reason, outputs[bench.name], sample_path)
+    return written
+
+
 def evaluate_benchmarks(
     pretrained: str | Path,
     benchmarks: Sequence[Benchmark],
@@ -330,6 +361,10 @@ def evaluate_benchmarks(
 ) -> dict[str, Path]:
     """Evaluate one model on ``benchmarks``; ``outputs[name]`` receives each results JSON.
 
+    A benchmark whose external judge is unavailable (no key, endpoint unreachable) is written
+    as not scored with the reason, before the model loads; ``limit`` is rounded up per task to
+    whole document groups (:func:`task_limit`).
+
     Raises :class:`EvaluationError` listing every benchmark that failed, after writing the
     others. ``work_dir`` holds lmms-eval's own (timestamped) files while it runs and is removed
     afterwards; by default it sits beside the first output.
@@ -340,13 +375,10 @@ def evaluate_benchmarks(
     if any(b.local for b in benchmarks) and include_path is None:
         raise ValueError("local benchmarks need include_path (their task folders)")
     model_args = model_args_string(pretrained, device, dtype, max_new_tokens, model_extra)
-    argv = ["--model", MODEL_ID, "--model_args", model_args, "--batch_size", str(batch_size)]
-    argv += ["--seed", str(seed), "--log_samples"]
-    if include_path is not None:
-        argv += ["--include_path", str(include_path)]
-    if limit:
-        argv += ["--limit", str(int(limit))]
-    base_args = cli_namespace([*argv, "--tasks", ",".join(b.task for b in benchmarks)])
+    argv = lmms_eval_argv(
+        model_args, [b.task for b in benchmarks], batch_size, seed, include_path, limit
+    )
+    base_args = cli_namespace(argv)
     manager = task_manager([b.task for b in benchmarks], include_path, base_args.verbosity)
     unknown = [b.task for b in benchmarks if b.task not in manager.all_tasks]
     if unknown:
@@ -359,10 +391,13 @@ def evaluate_benchmarks(
             ],
             [],
         )
+    written = _write_unjudgeable(benchmarks, outputs, samples)
+    benchmarks = [b for b in benchmarks if b.name not in written]
+    if not benchmarks:
+        return written
     lm = load_lmm(model_args, batch_size)
     root = Path(work_dir) if work_dir else Path(next(iter(outputs.values()))).parent
     scratch = root / f".lmms-eval-{os.getpid()}"
-    written: dict[str, Path] = {}
     failures: list[TaskFailure] = []
     try:
         for bench in benchmarks:
