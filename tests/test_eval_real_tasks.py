@@ -246,3 +246,20 @@ def test_a_score_sample_reads_the_task_copy(real_tasks, tmp_path):
     assert len(items) == 3
     with Image.open(items[0]["path"]) as image:
         assert image.size == (40, 30)  # real_task_data.picture, not a downloaded MME image
+
+
+def test_judge_check_follows_lmms_eval_api_switch(monkeypatch):
+    """The judge's key and endpoint are the variables the task's utils read: API_TYPE=azure
+    switches to AZURE_API_KEY / AZURE_ENDPOINT; an API type the utils cannot use is refused."""
+    from vislaw.eval.runner import judge_unavailable
+    from vislaw.eval.tasks import OPENAI_JUDGE
+
+    for name in ("OPENAI_API_KEY", "AZURE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("API_TYPE", "azure")
+    assert "AZURE_API_KEY is not set" in judge_unavailable(OPENAI_JUDGE)
+    monkeypatch.setenv("AZURE_API_KEY", "k")
+    monkeypatch.setenv("AZURE_ENDPOINT", "not a url")
+    assert "AZURE_ENDPOINT='not a url' is not a URL" in judge_unavailable(OPENAI_JUDGE)
+    monkeypatch.setenv("API_TYPE", "claude")
+    assert "API_TYPE='claude'" in judge_unavailable(OPENAI_JUDGE)

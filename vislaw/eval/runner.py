@@ -4,7 +4,10 @@ What the evaluate rule calls. One process loads the model once (through lmms-eva
 registry, i.e. our entry point) and then, benchmark by benchmark, runs lmms-eval's
 ``simple_evaluate`` with the arguments its CLI would pass (the CLI's own parser fills every
 default) and saves the outcome with lmms-eval's own ``EvaluationTracker``. That writer names its
-files ``<date>_results.json``; we move each into the fixed name the DAG expects.
+files ``<output>/<model>/<date>_results.json``; we read that very file (tasks write other
+``*_results.json`` files of their own), add our notes under ``vislaw`` and store it under the
+fixed name the DAG expects. A benchmark whose external judge (GPT-scored MMBench) is missing or
+fails is stored as not scored, with the reason, never as a score made of failed calls.
 
 Why a loop in one process rather than ``lmms-eval --tasks a,b,c``: importing lmms-eval and
 indexing its task folders costs ~10 s and loading a 7B model far more, so one process per
@@ -167,9 +170,15 @@ def judge_unavailable(judge: Judge, timeout: float = 5.0) -> str | None:
     answer against the API and then fill the failures in with a guess, and the score made of
     failed calls would look like a real one.
     """
-    if not os.environ.get(judge.key_env):
-        return f"{judge.name} judge: {judge.key_env} is not set"
-    url = urllib.parse.urlsplit(os.environ.get(judge.url_env) or judge.default_url)
+    try:
+        key_env, url_env, default_url = judge.endpoint(os.environ)
+    except ValueError as err:
+        return f"{judge.name} judge: {err}"
+    if not os.environ.get(key_env):
+        return f"{judge.name} judge: {key_env} is not set"
+    url = urllib.parse.urlsplit(os.environ.get(url_env) or default_url)
+    if not url.hostname:
+        return f"{judge.name} judge: {url_env}={url.geturl()!r} is not a URL"
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()

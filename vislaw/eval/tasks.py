@@ -53,16 +53,42 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class Judge:
-    """An external model that scores a task's answers: what it needs to be reached."""
+    """An external model that scores a task's answers: what it needs to be reached.
+
+    ``endpoints`` maps the value of ``API_TYPE`` (lmms-eval's switch, default ``openai``) to
+    (variable holding the key, variable that may override the URL, default URL), as the
+    task's utils read them."""
 
     name: str
-    key_env: str  # the environment variable holding the API key
-    url_env: str  # the environment variable that may override the endpoint
-    default_url: str
+    endpoints: Mapping[str, tuple[str, str, str]]
+
+    def endpoint(self, environ: Mapping[str, str]) -> tuple[str, str, str]:
+        """(key variable, URL variable, default URL) for ``environ``'s ``API_TYPE``; raises
+        ValueError for an API type the task's utils do not support."""
+        api_type = environ.get("API_TYPE", "openai")
+        if api_type not in self.endpoints:
+            raise ValueError(f"API_TYPE={api_type!r}: the judge supports {sorted(self.endpoints)}")
+        return self.endpoints[api_type]
+
+    @property
+    def key_env(self) -> str:
+        return self.endpoints["openai"][0]
 
 
 OPENAI_JUDGE = Judge(
-    "OpenAI GPT", "OPENAI_API_KEY", "OPENAI_API_URL", "https://api.openai.com/v1/chat/completions"
+    "OpenAI GPT",
+    {
+        "openai": (
+            "OPENAI_API_KEY",
+            "OPENAI_API_URL",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        "azure": (
+            "AZURE_API_KEY",
+            "AZURE_ENDPOINT",
+            "https://api.cognitive.microsoft.com/sts/v1.0/issueToken",
+        ),
+    },
 )
 # lmms-eval tasks whose metric is computed by an API model (the MMBench-EN dev split scored by
 # GPT matching free-form answers to options); without the judge their score would be made of
