@@ -77,6 +77,16 @@ def test_every_paper_benchmark_scores_through_the_runner(paper_run):
         assert rows[0].metric == bench.metric and math.isfinite(rows[0].score), bench.name
         lines = samples[bench.name].read_text().splitlines()
         assert lines and all(json.loads(line)["doc_id"] >= 0 for line in lines)
+    # the prompts are the installed tasks' own (their doc_to_text and post prompts)
+    first = {b.name: json.loads(samples[b.name].read_text().splitlines()[0]) for b in benchmarks}
+    letter = "Answer with the option's letter from the given choices directly."
+    assert first["mmbench_en"]["input"].endswith(letter)
+    assert "There are several options:\nA. red\nB. green" in first["mmbench_en"]["input"]
+    assert first["mme"]["input"].endswith("?\nAnswer the question using a single word or phrase.")
+    assert first["mmmu_val"]["input"].startswith("<image 1> Which colour fills the image?\nA. red")
+    assert first["scienceqa_img"]["input"] == f"Which is shown?\nA. red\nB. blue\n{letter}"
+    assert first["seed_image"]["input"].endswith(f"D. yellow\n{letter}")
+    assert "respond with 'Unanswerable'" in first["vizwiz_vqa_val"]["input"]
 
 
 def test_results_are_the_model_own_and_count_multi_image_documents(paper_run, real_tasks):
