@@ -2,7 +2,8 @@
 # fixed-name results JSON per encoder and benchmark, gathered into scores/benchmarks.csv.
 # Jobs: config eval.jobs = per_encoder (default: one lmms-eval process per encoder runs all its
 # benchmarks, so lmms-eval's start (~5-10 s) and the model load are paid once per encoder) or
-# per_benchmark (one job per encoder x benchmark, for a wide cluster). See docs/evaluation.md.
+# per_benchmark (one job per encoder x benchmark, for a wide cluster). A benchmark whose GPT judge
+# is unavailable is written as not scored (NaN + reason in benchmarks.csv). See docs/evaluation.md.
 from vislaw.eval.tasks import resolve_benchmarks
 
 EVAL_BENCHMARKS = {b.name: b for b in resolve_benchmarks(config)}

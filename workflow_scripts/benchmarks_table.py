@@ -18,3 +18,6 @@ with job_log(snakemake.log[0]):
     rows = collect_rows(entries)
     write_table(rows, snakemake.output[0])
     print(f"{len(rows)} rows -> {snakemake.output[0]}")
+    for row in rows:
+        if not row.scored:  # NaN with the reason; the law input leaves these out
+            print(f"not scored: {row.encoder} {row.benchmark} {row.metric}: {row.note}")

@@ -47,9 +47,11 @@ def sample_lmms_task(
     bench: Benchmark, n: int, seed: int, out_dir: str | Path, include_path: str | None = None
 ) -> list[dict[str, str]]:
     """Sample documents of an lmms-eval task and save their first image as PNG in ``out_dir``."""
-    from lmms_eval.tasks import TaskManager, get_task_dict
+    from lmms_eval.tasks import get_task_dict
 
-    manager = TaskManager(include_path=include_path, include_defaults=not bench.local)
+    from vislaw.eval.runner import task_manager
+
+    manager = task_manager([bench.task], include_path)  # a task copy wins over the installed
     if bench.task not in manager.all_tasks:
         raise ValueError(f"benchmark {bench.name}: lmms-eval task {bench.task!r} not found")
     task = get_task_dict([bench.task], manager)[bench.task]

@@ -15,7 +15,8 @@ lmms-eval hands a "simple" model raw requests (``Instance.args``):
 The prompt is built exactly as in training (vislaw.vlm.templates): the context is the user
 turn, ``<image>`` opens it when the document has an image, and the continuation is the
 assistant's answer, tokenized in one string with the prompt. Documents with several images use
-the first (the LLaVA-1.5 recipe has one image per conversation); the log says how many did.
+the first (the LLaVA-1.5 recipe has one image per conversation); ``multi_image_docs`` records
+them per task, and the runner counts them in the log and the results JSON.
 
 Model arguments (``--model_args k=v,...``): ``pretrained`` (a stage folder of ours with
 ``vlm.json``, or a released LLaVA-1.5 folder together with ``config`` + ``encoder`` naming the
@@ -68,9 +69,13 @@ class _Request:
     image_key: tuple  # (task, split, doc_id): an image is read and encoded once per batch
 
 
-def _images(batch: Sequence[_Request]) -> tuple[list[Any], list[int | None]]:
+def _images(
+    batch: Sequence[_Request], multi: dict[str, set] | None = None
+) -> tuple[list[Any], list[int | None]]:
     """The batch's distinct images (read now, one batch at a time, not the whole task) and, per
-    request, the index of its image or None. Several images: the first is used."""
+    request, the index of its image or None. Several images: the first is used, and the
+    document is added to ``multi[task]`` (LLaVA-1.5 was trained with one image per
+    conversation; docs/evaluation.md)."""
     index: dict[tuple, int | None] = {}
     images: list[Any] = []
     for r in batch:
@@ -79,9 +84,13 @@ def _images(batch: Sequence[_Request]) -> tuple[list[Any], list[int | None]]:
         visuals = r.doc_to_visual(r.doc) if r.doc_to_visual is not None else None
         visuals = [v for v in (visuals or []) if v is not None]
         if len(visuals) > 1:
-            log.warning(
-                "%s doc %s has %d images; the first is used", *r.image_key[::2], len(visuals)
-            )
+            task, split, doc_id = r.image_key
+            seen = multi[task] if multi is not None else set()
+            if (split, doc_id) not in seen:  # once per document, not per request
+                seen.add((split, doc_id))
+                log.warning(
+                    "%s doc %s has %d images; the first is used", task, doc_id, len(visuals)
+                )
         index[r.image_key] = len(images) if visuals else None
         if visuals:
             images.append(visuals[0])
@@ -155,6 +164,8 @@ class VislawLMM(lmms):
         self.vlm = load_model(pretrained, self.device, DTYPES[dtype], config, encoder)
         self.vlm.model.eval()
         self._warned: set[str] = set()
+        # task -> {(split, doc_id)} of documents with several images (the runner reports them)
+        self.multi_image_docs: dict[str, set] = defaultdict(set)
 
     # ---- documents ----------------------------------------------------------------------------
     def _requests(self, requests: Sequence[Instance]) -> list[_Request]:
@@ -180,7 +191,7 @@ class VislawLMM(lmms):
     def _score(self, batch: Sequence[_Request]) -> list[tuple[float, bool]]:
         """(sum of -log p over continuation tokens, all continuation tokens greedy) per request."""
         model, tokenizer = self.vlm.model, self.vlm.tokenizer
-        images, rows = _images(batch)
+        images, rows = _images(batch, self.multi_image_docs)
         encoded = [
             self._target_ids(r.context, r.extra, row is not None)
             for r, row in zip(batch, rows, strict=True)
@@ -252,7 +263,7 @@ class VislawLMM(lmms):
     def _generate(self, batch: Sequence[_Request], stops: list[str], max_new: int) -> list[str]:
         vlm = self.vlm
         device = next(vlm.model.llm.parameters()).device
-        images, rows = _images(batch)
+        images, rows = _images(batch, self.multi_image_docs)
         shown = [images[row] if row is not None else None for row in rows]
         inputs = vlm.prompt_batch([r.context for r in batch], shown)
         inputs = {k: map_pixels(lambda t: t.to(device), v) for k, v in inputs.items()}

@@ -4,7 +4,8 @@ lmms-eval writes ``<date>_results.json`` with ``results[<task>]["<metric>,<filte
 ``"<metric>_stderr,<filter>"`` and an ``alias``); tasks without a filter pipeline use the filter
 ``none``. The evaluate rule stores one such file per encoder and benchmark under a fixed name;
 :func:`benchmark_rows` reads the benchmark's metrics from it and :func:`write_table` writes
-``scores/benchmarks.csv`` with the columns ``encoder, benchmark, task, metric, score``.
+``scores/benchmarks.csv`` with the columns ``encoder, benchmark, task, metric, score, note``
+(``score`` NaN and ``note`` the reason for a benchmark that was not scored).
 
 Light (json and csv only): the table rule needs no torch and no lmms-eval.
 """
@@ -33,14 +34,23 @@ class ResultsError(ValueError):
 
 @dataclass(frozen=True)
 class ScoreRow:
+    """One score; ``score`` is NaN and ``note`` says why when the benchmark was not scored
+    (e.g. its GPT judge was unavailable): never a 0 standing in for a failure."""
+
     encoder: str
     benchmark: str
     task: str
     metric: str
     score: float
+    note: str = ""
+
+    @property
+    def scored(self) -> bool:
+        return math.isfinite(self.score)
 
 
 COLUMNS = tuple(f.name for f in fields(ScoreRow))
+OLD_COLUMNS = COLUMNS[:-1]  # tables written before the note column
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
@@ -78,17 +88,40 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def not_scored_reason(data: Mapping[str, Any]) -> str | None:
+    """The reason the runner wrote instead of scores (vislaw.eval.runner), if any."""
+    notes = data.get("vislaw")
+    return notes.get("not_scored") if isinstance(notes, Mapping) else None
+
+
+def _limit(data: Mapping[str, Any]) -> Any:
+    notes = data.get("vislaw") if isinstance(data.get("vislaw"), Mapping) else {}
+    return notes.get("limit") or (data.get("config") or {}).get("limit")
+
+
 def benchmark_rows(
     encoder: str, bench: Benchmark, path: str | Path, filter_name: str = DEFAULT_FILTER
 ) -> list[ScoreRow]:
-    """Rows of the table for one encoder and benchmark, read from its results file."""
+    """Rows of the table for one encoder and benchmark, read from its results file.
+
+    A benchmark written as not scored gives NaN rows carrying the reason. A run limited by
+    ``eval.limit`` may lack an extra metric (MME's cognition score when the first documents
+    are all perception questions): that row is left out; the primary metric is required.
+    """
     data = read_results(path)
+    reason = not_scored_reason(data)
+    if reason is not None:
+        return [
+            ScoreRow(encoder, bench.name, bench.task, m, math.nan, reason) for m in bench.metrics
+        ]
     try:
         metrics = task_metrics(data, bench.task, filter_name)
     except KeyError as err:
         raise ResultsError(f"{path}: {err.args[0]}") from None
     rows = []
     for metric in bench.metrics:
+        if metric not in metrics and metric != bench.metric and _limit(data):
+            continue  # a limited run's documents did not cover this metric
         if metric not in metrics:
             raise ResultsError(
                 f"{path}: task {bench.task!r} has no metric {metric!r} under filter "
@@ -116,7 +149,7 @@ def table_text(rows: Sequence[ScoreRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow([*astuple(row)[:-1], repr(row.score)])
+        writer.writerow([*astuple(row)[:4], repr(row.score), row.note])
     return buffer.getvalue()
 
 
@@ -127,13 +160,21 @@ def write_table(rows: Sequence[ScoreRow], path: str | Path) -> Path:
 
 
 def read_table(path: str | Path) -> list[ScoreRow]:
-    """The rows of a ``benchmarks.csv`` (for the law, the report and tests)."""
+    """The rows of a ``benchmarks.csv`` (for the law, the report and tests); not-scored rows
+    come back with a NaN score and their note."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (COLUMNS, OLD_COLUMNS):
             raise ResultsError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
         return [
-            ScoreRow(r["encoder"], r["benchmark"], r["task"], r["metric"], float(r["score"]))
+            ScoreRow(
+                r["encoder"],
+                r["benchmark"],
+                r["task"],
+                r["metric"],
+                float(r["score"]),
+                r.get("note") or "",
+            )
             for r in reader
         ]
 

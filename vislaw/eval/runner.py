@@ -4,7 +4,10 @@ What the evaluate rule calls. One process loads the model once (through lmms-eva
 registry, i.e. our entry point) and then, benchmark by benchmark, runs lmms-eval's
 ``simple_evaluate`` with the arguments its CLI would pass (the CLI's own parser fills every
 default) and saves the outcome with lmms-eval's own ``EvaluationTracker``. That writer names its
-files ``<date>_results.json``; we move each into the fixed name the DAG expects.
+files ``<output>/<model>/<date>_results.json``; we read that very file (tasks write other
+``*_results.json`` files of their own), add our notes under ``vislaw`` and store it under the
+fixed name the DAG expects. A benchmark whose external judge (GPT-scored MMBench) is missing or
+fails is stored as not scored, with the reason, never as a score made of failed calls.
 
 Why a loop in one process rather than ``lmms-eval --tasks a,b,c``: importing lmms-eval and
 indexing its task folders costs ~10 s and loading a 7B model far more, so one process per
@@ -21,10 +24,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import shutil
+import socket
 import sys
 import traceback
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +38,8 @@ from typing import Any
 
 from vislaw.eval.registration import MODEL_ID
 from vislaw.eval.results import ResultsError, benchmark_rows, read_results
-from vislaw.eval.tasks import Benchmark, get_benchmark
-from vislaw.io.atomic import atomic_path
+from vislaw.eval.tasks import Benchmark, Judge, get_benchmark
+from vislaw.io.atomic import atomic_path, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,26 @@ def _argv(argv: Sequence[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+def lmms_eval_argv(
+    model_args: str,
+    tasks: Sequence[str],
+    batch_size: int = 8,
+    seed: int = 0,
+    include_path: str | Path | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """The ``lmms-eval`` command line (without the program name) for our model on ``tasks``:
+    the one place that decides it, whether it is parsed in this process
+    (:func:`cli_namespace`) or handed to a launcher."""
+    argv = ["--model", MODEL_ID, "--model_args", model_args, "--batch_size", str(batch_size)]
+    argv += ["--seed", str(seed), "--log_samples", "--tasks", ",".join(tasks)]
+    if include_path is not None:
+        argv += ["--include_path", str(include_path)]
+    if limit:
+        argv += ["--limit", str(int(limit))]
+    return argv
+
+
 def cli_namespace(argv: Sequence[str]) -> argparse.Namespace:
     """lmms-eval's CLI arguments for ``argv``, every default as its own parser sets it."""
     from lmms_eval.__main__ import parse_eval_args
@@ -90,6 +116,33 @@ def cli_namespace(argv: Sequence[str]) -> argparse.Namespace:
     with _argv(["lmms-eval", *argv]):
         _, args = parse_eval_args()
     return args
+
+
+def task_manager(
+    tasks: Sequence[str], include_path: str | Path | None = None, verbosity: str = "INFO"
+) -> Any:
+    """lmms-eval's task index for ``tasks``, where a task folder under ``include_path`` wins
+    over an installed task of the same name.
+
+    lmms-eval itself lets the installed task win silently, so a copy pointed at another
+    dataset (vislaw.eval.task_copies) would be ignored. When every task is under
+    ``include_path`` the ~2,000 installed task files are not indexed at all (seconds saved).
+    """
+    from lmms_eval.tasks import TaskManager
+
+    class IncludeFirst(TaskManager):
+        def initialize_tasks(self, include_path=None, include_defaults=True):  # noqa: ANN001
+            index = super().initialize_tasks(None, include_defaults) if include_defaults else {}
+            if include_path is not None:
+                index.update(super().initialize_tasks(include_path, include_defaults=False))
+            return index
+
+    path = str(include_path) if include_path is not None else None
+    if path is not None:
+        local = IncludeFirst(verbosity, path, include_defaults=False, model_name=MODEL_ID)
+        if all(task in local.all_tasks for task in tasks):
+            return local
+    return IncludeFirst(verbosity, path, include_defaults=True, model_name=MODEL_ID)
 
 
 def load_lmm(model_args: str, batch_size: int = 1):
@@ -110,31 +163,88 @@ def _reason(err: BaseException) -> str:
     return f"{type(inner).__name__}: {inner}".splitlines()[0]
 
 
-def _find_results(folder: Path) -> Path:
-    found = sorted(folder.rglob("*_results.json"))
-    if len(found) != 1:
-        raise ResultsError(f"expected one *_results.json from lmms-eval in {folder}, got {found}")
-    return found[0]
+def judge_unavailable(judge: Judge, timeout: float = 5.0) -> str | None:
+    """Why ``judge`` cannot score now (no key, endpoint unreachable), or None when it can.
+
+    Checked before the task runs: lmms-eval's MMBench evaluator would otherwise retry every
+    answer against the API and then fill the failures in with a guess, and the score made of
+    failed calls would look like a real one.
+    """
+    try:
+        key_env, url_env, default_url = judge.endpoint(os.environ)
+    except ValueError as err:
+        return f"{judge.name} judge: {err}"
+    if not os.environ.get(key_env):
+        return f"{judge.name} judge: {key_env} is not set"
+    url = urllib.parse.urlsplit(os.environ.get(url_env) or default_url)
+    if not url.hostname:
+        return f"{judge.name} judge: {url_env}={url.geturl()!r} is not a URL"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{judge.name} judge: {url.hostname}:{port} unreachable ({err})"
+    return None
 
 
-def evaluate_one(
-    lm: Any,
-    bench: Benchmark,
-    out_path: str | Path,
-    task_manager: Any,
-    cli_args: argparse.Namespace,
-    work_dir: Path,
-    samples_path: str | Path | None = None,
+# What lmms-eval's MMBench evaluator logs when the judge gave no answer for an item after all
+# its retries (it then guesses a letter at random and carries on).
+JUDGE_FAILURE_MESSAGE = "GPT API failed to answer"
+
+
+@contextlib.contextmanager
+def count_judge_failures() -> Iterator[list[str]]:
+    """Collect lmms-eval's judge-failure log messages while the block runs (loguru sink)."""
+    from loguru import logger
+
+    failures: list[str] = []
+    sink = logger.add(
+        lambda message: failures.append(str(message)),
+        level="INFO",
+        filter=lambda record: JUDGE_FAILURE_MESSAGE in record["message"],
+    )
+    try:
+        yield failures
+    finally:
+        logger.remove(sink)
+
+
+def task_limit(bench: Benchmark, limit: int | None) -> int | None:
+    """``limit`` rounded up to whole document groups (MME's question pairs), so that a limited
+    run never hands the task's aggregation half a group."""
+    if not limit:
+        return None
+    size = bench.group_size
+    return -(-int(limit) // size) * size
+
+
+def _write_not_scored(
+    bench: Benchmark, reason: str, out_path: str | Path, samples_path: str | Path | None
 ) -> Path:
-    """One benchmark through ``simple_evaluate``; its results JSON saved as ``out_path``."""
+    """A results file with no scores and the reason (the table reports it as not scored)."""
+    payload = {"results": {}, "vislaw": {"benchmark": bench.name, "task": bench.task}}
+    payload["vislaw"]["not_scored"] = reason
+    print(f"[vislaw] {bench.name} ({bench.task}) not scored: {reason}")
+    if samples_path is not None:
+        write_text_atomic(samples_path, "")
+    write_text_atomic(out_path, json.dumps(payload, indent=2))
+    return Path(out_path)
+
+
+def _run_task(
+    lm: Any, bench: Benchmark, task_manager: Any, cli_args: argparse.Namespace, work_dir: Path
+) -> tuple[Path, Path | None]:
+    """``simple_evaluate`` on one task, saved by lmms-eval's own tracker; returns the results
+    and samples files it wrote for this model.
+
+    The paths are the ones the tracker builds (``<output>/<model_name_sanitized>/<date>_*``),
+    not whatever matches a pattern: tasks write files of their own beside them (MMBench's
+    ``submissions/*_results.json``).
+    """
     from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.utils import get_datetime_str
 
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    cli_args.output_path = str(work_dir)
-    cli_args.tasks = bench.task
     tracker = EvaluationTracker(output_path=str(work_dir))
     stamp = get_datetime_str(timezone=cli_args.timezone)
     seeds = cli_args.seed
@@ -160,18 +270,87 @@ def evaluate_one(
         raise RuntimeError("lmms-eval returned no results (not the main process?)")
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=stamp)
-    produced = _find_results(work_dir)
+    folder = work_dir / tracker.general_config_tracker.model_name_sanitized
+    produced = folder / f"{tracker.date_id}_results.json"
+    if not produced.is_file():
+        raise ResultsError(f"lmms-eval did not write its results file {produced}")
+    tracker.save_results_samples(task_name=bench.task, samples=samples[bench.task])
+    sample_file = folder / f"{tracker.date_id}_samples_{bench.task}.jsonl"
+    return produced, sample_file if sample_file.is_file() else None
+
+
+def _annotate(produced: Path, bench: Benchmark, lm: Any, limit: int | None) -> dict[str, Any]:
+    """Our notes in the results JSON (key ``vislaw``): the benchmark, the limit applied and
+    the documents that had several images (the model sees the first; docs/evaluation.md)."""
+    data = read_results(produced)
+    counts = getattr(lm, "multi_image_docs", {})
+    n_docs = data.get("n-samples", {}).get(bench.task, {}).get("effective")
+    multi = len(counts.get(bench.task, ()))
+    data["vislaw"] = {"benchmark": bench.name, "task": bench.task, "limit": limit}
+    data["vislaw"] |= {"documents": n_docs, "multi_image_documents": multi}
+    if multi:
+        print(
+            f"[vislaw] {bench.name}: {multi} of {n_docs} documents have several images; the "
+            "model is shown the first of each (docs/evaluation.md)"
+        )
+    write_text_atomic(produced, json.dumps(data, indent=2, default=str))
+    return data
+
+
+def evaluate_one(
+    lm: Any,
+    bench: Benchmark,
+    out_path: str | Path,
+    task_manager: Any,
+    cli_args: argparse.Namespace,
+    work_dir: Path,
+    samples_path: str | Path | None = None,
+) -> Path:
+    """One benchmark through ``simple_evaluate``; its results JSON saved as ``out_path``.
+
+    A judged benchmark whose judge failed on any answer is written as not scored, with the
+    reason (:func:`evaluate_benchmarks` checks the judge is reachable before the run).
+    """
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    cli_args.output_path = str(work_dir)
+    cli_args.tasks = bench.task
+    cli_args.limit = task_limit(bench, cli_args.limit)
+    if cli_args.limit:
+        print(f"[vislaw] {bench.name}: limit {cli_args.limit} documents (eval.limit)")
+    with count_judge_failures() as judge_failures:
+        produced, sample_file = _run_task(lm, bench, task_manager, cli_args, work_dir)
+    if bench.judge is not None and judge_failures:
+        reason = (
+            f"{bench.judge.name} judge failed on {len(judge_failures)} answer(s) (API errors; "
+            "lmms-eval guessed those), so the score is not a measurement"
+        )
+        return _write_not_scored(bench, reason, out_path, samples_path)
+    _annotate(produced, bench, lm, cli_args.limit)
     benchmark_rows("check", bench, produced)  # the metric we will tabulate is really there
     if samples_path is not None:
-        tracker.save_results_samples(task_name=bench.task, samples=samples[bench.task])
-        sample_files = sorted(work_dir.rglob(f"*_samples_{bench.task}.jsonl"))
-        if sample_files:
-            with atomic_path(samples_path) as tmp:
-                shutil.copyfile(sample_files[0], tmp)
+        if sample_file is None:
+            raise ResultsError(f"lmms-eval wrote no samples file for {bench.task}")
+        with atomic_path(samples_path) as tmp:
+            shutil.copyfile(sample_file, tmp)
     with atomic_path(out_path) as tmp:
         shutil.copyfile(produced, tmp)
-    read_results(out_path)
     return Path(out_path)
+
+
+def _write_unjudgeable(
+    benchmarks: Sequence[Benchmark],
+    outputs: Mapping[str, str | Path],
+    samples: Mapping[str, str | Path] | None,
+) -> dict[str, Path]:
+    """Benchmarks whose judge is unavailable, written as not scored before the model loads."""
+    written = {}
+    for bench in benchmarks:
+        reason = judge_unavailable(bench.judge) if bench.judge is not None else None
+        if reason is not None:
+            sample_path = (samples or {}).get(bench.name)
+            written[bench.name] = _write_not_scored(bench, reason, outputs[bench.name], sample_path)
+    return written
 
 
 def evaluate_benchmarks(
@@ -191,6 +370,10 @@ def evaluate_benchmarks(
 ) -> dict[str, Path]:
     """Evaluate one model on ``benchmarks``; ``outputs[name]`` receives each results JSON.
 
+    A benchmark whose external judge is unavailable (no key, endpoint unreachable) is written
+    as not scored with the reason, before the model loads; ``limit`` is rounded up per task to
+    whole document groups (:func:`task_limit`).
+
     Raises :class:`EvaluationError` listing every benchmark that failed, after writing the
     others. ``work_dir`` holds lmms-eval's own (timestamped) files while it runs and is removed
     afterwards; by default it sits beside the first output.
@@ -200,24 +383,13 @@ def evaluate_benchmarks(
         raise ValueError(f"no output path for benchmark(s) {missing}")
     if any(b.local for b in benchmarks) and include_path is None:
         raise ValueError("local benchmarks need include_path (their task folders)")
-    from lmms_eval.tasks import TaskManager
-
     model_args = model_args_string(pretrained, device, dtype, max_new_tokens, model_extra)
-    argv = ["--model", MODEL_ID, "--model_args", model_args, "--batch_size", str(batch_size)]
-    argv += ["--seed", str(seed), "--log_samples"]
-    if include_path is not None:
-        argv += ["--include_path", str(include_path)]
-    if limit:
-        argv += ["--limit", str(int(limit))]
-    base_args = cli_namespace([*argv, "--tasks", ",".join(b.task for b in benchmarks)])
-    # lmms-eval's ~2,000 built-in task files take seconds to index: skip them when all are ours.
-    task_manager = TaskManager(
-        base_args.verbosity,
-        include_path=str(include_path) if include_path is not None else None,
-        include_defaults=not all(b.local for b in benchmarks),
-        model_name=MODEL_ID,
+    argv = lmms_eval_argv(
+        model_args, [b.task for b in benchmarks], batch_size, seed, include_path, limit
     )
-    unknown = [b.task for b in benchmarks if b.task not in task_manager.all_tasks]
+    base_args = cli_namespace(argv)
+    manager = task_manager([b.task for b in benchmarks], include_path, base_args.verbosity)
+    unknown = [b.task for b in benchmarks if b.task not in manager.all_tasks]
     if unknown:
         where = f" (include_path {include_path})" if include_path is not None else ""
         raise EvaluationError(
@@ -228,10 +400,13 @@ def evaluate_benchmarks(
             ],
             [],
         )
+    written = _write_unjudgeable(benchmarks, outputs, samples)
+    benchmarks = [b for b in benchmarks if b.name not in written]
+    if not benchmarks:
+        return written
     lm = load_lmm(model_args, batch_size)
     root = Path(work_dir) if work_dir else Path(next(iter(outputs.values()))).parent
     scratch = root / f".lmms-eval-{os.getpid()}"
-    written: dict[str, Path] = {}
     failures: list[TaskFailure] = []
     try:
         for bench in benchmarks:
@@ -242,7 +417,7 @@ def evaluate_benchmarks(
                     lm,
                     bench,
                     outputs[bench.name],
-                    task_manager,
+                    manager,
                     args,
                     scratch / bench.name,
                     (samples or {}).get(bench.name),

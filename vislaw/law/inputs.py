@@ -16,6 +16,20 @@ from vislaw.eval.tasks import get_benchmark
 A_COLUMNS = {"cosine": "a_cosine", "loglik": "a_loglik"}
 
 
+def _drop_not_scored(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Benchmark scores that were not measured (NaN with a note, e.g. a GPT judge without an
+    API key; vislaw.eval.results) leave the law, with their A rows: never fitted as 0."""
+    missing = b[b["score"].isna()]
+    if missing.empty:
+        return a, b
+    notes = missing["note"] if "note" in missing else [""] * len(missing)
+    for encoder, bench, note in zip(missing["encoder"], missing["benchmark"], notes, strict=True):
+        print(f"law input: {encoder} {bench} not scored ({note}); left out")
+    dropped = set(zip(missing["encoder"], missing["benchmark"], strict=True))
+    keep = [pair not in dropped for pair in zip(a["encoder"], a["benchmark"], strict=True)]
+    return a[keep], b[b["score"].notna()]
+
+
 def build_law_input(
     a_scores: str | Path, c_scores: str | Path, benchmarks: str | Path, a_definition: str = "cosine"
 ) -> pd.DataFrame:
@@ -27,6 +41,7 @@ def build_law_input(
     b = b[
         [primary[name] == metric for name, metric in zip(b["benchmark"], b["metric"], strict=True)]
     ]
+    a, b = _drop_not_scored(a, b)
     table = (
         a[["encoder", "benchmark", column]]
         .rename(columns={column: "A"})
