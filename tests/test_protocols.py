@@ -419,3 +419,89 @@ def test_import_cli_defaults_to_the_paper_protocol(llm_dir, tmp_path, minimal_co
     config.write_text(yaml.safe_dump(minimal_config))
     with pytest.raises(ValueError, match="needs protocol 'paper'"):
         main([*args[:-4], "--out", str(tmp_path / "p"), "--llm", str(llm_dir)])
+
+
+# ---- both protocols through the workflow's feature and C-score entry points, every family -------
+DEMO_FAMILIES = ["clip224", "siglip_b", "dinov2", "convnext", "sd15", "sdxl", "sdim", "dit", "sd3"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, project_root):
+    """The demo config on a small synthetic SPair set (non-square images), written for each
+    protocol as the rules' entry points read it (features.protocol)."""
+    import yaml
+
+    from vislaw.config import read_yaml
+    from vislaw.data.synthetic import generate_demo_data
+
+    root = tmp_path_factory.mktemp("demo_protocols")
+    config = read_yaml(project_root / "config/demo.yaml")
+    settings = dict(config["data"]["synthetic"])
+    settings.update(
+        n_pretrain=1, n_instruct=1, n_benchmark_questions=1, n_spair_images_per_category=3,
+        n_spair_pairs_per_category=3, spair_categories=["aeroplane", "bird"],
+    )  # fmt: skip
+    generate_demo_data(root / "data", settings, 0, progress=False)
+    paths = {}
+    for protocol in ("vislaw", "paper"):
+        config["data"]["root"] = str(root / "data")
+        config["data"]["synthetic"] = settings
+        config["features"] = {**config["features"], "protocol": protocol}
+        paths[protocol] = root / f"{protocol}.yaml"
+        paths[protocol].write_text(yaml.safe_dump(config))
+    return root, paths
+
+
+def _features_and_c(demo_run, name: str, protocol: str) -> tuple[dict, dict]:
+    from vislaw.features import main as features_main
+    from vislaw.io.hdf5 import open_features
+    from vislaw.scores.correspondence import main as c_main
+    from vislaw.scores.correspondence import read_rows
+
+    root, configs = demo_run
+    out = root / protocol / f"{name}.h5"
+    if not out.is_file():
+        out.parent.mkdir(exist_ok=True)
+        features_main(["--config", str(configs[protocol]), "--encoder", name, "--out", str(out)])
+    row_path = root / protocol / f"{name}.csv"
+    args = ["--features", str(out), "--spair-root", str(root / "data/SPair-71k")]
+    c_main([*args, "--out", str(row_path), "--symmetry", "synthetic"])
+    with open_features(out) as handle:
+        meta = dict(handle.meta)
+    return meta, read_rows(row_path)[0]
+
+
+@pytest.mark.parametrize("name", DEMO_FAMILIES)
+def test_both_protocols_run_features_and_c_score_for_every_family(demo_run, name):
+    import h5py
+
+    metas, rows = {}, {}
+    for protocol in ("vislaw", "paper"):
+        metas[protocol], rows[protocol] = _features_and_c(demo_run, name, protocol)
+        assert metas[protocol]["protocol"] == rows[protocol]["protocol"] == protocol
+        assert 0 <= float(rows[protocol]["pck10_image"]) <= 1
+    assert metas["vislaw"]["geometry"] == "letterbox" and metas["paper"]["geometry"] == "stretch"
+    root = demo_run[0]
+    with (
+        h5py.File(root / "vislaw" / f"{name}.h5") as a,
+        h5py.File(root / "paper" / f"{name}.h5") as b,
+    ):
+        assert a["features"].shape == b["features"].shape
+        assert not np.array_equal(a["features"][()], b["features"][()])
+
+
+def test_fusion_of_paper_members_and_mixed_protocols_refused(demo_run):
+    from vislaw.features import fuse_feature_files
+    from vislaw.io.hdf5 import open_features
+
+    root = demo_run[0]
+    for protocol in ("vislaw", "paper"):
+        _features_and_c(demo_run, "clip224", protocol)
+        _features_and_c(demo_run, "dinov2", protocol)
+    members = [root / "paper" / "clip224.h5", root / "paper" / "dinov2.h5"]
+    fuse_feature_files(members, root / "paper" / "fused.h5")
+    with open_features(root / "paper" / "fused.h5") as handle:
+        assert handle.meta["protocol"] == "paper"
+    mixed = [root / "paper" / "clip224.h5", root / "vislaw" / "dinov2.h5"]
+    with pytest.raises(ValueError, match="different protocols"):
+        fuse_feature_files(mixed, root / "mixed.h5")
