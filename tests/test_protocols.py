@@ -72,7 +72,9 @@ def test_clip_paper_preprocessing_is_the_stock_processor():
     )(images=[image], return_tensors="pt")["pixel_values"]
     ours = pap.preprocess([image])
     assert ours.shape == stock.shape
+    # One grey level (1 / 255 / CLIP's std) at most: the processor resizes other buffers.
     assert torch.allclose(ours, stock, atol=2e-2), _rel(ours, stock)
+    assert (ours - stock).abs().mean() < 2e-3
     assert _rel(vis.preprocess([image]), stock) > 0.1  # letterbox != crop
 
 
@@ -100,7 +102,8 @@ def test_siglip_and_diffusion_paper_preprocessing_stretch():
         images=[image], return_tensors="pt"
     )["pixel_values"]
     siglip = build_encoder(_spec("siglip", 128, "paper", patch_size=16))
-    assert torch.allclose(siglip.preprocess([image]), stock, atol=2e-2)
+    assert torch.allclose(siglip.preprocess([image]), stock, atol=2e-2)  # two grey levels
+    assert (siglip.preprocess([image]) - stock).abs().mean() < 2e-3
     sd = build_encoder(_spec("sd_unet", 128, "paper"))
     assert torch.allclose(sd.preprocess([image]), stock, atol=2e-2)  # [-1, 1] as SigLIP's
 
@@ -505,3 +508,25 @@ def test_fusion_of_paper_members_and_mixed_protocols_refused(demo_run):
     mixed = [root / "paper" / "clip224.h5", root / "vislaw" / "dinov2.h5"]
     with pytest.raises(ValueError, match="different protocols"):
         fuse_feature_files(mixed, root / "mixed.h5")
+
+
+def test_protocol_effects_cli_measures_each_difference(capsys, project_root):
+    from vislaw.encoders.protocol_effects import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    capsys.readouterr()
+    config = str(project_root / "config/demo.yaml")
+    main(["--config", config, "--encoders", "clip224", "dit", "--images", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {
+        cells[0]: dict(zip(header, cells, strict=True))
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])
+    }
+    assert float(rows["clip224"]["model"]) == 0 and float(rows["clip224"]["pixels"]) > 0.1
+    dit = rows["dit"]
+    assert dit["permuted"] == "True"
+    # Without the permutation only the class embedding differs: smaller, but not zero.
+    assert 0 < float(dit["model_same_order"]) < float(dit["model"])

@@ -94,6 +94,15 @@ def space_to_depth(
     return grid.reshape(batch, (rows // factor) * (cols // factor), factor * factor * dim)
 
 
+def swap_s2d_order(features: torch.Tensor) -> torch.Tensor:
+    """2x2 space-to-depth features in one channel order -> the other ((dy, dx, D) <->
+    (dx, dy, D)): the (0, 1) and (1, 0) cells' channel blocks trade places."""
+    import torch
+
+    blocks = torch.chunk(features, 4, dim=-1)
+    return torch.cat([blocks[0], blocks[2], blocks[1], blocks[3]], dim=-1)
+
+
 def tiny_section(spec: EncoderSpec, key: str) -> dict[str, Any]:
     """The overrides under ``tiny.<key>`` (e.g. ``tiny: {unet: {block_out_channels: [8, 16]}}``)."""
     section = (spec.tiny or {}).get(key, {})
