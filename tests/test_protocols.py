@@ -530,3 +530,22 @@ def test_protocol_effects_cli_measures_each_difference(capsys, project_root):
     assert dit["permuted"] == "True"
     # Without the permutation only the class embedding differs: smaller, but not zero.
     assert 0 < float(dit["model_same_order"]) < float(dit["model"])
+
+
+@pytest.mark.parametrize("aspect,protocol", [("pad", "paper"), ("square", "vislaw")])
+def test_stage2_import_reads_the_checkpoints_own_aspect_ratio(tmp_path, aspect, protocol):
+    """LLaVA-1.5's releases say image_aspect_ratio "pad" (our letterbox), the authors' runs
+    "square": an import under the other protocol stops before any weight is read."""
+    import json
+
+    from vislaw.vlm.checkpoints import import_llava
+
+    folder = tmp_path / "llava"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"image_aspect_ratio": aspect}))
+    spec = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14, protocol=protocol)
+    with pytest.raises(ValueError, match=f"image_aspect_ratio '{aspect}'"):
+        import_llava(folder, tmp_path / "out", spec, 2)
+    # With the override the check is skipped (here the missing weights then stop it).
+    with pytest.raises(FileNotFoundError, match="weights"):
+        import_llava(folder, tmp_path / "out", spec, 2, allow_protocol_mismatch=True)

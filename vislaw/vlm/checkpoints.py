@@ -486,6 +486,8 @@ def import_llava(
     elif stage == 2:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if not allow_protocol_mismatch:
+            check_aspect_ratio(src, protocol)
         weights: dict[str, torch.Tensor] = {}
         for path in _llava_weight_files(src):
             tensors = _load_tensor_file(path)
@@ -516,6 +518,25 @@ def import_llava(
         protocol_override=allow_protocol_mismatch,
     )
     return write_stage(out_dir, info, state, llm_model, tokenizer)
+
+
+# LLaVA's ``image_aspect_ratio`` and the protocol whose MLLM geometry it is: ``pad`` is our
+# letterbox, ``square`` the authors' runs (stock processor crop / stretch).
+ASPECT_PROTOCOL = {"pad": "vislaw", "square": "paper"}
+
+
+def check_aspect_ratio(folder: Path, protocol: str) -> None:
+    """Refuse a stage-2 import whose own config.json names the other protocol's geometry (e.g.
+    LLaVA-1.5's releases, trained with ``pad``, imported as the authors' ``paper``)."""
+    path = folder / "config.json"
+    aspect = json.loads(path.read_text()).get("image_aspect_ratio") if path.is_file() else None
+    expected = ASPECT_PROTOCOL.get(str(aspect))
+    if expected and expected != protocol:
+        raise ValueError(
+            f"{path}: image_aspect_ratio {aspect!r} is protocol '{expected}' geometry, the "
+            f"import says '{protocol}'. Pass --protocol {expected} (and set that protocol on "
+            f"the encoder), or --allow-protocol-mismatch"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
