@@ -17,8 +17,9 @@ joint attention width; pooled = both projected ``text_embeds`` concatenated), fo
 
 ``protocol: paper`` (the authors' SD3 featurizer): 77 zero T5 tokens (their diffusers'
 default ``max_sequence_length``), latents only scaled (no ``shift_factor`` subtraction), and
-no noise: their flow-matching ``add_noise`` at t=1 returned the clean latent, which the
-transformer then sees with ``timestep = t``; channel order (dx, dy, D). ``layer`` picks the
+their flow-matching ``add_noise``, ``t * latent + (1 - t) * noise`` with the raw timestep as
+``t``: at t=1 the clean latent, which the transformer then sees with ``timestep = 1``; channel
+order (dx, dy, D). ``layer`` picks the
 transformer block (default -1, the last).
 
 Tiny twin: the tiny VAE with 16 latent channels (like SD3's), two tiny CLIP text encoders with
@@ -141,7 +142,10 @@ class Sd3Encoder(DiffusionTransformerEncoder):
         latents = self._latents(pixels)
         batch = pixels.shape[0]
         if self.spec.is_paper:
-            noisy = latents
+            # Their scheduler's add_noise: t * latent + (1 - t) * noise with the raw timestep
+            # as t, so t = 1 (the only value they used) gives the clean latent.
+            t_raw = float(self.timestep)
+            noisy = t_raw * latents + (1 - t_raw) * self._noise(latents)
         else:
             sigma = self.timestep / self.num_train_timesteps
             noisy = (1 - sigma) * latents + sigma * self._noise(latents)
