@@ -340,6 +340,8 @@ def test_import_cli(encoder, llm_dir, tmp_path, minimal_config):
             str(config),
             "--encoder",
             "clip224",
+            "--protocol",  # the checkpoint was trained on vislaw's features (the default: paper)
+            "vislaw",
             "--out",
             str(tmp_path / "o"),
             "--llm",

@@ -59,6 +59,10 @@ def extract_features(
 ) -> None:
     """Stream ``ids`` through the encoder in batches into ``out_path`` (atomic).
 
+    These are the C score's SPair features: under ``protocol: paper`` they are computed as the
+    authors' C-score script did (stretched, [-1, 1] for every family, DiT map transposed); the
+    meta records the protocol, the image geometry and the channel layout.
+
     ``trained``: encoder tensors a training recipe changed (ConvLLaVA's, read from the stage-1
     folder named by ``trained_source``), so the features are those of the encoder the MLLM
     uses rather than of the spec's (for ConvLLaVA: a random fifth stage)."""
@@ -71,7 +75,17 @@ def extract_features(
     if trained:
         encoder.load_trained(trained, source=trained_source)
     rows, cols = encoder.grid
-    meta = {"encoder": spec.to_attrs(), "image_folder": str(image_folder)}
+    meta = {
+        "encoder": spec.to_attrs(),
+        "image_folder": str(image_folder),
+        "protocol": spec.protocol,
+        "purpose": "c_score",
+        "geometry": encoder.geometry("c_score")["geometry"],
+        "feature_layout": encoder.feature_layout(),
+        # The keypoint -> grid mapping the C score uses: the letterbox under both protocols (the
+        # paper's C paired stretched features with letterboxed keypoints; docs/c_score.md).
+        "keypoint_geometry": "letterbox",
+    }
     if trained:
         meta["trained_encoder"] = trained_source
     with write_features(
@@ -89,7 +103,7 @@ def extract_features(
                         images.append(im.convert("RGB"))
                 except OSError as err:
                     raise OSError(f"cannot read image {path}: {err}") from err
-            feats = encoder.encode_images(images).float().cpu().numpy()
+            feats = encoder.encode_images(images, "c_score").float().cpu().numpy()
             writer.append(batch_ids, feats)
 
 
@@ -108,9 +122,19 @@ def fuse_feature_files(
             if member.grid != first.grid or member.features.shape[1] != first.features.shape[1]:
                 raise ValueError(f"{path}: token grid {member.grid} differs from {first.grid}")
         channels = sum(m.features.shape[2] for m in members)
+        protocols = {
+            str(p): m.meta.get("protocol", "vislaw")
+            for p, m in zip(member_paths, members, strict=True)
+        }
+        if len(set(protocols.values())) > 1:
+            raise ValueError(
+                f"fusion members were extracted under different protocols: {protocols}"
+            )
         meta = {
             "encoder": spec.to_attrs() if spec else None,
             "members": list(map(str, member_paths)),
+            "protocol": next(iter(protocols.values())),
+            "keypoint_geometry": "letterbox",
         }
         with write_features(
             out_path,

@@ -26,6 +26,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
 
+# Feature protocols (docs/encoders.md, "Two protocols"): ours, and the authors' extraction.
+PROTOCOLS: tuple[str, ...] = ("vislaw", "paper")
+# What features are for: an MLLM's input, or the C score's cached SPair features (the authors
+# computed those with another preprocessing than their MLLMs saw).
+PURPOSES: tuple[str, ...] = ("mllm", "c_score")
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -34,6 +40,8 @@ class EncoderSpec:
     ``tiny`` is None for the real checkpoint (``model_id``), or a mapping of overrides for the
     family's small random-init twin (an empty mapping means the family's tiny defaults).
     Unset family options (``layer``, ``timestep`` ...) are None and take the family default.
+    ``protocol`` is ``vislaw`` (one clean geometry, each model's documented conditioning) or
+    ``paper`` (the authors' preprocessing, conditioning and channel order).
     """
 
     name: str
@@ -50,6 +58,17 @@ class EncoderSpec:
     env: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
+    protocol: str = "vislaw"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"encoder '{self.name}': protocol {self.protocol!r} is not one of {PROTOCOLS}"
+            )
+
+    @property
+    def is_paper(self) -> bool:
+        return self.protocol == "paper"
 
     @property
     def is_tiny(self) -> bool:
@@ -85,6 +104,11 @@ class VisionEncoder(ABC):
     conda_env: ClassVar[str] = "transformers"
     mean: ClassVar[tuple[float, float, float]] = HALF_MEAN
     std: ClassVar[tuple[float, float, float]] = HALF_STD
+    # ``protocol: paper``: the square the authors' LLaVA training (image_aspect_ratio "square")
+    # made for this family: "crop" (stock processor: shortest edge, centre crop) or "stretch".
+    paper_geometry: ClassVar[str] = "stretch"
+    # For "crop": the shortest edge before cropping, as a multiple of the input size.
+    paper_resize_ratio: ClassVar[float] = 1.0
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", dtype: torch.dtype | None = None):
         import torch
@@ -130,11 +154,49 @@ class VisionEncoder(ABC):
     def channels(self) -> int:
         """Feature channels C of ``encode``'s output."""
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Letterbox each image to a square of ``input_size`` and normalise: (B, 3, S, S)."""
+    def geometry(self, purpose: str = "mllm") -> dict[str, Any]:
+        """How images become this encoder's square input, as :func:`images_to_tensor` kwargs.
+
+        ``vislaw``: letterbox, the family's mean/std, for every purpose. ``paper``: for the MLLM
+        the family's square (``paper_geometry``) with its own mean/std; for the C score every
+        family stretched and fed [-1, 1] (the authors' ``extract_feature.py``)."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose {purpose!r} is not one of {PURPOSES}")
+        size = self.spec.input_size
+        if not self.spec.is_paper:
+            return {"geometry": "letterbox", "mean": self.mean, "std": self.std}
+        if purpose == "c_score":
+            return {"geometry": "stretch", "mean": HALF_MEAN, "std": HALF_STD}
+        return {
+            "geometry": self.paper_geometry,
+            "mean": self.mean,
+            "std": self.std,
+            "resize_to": round(size * self.paper_resize_ratio),
+            "truncate_fill": True,
+        }
+
+    def preprocess(self, images: Sequence[Image.Image], purpose: str = "mllm") -> torch.Tensor:
+        """Each image squared to ``input_size`` and normalised, as the protocol says for
+        ``purpose`` (:meth:`geometry`): (B, 3, S, S)."""
         from vislaw.encoders.preprocess import images_to_tensor
 
-        return images_to_tensor(images, self.spec.input_size, self.mean, self.std)
+        return images_to_tensor(images, self.spec.input_size, **self.geometry(purpose))
+
+    @classmethod
+    def layout_for(cls, spec: EncoderSpec) -> str:
+        """How a feature vector's channels are ordered: what a projector's input columns were
+        trained on. Row-major tokens with the model's own channels, unless a family groups
+        tokens (space-to-depth), where the protocols differ (vislaw.vlm.checkpoints checks).
+        From the spec alone, so a checkpoint can be checked before any model is built."""
+        return "tokens"
+
+    def feature_layout(self) -> str:
+        return self.layout_for(self.spec)
+
+    def finish_c_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The C-score feature grid from ``encode``'s output (identity unless the protocol
+        rearranges the map, as the authors' DiT C-score features are transposed)."""
+        return feats
 
     @abstractmethod
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -158,8 +220,9 @@ class VisionEncoder(ABC):
             )
         return feats
 
-    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self.encode(self.preprocess(images))
+    def encode_images(self, images: Sequence[Image.Image], purpose: str = "mllm") -> torch.Tensor:
+        feats = self.encode(self.preprocess(images, purpose))
+        return self.finish_c_features(feats) if purpose == "c_score" else feats
 
     # ---- partial finetuning (training recipes that update the encoder, e.g. ConvLLaVA) --------
     @classmethod

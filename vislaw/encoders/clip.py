@@ -1,6 +1,8 @@
 """CLIP ViTs: OpenAI CLIP and the Hugging Face port of OpenCLIP (same architecture).
 
 Feature: ``hidden_states[layer]`` (LLaVA's penultimate layer by default), CLS token dropped.
+``protocol: paper``: the stock CLIP processor's square (shortest edge to the input size, centre
+crop), as the authors' LLaVA training ran with ``image_aspect_ratio: square``.
 """
 
 from __future__ import annotations
@@ -24,3 +26,4 @@ class ClipEncoder(ViTEncoder):
     config_class = "CLIPVisionConfig"
     tiny_defaults = TINY_CLIP
     default_patch = 14
+    paper_geometry = "crop"

@@ -51,6 +51,9 @@ class ConvNextEncoder(VisionEncoder):
     family = "convnext"
     conda_env = "transformers"
     mean, std = CLIP_MEAN, CLIP_STD
+    # Not in the Law-of-Vision authors' code (ConvLLaVA pads to a square): ``paper`` keeps the
+    # letterbox for MLLM features (with LLaVA's truncated pad colour).
+    paper_geometry = "letterbox"
 
     @classmethod
     def stride(cls, spec: EncoderSpec) -> int:

@@ -69,16 +69,38 @@ def forward_until(module: torch.nn.Module, run: Callable[[], Any]) -> Any:
     raise RuntimeError(f"{type(module).__name__} was not called by the forward")
 
 
-def space_to_depth(tokens: torch.Tensor, rows: int, cols: int, factor: int = 2) -> torch.Tensor:
+# Channel orders of the 2x2 space-to-depth features, per protocol: ours stacks the cells row by
+# row (dy outer), the authors' unfold chain stacks them column by column (dx outer).
+S2D_ORDERS = {"vislaw": "dy,dx,D", "paper": "dx,dy,D"}
+
+
+def space_to_depth(
+    tokens: torch.Tensor, rows: int, cols: int, factor: int = 2, order: str = "dy,dx,D"
+) -> torch.Tensor:
     """(B, rows*cols, D) row-major tokens -> (B, rows/f * cols/f, f*f*D), f x f cells stacked.
 
     Used for the transformer denoisers (DiT, SD3), whose token grid is 2x finer than the UNet
-    features of the same input; channel order is (dy, dx, D).
+    features of the same input. ``order`` is the channel order: "dy,dx,D" (ours) or "dx,dy,D"
+    (the authors'): the same numbers, columns permuted.
     """
     batch, _, dim = tokens.shape
     grid = tokens.reshape(batch, rows // factor, factor, cols // factor, factor, dim)
-    grid = grid.permute(0, 1, 3, 2, 4, 5)
+    if order == "dy,dx,D":
+        grid = grid.permute(0, 1, 3, 2, 4, 5)
+    elif order == "dx,dy,D":
+        grid = grid.permute(0, 1, 3, 4, 2, 5)
+    else:
+        raise ValueError(f"unknown space-to-depth order {order!r}; known: {sorted(S2D_ORDERS)}")
     return grid.reshape(batch, (rows // factor) * (cols // factor), factor * factor * dim)
+
+
+def swap_s2d_order(features: torch.Tensor) -> torch.Tensor:
+    """2x2 space-to-depth features in one channel order -> the other ((dy, dx, D) <->
+    (dx, dy, D)): the (0, 1) and (1, 0) cells' channel blocks trade places."""
+    import torch
+
+    blocks = torch.chunk(features, 4, dim=-1)
+    return torch.cat([blocks[0], blocks[2], blocks[1], blocks[3]], dim=-1)
 
 
 def tiny_section(spec: EncoderSpec, key: str) -> dict[str, Any]:
@@ -208,10 +230,11 @@ class DiffusionEncoder(VisionEncoder):
         return self.default_timestep if self.spec.timestep is None else self.spec.timestep
 
     def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        """VAE posterior mean, shifted and scaled as in the model's training."""
+        """VAE posterior mean, shifted and scaled as in the model's training (``paper``: only
+        scaled, as the authors' pipelines never subtract ``shift_factor``; SD3's is not 0)."""
         vae = self.model["vae"]
         mean = vae.encode(pixels).latent_dist.mean
-        shift = vae.config.shift_factor or 0.0
+        shift = 0.0 if self.spec.is_paper else vae.config.shift_factor or 0.0
         return (mean - shift) * vae.config.scaling_factor
 
     def _noise(self, latents: torch.Tensor) -> torch.Tensor:
@@ -289,6 +312,26 @@ class DiffusionTransformerEncoder(DiffusionEncoder):
         return 4 * config.num_attention_heads * config.attention_head_dim
 
     def _to_grid(self, tokens: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """Row-major patch tokens of ``latents`` -> 2x2 space-to-depth features."""
+        """Row-major patch tokens of ``latents`` -> 2x2 space-to-depth features, in the
+        protocol's channel order."""
         side = latents.shape[-1] // self.model["transformer"].config.patch_size
-        return space_to_depth(tokens, side, side)
+        return space_to_depth(tokens, side, side, order=S2D_ORDERS[self.spec.protocol])
+
+    @classmethod
+    def layout_for(cls, spec: EncoderSpec) -> str:
+        return f"s2d2:{S2D_ORDERS[spec.protocol]}"
+
+    @property
+    def block_index(self) -> int:
+        """The transformer block whose output is the feature: ``layer`` (default -1, the last;
+        the authors' training default ``up_ft_index: 0`` is ``layer: 0``)."""
+        return -1 if self.spec.layer is None else self.spec.layer
+
+    def _block(self) -> torch.nn.Module:
+        blocks = self.model["transformer"].transformer_blocks
+        if not -len(blocks) <= self.block_index < len(blocks):
+            raise ConfigError(
+                f"encoders.{self.spec.name}.layer",
+                f"{self.block_index} is outside the {len(blocks)} transformer blocks",
+            )
+        return blocks[self.block_index]

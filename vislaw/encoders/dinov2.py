@@ -4,6 +4,8 @@ Feature: ``hidden_states[layer]`` (penultimate by default) without the CLS token
 "with registers" checkpoints, without the register tokens that follow it. The real checkpoint
 is loaded with ``AutoModel`` so both kinds work; the tiny twin is a stock ``Dinov2Model``.
 DINOv2 always interpolates its position embeddings, so any multiple of the patch size works.
+``protocol: paper``: the stock DINOv2 processor's square (shortest edge to 256/224 of the input
+size, centre crop: 256 -> 224 at the paper's size), as the authors' LLaVA training ran.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Dinov2Encoder(ViTEncoder):
     tiny_defaults = TINY_DINOV2
     default_patch = 14
     can_interpolate = False
+    paper_geometry = "crop"
+    paper_resize_ratio = 256 / 224
 
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         from transformers import AutoModel

@@ -7,12 +7,19 @@ scheduler betas), unconditional: the class label is the null class (index
 a side) are put back on their grid and 2x2 space-to-depth'd, so the grid is input/8/patch/2 with
 4*D channels: DiT-XL/2 at 512 px -> 16x16x4608, comparable in size to the UNet features.
 
+``protocol: paper`` (the authors' DiT featurizer): no class conditioning at all (each block's
+ada-norm embedding is the timestep embedding alone, not plus a class row) and channel order
+(dx, dy, D); for the C score the feature map is transposed, as their C-score script did.
+``layer`` picks the transformer block (default -1, the last).
+
 Tiny twin: the 4-block tiny VAE (factor 8), a 2-layer DiT of width 16 with patch 2 and 10
 classes (256 px -> 8x8x64). Overrides under ``tiny.vae`` and ``tiny.transformer``.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vislaw.encoders.diffusion import (
@@ -79,8 +86,40 @@ class DitEncoder(DiffusionTransformerEncoder):
         null_class = torch.full(
             (batch,), transformer.config.num_embeds_ada_norm, dtype=torch.long, device=t.device
         )
-        tokens = forward_until(
-            transformer.transformer_blocks[-1],
-            lambda: transformer(noisy, timestep=t, class_labels=null_class),
-        )
+        with timestep_only_conditioning(transformer, self.spec.is_paper):
+            tokens = forward_until(
+                self._block(), lambda: transformer(noisy, timestep=t, class_labels=null_class)
+            )
         return self._to_grid(tokens, latents)
+
+    def finish_c_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """``paper``: the authors' C-score script transposed the DiT map (rows <-> columns)."""
+        if not self.spec.is_paper:
+            return feats
+        rows, cols = self.grid
+        grid = feats.reshape(feats.shape[0], rows, cols, feats.shape[-1])
+        return grid.transpose(1, 2).reshape(feats.shape)
+
+
+@contextlib.contextmanager
+def timestep_only_conditioning(transformer: torch.nn.Module, active: bool) -> Iterator[None]:
+    """While active, every ``CombinedTimestepLabelEmbeddings`` of ``transformer`` returns the
+    timestep embedding alone (the class embedding is not added), as the authors' DiT did."""
+    from diffusers.models.embeddings import CombinedTimestepLabelEmbeddings
+
+    def timestep_only(module: torch.nn.Module, args: tuple, kwargs: dict, _out: Any) -> Any:
+        timestep = kwargs.get("timestep", args[0] if args else None)
+        dtype = kwargs.get("hidden_dtype", args[2] if len(args) > 2 else None)
+        projected = module.time_proj(timestep)
+        return module.timestep_embedder(projected.to(dtype=dtype))
+
+    handles = []
+    if active:
+        for module in transformer.modules():
+            if isinstance(module, CombinedTimestepLabelEmbeddings):
+                handles.append(module.register_forward_hook(timestep_only, with_kwargs=True))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -75,9 +75,25 @@ class FusionEncoder(VisionEncoder):
     def channels(self) -> int:
         return sum(m.channels for m in self.members)
 
-    def preprocess(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
-        """One tensor per member, each with that member's size and normalisation."""
-        return [m.preprocess(images) for m in self.members]
+    def preprocess(
+        self, images: Sequence[Image.Image], purpose: str = "mllm"
+    ) -> list[torch.Tensor]:
+        """One tensor per member, each with that member's size, geometry and normalisation
+        (each member's own protocol)."""
+        return [m.preprocess(images, purpose) for m in self.members]
+
+    @classmethod
+    def layout_for(cls, spec: EncoderSpec) -> str:
+        """The members' layouts in channel order (a projector sees their concatenation)."""
+        return "+".join(_family(m).layout_for(m) for m in spec.members)
+
+    def finish_c_features(self, feats: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        parts = torch.split(feats, [m.channels for m in self.members], dim=-1)
+        return torch.cat(
+            [m.finish_c_features(p) for m, p in zip(self.members, parts, strict=True)], -1
+        )
 
     def _forward(self, pixels: Sequence[torch.Tensor]) -> torch.Tensor:
         import torch

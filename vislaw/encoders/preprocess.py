@@ -1,10 +1,14 @@
-"""The one image geometry of the project: letterbox to a square, then resize.
+"""Image geometries: the project's letterbox, and the authors' stretch and resize + centre crop.
 
-Every family feeds its model a square of ``size`` pixels made by padding the image to a square
-(centred, padded with the normalisation mean so padding is zero after normalising, as LLaVA's
-``pad`` option does) and resizing. Keypoints use the same :class:`Letterbox` transform, so the
-features and the coordinates that index them never disagree (upstream stretched the image but
-letterboxed the keypoints).
+Under ``protocol: vislaw`` (the default) every family feeds its model a square of ``size``
+pixels made by padding the image to a square (centred, padded with the normalisation mean so
+padding is zero after normalising, as LLaVA's ``pad`` option does) and resizing. Keypoints use
+the same :class:`Letterbox` transform, so the features and the coordinates that index them never
+disagree (upstream stretched the image but letterboxed the keypoints).
+
+``protocol: paper`` reproduces what the authors' code fed each family (docs/encoders.md):
+``stretch`` (SigLIP, the diffusion towers, and every family for their C score) and ``crop``
+(CLIP and DINOv2 through their stock processors: shortest edge to ``resize_to``, centre crop).
 """
 
 from __future__ import annotations
@@ -79,15 +83,64 @@ class Letterbox:
         return row * cols + col
 
 
-def letterbox(image: Image.Image, size: int, fill: Sequence[float]) -> Image.Image:
-    """Pad to a centred square with ``fill`` (0..1 RGB), then resize to ``size`` (bicubic)."""
+GEOMETRIES: tuple[str, ...] = ("letterbox", "stretch", "crop")
+
+
+def letterbox(
+    image: Image.Image, size: int, fill: Sequence[float], truncate_fill: bool = False
+) -> Image.Image:
+    """Pad to a centred square with ``fill`` (0..1 RGB), then resize to ``size`` (bicubic).
+
+    The fill colour is rounded to 0..255; ``truncate_fill`` truncates it as LLaVA's
+    ``expand2square(image, tuple(int(x * 255) for x in mean))`` does (one grey level lower)."""
     image = image.convert("RGB")
     width, height = image.size
     side = max(width, height)
-    colour = tuple(int(round(c * 255)) for c in fill)
+    colour = tuple(int(c * 255) if truncate_fill else int(round(c * 255)) for c in fill)
     canvas = Image.new("RGB", (side, side), colour)
     canvas.paste(image, ((side - width) // 2, (side - height) // 2))
     return canvas.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def stretch(image: Image.Image, size: int) -> Image.Image:
+    """Resize to ``size`` x ``size`` ignoring the aspect ratio (bicubic), as the authors' LLaVA
+    training (``image_aspect_ratio: square`` with a square-resizing processor) and their C-score
+    script (``img.resize((s, s))``) did."""
+    return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def resize_crop(image: Image.Image, size: int, resize_to: int) -> Image.Image:
+    """Shortest edge to ``resize_to`` (bicubic, the long edge truncated to an integer), then a
+    centred ``size`` crop: the stock CLIP (``resize_to == size``) and DINOv2 (256 -> 224)
+    processors' geometry."""
+    image = image.convert("RGB")
+    width, height = image.size
+    if width <= height:
+        new = (resize_to, int(resize_to * height / width))
+    else:
+        new = (int(resize_to * width / height), resize_to)
+    image = image.resize(new, Image.Resampling.BICUBIC)
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def square_image(
+    image: Image.Image,
+    size: int,
+    geometry: str,
+    fill: Sequence[float],
+    *,
+    resize_to: int | None = None,
+    truncate_fill: bool = False,
+) -> Image.Image:
+    """The ``size`` x ``size`` RGB image of one geometry (see :data:`GEOMETRIES`)."""
+    if geometry == "letterbox":
+        return letterbox(image, size, fill, truncate_fill)
+    if geometry == "stretch":
+        return stretch(image, size)
+    if geometry == "crop":
+        return resize_crop(image, size, resize_to or size)
+    raise ValueError(f"unknown geometry {geometry!r}; known: {GEOMETRIES}")
 
 
 def images_to_tensor(
@@ -95,9 +148,23 @@ def images_to_tensor(
     size: int,
     mean: Sequence[float],
     std: Sequence[float],
+    *,
+    geometry: str = "letterbox",
+    resize_to: int | None = None,
+    truncate_fill: bool = False,
 ) -> torch.Tensor:
-    """Letterbox, scale to [0, 1], normalise with the family's mean/std: (B, 3, size, size)."""
-    arrays = [np.asarray(letterbox(im, size, mean), dtype=np.float32) / 255.0 for im in images]
+    """Square each image (``geometry``, letterbox by default), scale to [0, 1], normalise with
+    ``mean``/``std``: (B, 3, size, size)."""
+    arrays = [
+        np.asarray(
+            square_image(
+                im, size, geometry, mean, resize_to=resize_to, truncate_fill=truncate_fill
+            ),
+            dtype=np.float32,
+        )
+        / 255.0
+        for im in images
+    ]
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)

@@ -45,7 +45,14 @@ def family_class(family: str) -> type[VisionEncoder]:
         raise KeyError(f"unknown encoder family '{family}'; known: {sorted(FAMILIES)}") from None
 
 
-def _spec_from_entry(name: str, entry: Mapping[str, Any], seed: int) -> EncoderSpec:
+def default_protocol(config: Mapping[str, Any]) -> str:
+    """``features.protocol``: the protocol of every encoder that does not name its own."""
+    return str((config.get("features") or {}).get("protocol", "vislaw"))
+
+
+def _spec_from_entry(
+    name: str, entry: Mapping[str, Any], seed: int, protocol: str = "vislaw"
+) -> EncoderSpec:
     tiny = entry.get("tiny")
     if not entry.get("model_id") and not (tiny or tiny == {}):
         raise ConfigError(
@@ -70,6 +77,7 @@ def _spec_from_entry(name: str, entry: Mapping[str, Any], seed: int) -> EncoderS
         env=entry.get("env"),
         options=dict(entry.get("options", {})),
         seed=encoder_seed(seed, name),
+        protocol=str(entry.get("protocol", protocol)),
     )
 
 
@@ -88,12 +96,13 @@ def resolve_encoders(config: Mapping[str, Any]) -> dict[str, EncoderSpec]:
     """
     entries: Mapping[str, Mapping[str, Any]] = config["encoders"]
     seed = int(config.get("seed", 0))
+    protocol = default_protocol(config)
     specs: dict[str, EncoderSpec] = {}
     for name, entry in entries.items():
         if entry["family"] not in FAMILIES:
             raise ConfigError(f"encoders.{name}.family", f"unknown family '{entry['family']}'")
         if entry["family"] != "fusion":
-            specs[name] = _spec_from_entry(name, entry, seed)
+            specs[name] = _spec_from_entry(name, entry, seed, protocol)
             # The grid arithmetic refuses impossible sizes (ConfigError) before any job runs.
             family_class(entry["family"]).token_grid(specs[name])
     for name, entry in entries.items():
@@ -112,6 +121,13 @@ def resolve_encoders(config: Mapping[str, Any]) -> dict[str, EncoderSpec]:
             raise ConfigError(
                 f"encoders.{name}.members", f"token grids differ, cannot concatenate: {grids}"
             )
+        fused = str(entry.get("protocol", protocol))
+        mixed = {m.name: m.protocol for m in members if m.protocol != fused}
+        if mixed:
+            raise ConfigError(
+                f"encoders.{name}.protocol",
+                f"fusion protocol '{fused}' differs from its members' {mixed}",
+            )
         specs[name] = EncoderSpec(
             name=name,
             family="fusion",
@@ -119,12 +135,18 @@ def resolve_encoders(config: Mapping[str, Any]) -> dict[str, EncoderSpec]:
             members=tuple(members),
             env=entry.get("env"),
             seed=seed,
+            protocol=fused,
         )
     return {name: specs[name] for name in entries}
 
 
 def token_grid(spec: EncoderSpec) -> tuple[int, int]:
     return family_class(spec.family).token_grid(spec)
+
+
+def feature_layout(spec: EncoderSpec) -> str:
+    """The channel layout of a spec's features (VisionEncoder.layout_for), without a model."""
+    return family_class(spec.family).layout_for(spec)
 
 
 def conda_env(spec: EncoderSpec) -> str:

@@ -15,6 +15,13 @@ joint attention width; pooled = both projected ``text_embeds`` concatenated), fo
 ``t5_tokens`` zero tokens where T5's would be (256, the pipeline's default
 ``max_sequence_length``; ``options.t5_tokens`` changes it).
 
+``protocol: paper`` (the authors' SD3 featurizer): 77 zero T5 tokens (their diffusers'
+default ``max_sequence_length``), latents only scaled (no ``shift_factor`` subtraction), and
+their flow-matching ``add_noise``, ``t * latent + (1 - t) * noise`` with the raw timestep as
+``t``: at t=1 the clean latent, which the transformer then sees with ``timestep = 1``; channel
+order (dx, dy, D). ``layer`` picks the
+transformer block (default -1, the last).
+
 Tiny twin: the tiny VAE with 16 latent channels (like SD3's), two tiny CLIP text encoders with
 projection, a 2-layer MMDiT of width 16 (256 px -> 8x8x64) and 8 zero T5 tokens. Overrides
 under ``tiny.vae``, ``tiny.transformer``, ``tiny.text_encoder`` and ``tiny.t5_tokens``.
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
     import torch
 
 T5_TOKENS = 256
+PAPER_T5_TOKENS = 77
 TINY_T5_TOKENS = 8
 NUM_TRAIN_TIMESTEPS = 1000
 TINY_SD3_VAE = {**TINY_VAE, "latent_channels": 16, "scaling_factor": 1.5305, "shift_factor": 0.0609}
@@ -61,9 +69,15 @@ class Sd3Encoder(DiffusionTransformerEncoder):
     tiny_keys = frozenset({"vae", "transformer", "text_encoder", "t5_tokens"})
 
     def t5_tokens(self) -> int:
-        if self.spec.tiny is not None:
-            return int(self.spec.tiny.get("t5_tokens", TINY_T5_TOKENS))
-        return int(self.spec.options.get("t5_tokens", T5_TOKENS))
+        """Zero T5 tokens after the CLIP ones: an explicit ``tiny.t5_tokens`` /
+        ``options.t5_tokens``, else 77 under ``paper``, else 256 (8 for the tiny twin)."""
+        if self.spec.tiny is not None and "t5_tokens" in self.spec.tiny:
+            return int(self.spec.tiny["t5_tokens"])
+        if self.spec.tiny is None and "t5_tokens" in self.spec.options:
+            return int(self.spec.options["t5_tokens"])
+        if self.spec.is_paper:
+            return PAPER_T5_TOKENS
+        return TINY_T5_TOKENS if self.spec.tiny is not None else T5_TOKENS
 
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         import torch
@@ -127,13 +141,19 @@ class Sd3Encoder(DiffusionTransformerEncoder):
         transformer = self.model["transformer"]
         latents = self._latents(pixels)
         batch = pixels.shape[0]
-        sigma = self.timestep / self.num_train_timesteps
-        noisy = (1 - sigma) * latents + sigma * self._noise(latents)
+        if self.spec.is_paper:
+            # Their scheduler's add_noise: t * latent + (1 - t) * noise with the raw timestep
+            # as t, so t = 1 (the only value they used) gives the clean latent.
+            t_raw = float(self.timestep)
+            noisy = t_raw * latents + (1 - t_raw) * self._noise(latents)
+        else:
+            sigma = self.timestep / self.num_train_timesteps
+            noisy = (1 - sigma) * latents + sigma * self._noise(latents)
         t = torch.full((batch,), float(self.timestep), dtype=latents.dtype, device=latents.device)
         context = self.model.prompt_embeds.expand(batch, -1, -1)
         pooled = self.model.pooled_projections.expand(batch, -1)
         _, tokens = forward_until(
-            transformer.transformer_blocks[-1],
+            self._block(),
             lambda: transformer(
                 noisy, encoder_hidden_states=context, pooled_projections=pooled, timestep=t
             ),

@@ -7,6 +7,9 @@ token) of the same input image. The embedding is computed from the model's input
 (letterboxed, [-1, 1]) taken back to [0, 1], resized to 224 px (bicubic without antialiasing,
 as in the model card's transform) and normalised with CLIP's mean/std.
 
+``protocol: paper`` (the authors' featurizer): the CLIP image encoder gets the model input
+([-1, 1]) resized bilinearly to 224 px, with no CLIP mean/std.
+
 The image encoder is the repo's ``image_encoder`` subfolder, or ``options.image_encoder_id``.
 Tiny twin: the sd_unet tiny (SD layout) plus a tiny CLIP vision tower at 224 px (patch 32)
 whose projection width is the UNet's cross-attention width; overrides under
@@ -65,10 +68,14 @@ class SdImageVariationsEncoder(SdUnetEncoder):
         return int(config.projection_dim)
 
     def _clip_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] model input -> the CLIP image encoder's 224 px, mean/std-normalised input."""
+        """[-1, 1] model input -> the CLIP image encoder's 224 px input: as the model card's
+        transform (bicubic, CLIP mean/std), or under ``paper`` as the authors' (bilinear,
+        [-1, 1] kept)."""
         import torch
         import torch.nn.functional as F
 
+        if self.spec.is_paper:
+            return F.interpolate(pixels, size=(CLIP_IMAGE_SIZE, CLIP_IMAGE_SIZE), mode="bilinear")
         unit = (pixels + 1) / 2
         unit = F.interpolate(
             unit, size=(CLIP_IMAGE_SIZE, CLIP_IMAGE_SIZE), mode="bicubic", antialias=False

@@ -12,6 +12,10 @@ a wrong guess fails loudly instead of giving a wrong grid. SDXL's conditioning f
 pipeline: both text encoders' penultimate layers concatenated, the second one's pooled
 ``text_embeds``, and ``time_ids`` = (S, S, 0, 0, S, S) for an S px input without cropping.
 
+``protocol: paper`` (the authors' UNet featurizer): SDXL's UNet runs without the pooled text
+embedding and time_ids (their forward never adds the ``add_embedding`` term); SD 1.x/2.x are
+the same under both protocols.
+
 Tiny twin: 4-block VAE (factor 8), a two-level UNet (one downsampling; up_blocks[0] is at
 latent resolution: 128 px -> 16x16x32), one tiny CLIP text encoder (two for
 ``tiny: {variant: sdxl}``, whose UNet has the text_time addition embedding). Overrides go under
@@ -20,6 +24,8 @@ latent resolution: 128 px -> 16x16x32), one tiny CLIP text encoder (two for
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
@@ -221,8 +227,26 @@ class SdUnetEncoder(DiffusionEncoder):
         noisy = self.scheduler.add_noise(latents, self._noise(latents), t)
         context, added = self._unet_condition(pixels)
         unet = self.model["unet"]
-        hidden = forward_until(
-            unet.up_blocks[self.up_block],
-            lambda: unet(noisy, t, encoder_hidden_states=context, added_cond_kwargs=added),
-        )
+        with without_added_embedding(unet, self.spec.is_paper and added is not None):
+            hidden = forward_until(
+                unet.up_blocks[self.up_block],
+                lambda: unet(noisy, t, encoder_hidden_states=context, added_cond_kwargs=added),
+            )
         return hidden.flatten(2).transpose(1, 2)
+
+
+@contextlib.contextmanager
+def without_added_embedding(unet: torch.nn.Module, active: bool) -> Iterator[None]:
+    """While active, the UNet's ``add_embedding`` (SDXL's pooled text + time_ids term) adds
+    zero to the timestep embedding, as in the authors' UNet forward, which never computes it."""
+    import torch
+
+    def zero(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(output)
+
+    handle = unet.add_embedding.register_forward_hook(zero) if active else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()

@@ -7,12 +7,14 @@ and count it correct when it lies within ``alpha * max(h, w)`` of the target's b
 (or of the whole target image). C = 100 x per-image PCK@0.10: the mean over pairs of each
 pair's fraction of correct keypoints.
 
-Geometry. The features were computed on the letterboxed image (``VisionEncoder.preprocess``),
-and the feature grid tiles that whole square. Keypoints go through the same
-:class:`~vislaw.encoders.preprocess.Letterbox`, so the cell a keypoint indexes is the cell its
-pixel was encoded in, and the predicted cell centre maps back exactly (upstream stretched the
-image but letterboxed the keypoints, which puts every keypoint in the wrong cell on
-non-square images).
+Geometry. Under ``protocol: vislaw`` the features were computed on the letterboxed image
+(``VisionEncoder.preprocess``), and the feature grid tiles that whole square. Keypoints go
+through the same :class:`~vislaw.encoders.preprocess.Letterbox`, so the cell a keypoint indexes
+is the cell its pixel was encoded in, and the predicted cell centre maps back exactly. Under
+``protocol: paper`` the features were computed as the authors' C-score script did (stretched
+image) while the keypoints still go through the letterbox: that mismatch is how the paper's
+``corres`` column was computed, so it is reproduced there, not fixed (docs/c_score.md). The
+feature file records its protocol and keypoint geometry; the row records the protocol.
 
 Speed. Features are read once per image per pass, in blocks, from the HDF5 cache. Pass one
 gathers the unit feature of every (pair, keypoint) query from its source image; pass two takes
@@ -507,6 +509,10 @@ def score_features(
         if cache.grid is None:
             raise ValueError(f"{features_path}: no 'grid' attribute (token grid) to match on")
         encoder_meta = cache.meta.get("encoder") or {}
+        keypoints = cache.meta.get("keypoint_geometry", "letterbox")
+        if keypoints != "letterbox":
+            raise ValueError(f"{features_path}: keypoint geometry {keypoints!r} is not supported")
+        protocol = str(cache.meta.get("protocol", "vislaw"))
         # The grid tiles the whole letterboxed square, so the original -> grid mapping does not
         # depend on the input size; the spec's size is used when recorded, for the record.
         input_size = int(encoder_meta.get("input_size") or cache.grid[1])
@@ -525,7 +531,9 @@ def score_features(
             progress=progress,
         )
     name = encoder or encoder_meta.get("name") or features_path.stem
-    return make_row(name, predicted, queries, inputs)
+    row = make_row(name, predicted, queries, inputs)
+    row["protocol"] = protocol
+    return row
 
 
 def make_row(

@@ -53,6 +53,7 @@ from vislaw.vlm.checkpoints import (
     LLM_DIR,
     PROJECTOR_FILE,
     VlmInfo,
+    check_feature_match,
     llm_reference,
     load_projector,
     prepare_tokenizer,
@@ -266,6 +267,10 @@ def _prepare(
     trained = read_encoder_weights(start_dir) if start_dir is not None else {}
     if trained:  # the encoder an earlier phase trained (ConvLLaVA)
         encoder.load_trained(trained, source=f"{start_dir}")
+    if start_dir is not None:  # its projector must get the features it was trained on
+        check_feature_match(
+            VlmInfo.read(start_dir), specs[encoder_name], start_dir, encoder.channels
+        )
     rows, cols = encoder.grid
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
     json_path, image_folder = stage_data(config, stage)

@@ -98,6 +98,12 @@ class VlmInfo:
     training: dict[str, Any] = field(default_factory=dict)
     # File (in the stage folder) of trained encoder tensors; None: the encoder is the spec's.
     encoder_weights: str | None = None
+    # The feature protocol and channel layout the projector was trained on (filled from the
+    # encoder spec when written; import-llava records what the released checkpoint needs), and
+    # whether the user explicitly accepted a protocol other than the recorded one.
+    feature_protocol: str | None = None
+    feature_layout: str | None = None
+    protocol_override: bool = False
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -190,6 +196,7 @@ def write_stage(
     stale file of an earlier run is removed. vlm.json last."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    info = with_feature_record(info)
     save_projector(projector_state, folder / PROJECTOR_FILE, info.projector_type)
     if encoder_state:
         save_encoder_weights(encoder_state, folder / ENCODER_FILE)
@@ -205,6 +212,65 @@ def write_stage(
                 tokenizer.save_pretrained(tmp)
     write_text_atomic(folder / INFO_FILE, info.to_json())
     return folder
+
+
+# ---- the feature protocol guard (docs/encoders.md, "Imported checkpoints") --------------------
+def with_feature_record(info: VlmInfo) -> VlmInfo:
+    """``info`` with the protocol and channel layout filled in from its encoder spec where unset
+    (a folder we train records what it was trained on)."""
+    from vislaw.encoders.registry import feature_layout
+
+    return dataclasses.replace(
+        info,
+        feature_protocol=info.feature_protocol or info.encoder.protocol,
+        feature_layout=info.feature_layout or feature_layout(info.encoder),
+    )
+
+
+def check_feature_match(
+    info: VlmInfo, spec: EncoderSpec, folder: str | Path, channels: int | None = None
+) -> None:
+    """Refuse to feed a stage folder's projector features it was not trained on.
+
+    - width: ``channels`` (when given) must equal the projector's input width;
+    - layout: the spec's channel layout must equal the recorded one (a permuted column order,
+      e.g. DiT/SD3 space-to-depth (dx, dy, D) vs (dy, dx, D), cannot be seen in the weights);
+    - protocol: the spec's protocol must equal the recorded one, unless the folder records an
+      explicit override (``import-llava --allow-protocol-mismatch``).
+    Folders written before these were recorded (no ``feature_protocol``) pass the last two.
+    """
+    where = Path(folder) / INFO_FILE
+    if channels is not None and channels != info.projector_in:
+        raise ValueError(
+            f"{where}: projector takes {info.projector_in} channels, encoder "
+            f"'{spec.name}' gives {channels}"
+        )
+    check_protocol(
+        info.feature_protocol, info.feature_layout, info.protocol_override, spec, str(where)
+    )
+
+
+def check_protocol(
+    protocol: str | None, layout: str | None, override: bool, spec: EncoderSpec, where: str
+) -> None:
+    """The layout and protocol halves of :func:`check_feature_match` (None: not recorded)."""
+    from vislaw.encoders.registry import feature_layout
+
+    given = feature_layout(spec)
+    if layout and given != layout:
+        raise ValueError(
+            f"{where}: the projector's input columns are laid out as {layout!r}, encoder "
+            f"'{spec.name}' (protocol {spec.protocol}) gives {given!r}: the same channels in "
+            f"another order. Set encoders.{spec.name}.protocol: {protocol} to feed it the "
+            f"features it was trained on"
+        )
+    if protocol and spec.protocol != protocol and not override:
+        raise ValueError(
+            f"{where}: this checkpoint needs protocol '{protocol}' features, encoder "
+            f"'{spec.name}' uses protocol '{spec.protocol}'. Set encoders.{spec.name}.protocol: "
+            f"{protocol}, or re-import with --allow-protocol-mismatch to accept the difference "
+            f"explicitly"
+        )
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -308,11 +374,7 @@ def load_vlm(
     trained = read_encoder_weights(folder, info)
     if trained:
         encoder.load_trained(trained, source=str(folder / str(info.encoder_weights)))
-    if encoder.channels != info.projector_in:
-        raise ValueError(
-            f"{folder}: projector takes {info.projector_in} channels, encoder "
-            f"'{info.encoder.name}' gives {encoder.channels}"
-        )
+    check_feature_match(info, info.encoder, folder, encoder.channels)
     model = LlavaStyleModel(encoder, projector.to(dtype or torch.float32), llm).to(device).eval()
     return LoadedVlm(model, tokenizer, get_template(info.template), info)
 
@@ -392,17 +454,29 @@ def import_llava(
     template: str | None = None,
     pad_to_square: bool = True,
     max_length: int = 2048,
+    protocol: str | None = None,
+    allow_protocol_mismatch: bool = False,
 ) -> Path:
     """Convert a released LLaVA checkpoint into our stage folder.
 
     Stage 1: ``src`` is ``mm_projector.bin``; ``llm`` names the frozen LLM it was trained with
     (hub id or folder). Stage 2: ``src`` is the full model folder; its LLM and tokenizer are
     re-saved under ``llm/``.
+
+    ``protocol`` is the feature protocol the checkpoint was trained on: ``paper`` for the
+    authors' released checkpoints (the CLI's default); None takes the spec's. It and its
+    channel layout are recorded in vlm.json; a spec
+    of another protocol is refused unless ``allow_protocol_mismatch`` (recorded too), and a
+    spec of another channel layout always (see :func:`check_feature_match`).
     """
-    from vislaw.encoders.registry import token_grid
+    from vislaw.encoders.registry import feature_layout, token_grid
 
     src, out_dir = Path(src), Path(out_dir)
     rows, cols = token_grid(spec)
+    protocol = protocol or spec.protocol
+    layout = feature_layout(dataclasses.replace(spec, protocol=protocol))
+    # Before anything is loaded: the checkpoint's features vs the config's encoder.
+    check_protocol(protocol, layout, allow_protocol_mismatch, spec, f"import of {src}")
     if stage == 1:
         if not llm:
             raise ValueError("a stage-1 import needs the LLM the projector was trained with")
@@ -412,6 +486,8 @@ def import_llava(
     elif stage == 2:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if not allow_protocol_mismatch:
+            check_aspect_ratio(src, protocol)
         weights: dict[str, torch.Tensor] = {}
         for path in _llava_weight_files(src):
             tensors = _load_tensor_file(path)
@@ -437,8 +513,30 @@ def import_llava(
         pad_to_square=pad_to_square,
         max_length=max_length,
         training={"imported_from": str(src)},
+        feature_protocol=protocol,
+        feature_layout=layout,
+        protocol_override=allow_protocol_mismatch,
     )
     return write_stage(out_dir, info, state, llm_model, tokenizer)
+
+
+# LLaVA's ``image_aspect_ratio`` and the protocol whose MLLM geometry it is: ``pad`` is our
+# letterbox, ``square`` the authors' runs (stock processor crop / stretch).
+ASPECT_PROTOCOL = {"pad": "vislaw", "square": "paper"}
+
+
+def check_aspect_ratio(folder: Path, protocol: str) -> None:
+    """Refuse a stage-2 import whose own config.json names the other protocol's geometry (e.g.
+    LLaVA-1.5's releases, trained with ``pad``, imported as the authors' ``paper``)."""
+    path = folder / "config.json"
+    aspect = json.loads(path.read_text()).get("image_aspect_ratio") if path.is_file() else None
+    expected = ASPECT_PROTOCOL.get(str(aspect))
+    if expected and expected != protocol:
+        raise ValueError(
+            f"{path}: image_aspect_ratio {aspect!r} is protocol '{expected}' geometry, the "
+            f"import says '{protocol}'. Pass --protocol {expected} (and set that protocol on "
+            f"the encoder), or --allow-protocol-mismatch"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -457,6 +555,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     imp.add_argument("--encoder", required=True, help="encoder name in the config")
     imp.add_argument("--out", required=True, help="stage folder to write")
     imp.add_argument("--llm", help="stage 1: LLM id/folder (default: the config's llm.model_id)")
+    imp.add_argument(
+        "--protocol",
+        choices=["paper", "vislaw"],
+        default="paper",
+        help="feature protocol the checkpoint was trained on (the authors' releases: paper)",
+    )
+    imp.add_argument(
+        "--allow-protocol-mismatch",
+        action="store_true",
+        help="accept an encoder whose protocol differs from --protocol (channel layout must agree)",
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config)
     specs = resolve_encoders(config)
@@ -473,6 +582,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         template=train.get(f"stage{args.stage}", {}).get("template"),
         pad_to_square=train.get("pad_to_square", True),
         max_length=train.get("max_length", 2048),
+        protocol=args.protocol,
+        allow_protocol_mismatch=args.allow_protocol_mismatch,
     )
     print(f"wrote {out}")
 
