@@ -337,32 +337,51 @@ def rounds_table(decisions: Sequence[Mapping]) -> pd.DataFrame:
 
 
 def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
-    """``recommendation.md``: the final choice and how sure the law is."""
-    last = decisions[-1]
-    first = last["top_k"][0]
-    mean, sd = last["ranking"][first["encoder"]]
-    rivals = [
-        (name, m, s) for name, (m, s) in last["ranking"].items() if name not in last["finetuned"]
-    ]
+    """``recommendation.md``: the final choice (the best *measured* encoder: a prediction is
+    no result) and how sure the law is that no unmeasured encoder beats it."""
     from scipy.special import ndtr
 
-    beat = max((float(ndtr((m - mean) / s)) for _, m, s in rivals if s > 0), default=0.0)
-    status = "measured" if first["measured"] else "predicted only (not finetuned)"
-    lines = [
-        "# Policy recommendation",
-        "",
-        f"**Choose `{first['encoder']}`** (weighted normalised score {first['score']:.3f}, "
-        f"{status}).",
-        "",
+    last = decisions[-1]
+    ranking = last["ranking"]
+    measured = list(last["finetuned"])
+    lines = ["# Policy recommendation", ""]
+    if measured:
+        choice = max(measured, key=lambda e: ranking[e][0])
+        best = ranking[choice][0]
+        lines.append(
+            f"**Choose `{choice}`**: the best measured encoder (weighted normalised score "
+            f"{best:.3f})."
+        )
+    else:
+        choice, best = None, float("-inf")
+        lines.append("**No encoder is measured yet**: no choice can be made.")
+    rivals = {e: (m, sd) for e, (m, sd) in ranking.items() if e not in measured}
+    chances = {
+        e: float(ndtr((m - best) / sd)) if sd > 0 else float(m > best)
+        for e, (m, sd) in rivals.items()
+    }
+    lines += [""]
+    if chances and choice is not None:
+        rival = max(chances, key=chances.get)
+        lines.append(
+            f"- How sure: the unmeasured encoder most likely to beat it is `{rival}` "
+            f"(chance {chances[rival]:.2f} under the law's normal posterior); the others are "
+            "less likely. "
+            + (
+                "The law ranks it higher: raise `policy.budget` to finetune it."
+                if rivals[rival][0] > best
+                else "The law ranks every unmeasured encoder lower."
+            )
+        )
+    r2 = last["law_r2"]
+    lines += [
         f"- Strategy `{last['strategy']}`; {len(last['ordered'])} finetunes ordered (budget "
-        f"{budget}); {last['n_measured']} encoders measured: {', '.join(last['finetuned'])}.",
+        f"{budget}); measured: {', '.join(measured) or 'none'}.",
         f"- Stopped: {last['why']}.",
-        f"- Largest chance that an unmeasured encoder beats it (normal posterior, one encoder "
-        f"at a time): {beat:.2f}.",
-        f"- Law fit on the measured encoders (mean in-sample R² over benchmarks): "
-        f"{last['law_r2']:.3f}"
-        if last["law_r2"] is not None
-        else "- Law fit: too few points",
+        "- Law fit on the measured encoders (mean in-sample R² over benchmarks): "
+        + (f"{r2:.3f}" if r2 is not None else "n/a (fewer than 3 measured encoders)"),
+        "",
+        f"Top {len(last['top_k'])} of the last round (95% intervals; measured scores are exact):",
         "",
         "| rank | encoder | score | 95% interval | status |",
         "|---|---|---|---|---|",
@@ -373,32 +392,49 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
             f"| {rank} | {entry['encoder']} | {entry['score']:.3f} | "
             f"[{entry['low']:.3f}, {entry['high']:.3f}] | {tag} |"
         )
-    lines += [
-        "",
-        "Rounds: see rounds.csv; predictions vs measurements: predicted_vs_measured.png.",
-        "",
-    ]
+    lines += ["", "Rounds: rounds.csv; predictions by round: predicted_vs_measured.png.", ""]
     return "\n".join(lines)
 
 
 def predicted_vs_measured_figure(decisions: Sequence[Mapping], measured: pd.DataFrame):
-    """Each round's raw-scale prediction of the encoders measured later vs their measurement,
-    min-max normalised per benchmark over the measured encoders (one colour per round)."""
+    """Left: every encoder's weighted normalised score round by round (posterior mean with
+    95% interval while predicted; filled once measured). Right: each round's raw-scale
+    predictions of the encoders measured later against their measurements, min-max
+    normalised per benchmark over the measured encoders (from two measured encoders on)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    rounds = [d["round"] for d in decisions]
+    for name in decisions[-1]["ranking"]:
+        mean = np.array([d["ranking"][name][0] for d in decisions])
+        sd = np.array([d["ranking"][name][1] for d in decisions])
+        done = np.array([name in d["finetuned"] for d in decisions])
+        line = left.errorbar(rounds, mean, yerr=1.96 * sd, capsize=3, alpha=0.7, label=name)
+        left.scatter(np.array(rounds)[done], mean[done], color=line[0].get_color(), zorder=3)
+    left.xaxis.get_major_locator().set_params(integer=True)
+    left.set_xlabel("round")
+    left.set_ylabel("weighted normalised score (filled: measured)")
+    left.set_title("Predicted and measured, by round")
+    left.legend(fontsize=7)
+    _held_out_panel(right, decisions, measured)
+    fig.tight_layout()
+    return fig
+
+
+def _held_out_panel(ax, decisions: Sequence[Mapping], measured: pd.DataFrame) -> None:
     scale = measured.groupby("benchmark")["score"].agg(["min", "max"])
     plotted = 0
     for d in decisions:
         xs, ys = [], []
         for bench, preds in d["raw_predictions"].items():
-            rows = measured[(measured["benchmark"] == bench)]
+            if bench not in scale.index:
+                continue
             low, high = scale.loc[bench, "min"], scale.loc[bench, "max"]
             span = high - low if high > low else 1.0
-            for row in rows.itertuples():
+            for row in measured[measured["benchmark"] == bench].itertuples():
                 if row.encoder not in d["finetuned"] and row.encoder in preds:
                     xs.append((row.score - low) / span)
                     ys.append((preds[row.encoder] - low) / span)
@@ -406,15 +442,11 @@ def predicted_vs_measured_figure(decisions: Sequence[Mapping], measured: pd.Data
             ax.scatter(xs, ys, label=f"round {d['round']}", alpha=0.8)
             plotted += len(xs)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
-    ax.set_xlabel("measured (normalised over measured encoders)")
+    ax.set_xlabel("measured later (normalised per benchmark)")
     ax.set_ylabel("predicted before finetuning")
-    ax.set_title(
-        "Law predictions vs later measurements" if plotted else "No held-out predictions yet"
-    )
+    ax.set_title("Held-out predictions" if plotted else "No held-out predictions yet")
     if plotted:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def measured_scores(decision: Mapping) -> pd.DataFrame:

@@ -92,10 +92,11 @@ def bayes_needed(
     n = len(problems[0].y)
     needed = np.full(len(problems), n)
     known = np.zeros(n, dtype=bool)
+    pick, _, _ = joint_step(strategy, states, known, params)
     for count in range(1, n + 1):
-        pick, _, _ = joint_step(strategy, states, known, params)
         known[pick] = True
-        _, means, _ = joint_step(strategy, states, known, params)
+        # one posterior per step: it ranks this step and picks the next
+        pick, means, _ = joint_step(strategy, states, known, params)
         for j, (problem, mean) in enumerate(zip(problems, means, strict=True)):
             if needed[j] == n and problem.best & set(top_k(mean, k).tolist()):
                 needed[j] = count
@@ -114,22 +115,34 @@ def _objective(needed: np.ndarray, budget: int) -> float:
 
 
 def _needed_for(
-    strategy: str, problems: Sequence[Problem], params: BayesParams, k: int, held: set[str]
+    strategy: str,
+    problems: Sequence[Problem],
+    params: BayesParams,
+    k: int,
+    held: set[str],
+    everything: Sequence[Problem],
+    memo: dict,
 ) -> np.ndarray:
-    """Each problem's finetunes, priors excluding the problem itself and ``held``."""
+    """Each problem's finetunes; a problem's prior comes from ``everything`` but itself and
+    ``held``. Single-benchmark runs are memoised: LOBO asks for the same ones many times."""
     base = "bayes_ucb" if strategy == "joint_bayes_ucb" else strategy
-    priors = [
-        _prior_rows(problems, held | {p.name}) if base in PRIOR_STRATEGIES else None
-        for p in problems
-    ]
+    uses_prior = base in PRIOR_STRATEGIES
+
+    def prior_of(p: Problem) -> np.ndarray | None:
+        return _prior_rows(everything, held | {p.name}) if uses_prior else None
+
     if strategy == "joint_bayes_ucb":
-        return bayes_needed(base, problems, priors, params, k)
-    return np.concatenate(
-        [
-            bayes_needed(base, [p], [prior], params, k)
-            for p, prior in zip(problems, priors, strict=True)
-        ]
-    )
+        key = (tuple(p.name for p in problems), params, frozenset(held))
+        if key not in memo:
+            memo[key] = bayes_needed(base, problems, [prior_of(p) for p in problems], params, k)
+        return memo[key]
+    out = []
+    for p in problems:
+        key = (p.name, params, frozenset(held | {p.name}) if uses_prior else None)
+        if key not in memo:
+            memo[key] = bayes_needed(base, [p], [prior_of(p)], params, k)[0]
+        out.append(memo[key])
+    return np.array(out)
 
 
 def lobo_needed(
@@ -137,16 +150,17 @@ def lobo_needed(
 ) -> tuple[np.ndarray, list[BayesParams]]:
     """Finetunes per benchmark, each with hyper-parameters chosen on the other benchmarks."""
     grid = grid_for(strategy)
-    needed, chosen = np.empty(len(problems), dtype=np.int64), []
+    needed, chosen, memo = np.empty(len(problems), dtype=np.int64), [], {}
     for j, problem in enumerate(problems):
+        held = {problem.name}
         others = [p for p in problems if p.name != problem.name]
         scores = [
-            _objective(_needed_for(strategy, others, params, k, {problem.name}), budget)
+            _objective(_needed_for(strategy, others, params, k, held, problems, memo), budget)
             for params in grid
         ]
         params = grid[int(np.argmax(scores))]
         chosen.append(params)
-        needed[j] = _needed_for(strategy, problems, params, k, set())[j]
+        needed[j] = _needed_for(strategy, problems, params, k, set(), problems, memo)[j]
     return needed, chosen
 
 
