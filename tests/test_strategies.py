@@ -120,3 +120,9 @@ def test_prior_strategies_need_a_prior():
 
 def test_rounds_table_is_empty_safe():
     assert isinstance(rounds_table([]), pd.DataFrame)
+
+
+def test_strategy_table_needs_three_benchmarks(paper_fits):
+    two = dict(list(paper_fits.items())[:2])
+    with pytest.raises(ValueError, match="law.strategies"):
+        strategy_table(two, trials=10, k=3, budgets=(3,), seed=0)

@@ -178,7 +178,10 @@ def strategy_table(
     if len(problems) < 3 and any(
         s in PRIOR_STRATEGIES or s.startswith("joint") for s in strategies
     ):
-        raise ValueError("the learned-prior strategies need at least 3 benchmarks")
+        raise ValueError(
+            f"law.strategies: the learned-prior strategies need at least 3 benchmarks (a prior "
+            f"from the others, hyper-parameters chosen on the others), got {len(problems)}"
+        )
     n = len(problems[0].y)
     rows, chosen = [], {}
     for strategy in strategies:
