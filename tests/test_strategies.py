@@ -126,3 +126,12 @@ def test_strategy_table_needs_three_benchmarks(paper_fits):
     two = dict(list(paper_fits.items())[:2])
     with pytest.raises(ValueError, match="law.strategies"):
         strategy_table(two, trials=10, k=3, budgets=(3,), seed=0)
+
+
+def test_batch_picks_start_with_the_single_pick():
+    prior = np.array([[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.1, 0.4, 0.6, 0.0, 0.0, 0.0]])
+    state = _state({"e0": 1.0, "e3": 2.0})
+    one = decide_round(0, state, [], PolicySettings(budget=5, per_round=1), prior)
+    three = decide_round(0, state, [], PolicySettings(budget=5, per_round=3), prior)
+    assert three["picks"][0] == one["picks"][0]
+    assert len(set(three["picks"])) == 3 and not {"e0", "e3"} & set(three["picks"])

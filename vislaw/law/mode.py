@@ -30,6 +30,7 @@ from vislaw.law.strategies import (
     PRIOR_STRATEGIES,
     BayesParams,
     BenchmarkState,
+    joint_acquisition,
     joint_step,
     law_coefficients,
     make_prior,
@@ -202,17 +203,20 @@ def _raw_predictions(state: PolicyState, means) -> dict[str, dict[str, float]]:
 
 
 def _picks(state, settings, base, states, known, ordered_count, rnd):
-    """The next ``per_round`` encoders (never more than the budget leaves)."""
+    """The next ``per_round`` encoders (never more than the budget leaves). The Bayesian
+    strategies take the ``per_round`` largest acquisition values of this round's posterior
+    (no scores are imagined for encoders still training)."""
     count = min(settings.per_round, settings.budget - ordered_count, int((~known).sum()))
+    if settings.strategy not in ("random", "region"):
+        total, _, _ = joint_acquisition(base, states, known, settings.params)
+        return [int(i) for i in np.argsort(-total, kind="stable")[:count]]
     picks, known = [], known.copy()
+    points = np.column_stack([np.mean([s.a for s in states], axis=0), minmax(state.c)])
     for _ in range(count):
         if settings.strategy == "random":
             pick = int(rnd.choice(np.flatnonzero(~known)))
-        elif settings.strategy == "region":
-            points = np.column_stack([np.mean([s.a for s in states], axis=0), minmax(state.c)])
-            pick = next_region_pick(points, known, rnd).index
         else:
-            pick, _, _ = joint_step(base, states, known, settings.params)
+            pick = next_region_pick(points, known, rnd).index
         picks.append(pick)
         known[pick] = True
     return picks

@@ -144,7 +144,21 @@ def joint_step(
     known: np.ndarray,
     params: BayesParams,
 ) -> tuple[int | None, list[np.ndarray], list[np.ndarray]]:
-    """Next pick (None when all are finetuned) and each benchmark's posterior mean and sd.
+    """Next pick (None when all are finetuned) and each benchmark's posterior mean and sd."""
+    total, means, sds = joint_acquisition(strategy, states, known, params)
+    if known.all():
+        return None, means, sds
+    return int(np.argmax(total)), means, sds
+
+
+def joint_acquisition(
+    strategy: str,
+    states: Sequence[BenchmarkState],
+    known: np.ndarray,
+    params: BayesParams,
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """The weighted acquisition of every encoder (-inf where finetuned), and each benchmark's
+    posterior mean and sd.
 
     Each benchmark's acquisition is scaled by its largest finite value before the weighted
     mean, so that no benchmark dominates by its spread alone.
@@ -160,7 +174,5 @@ def joint_step(
         finite = value[np.isfinite(value)]
         scale = np.abs(finite).max() if finite.size and np.abs(finite).max() > 0 else 1.0
         total += weight * np.where(np.isfinite(value), value / scale, 0.0)
-    if known.all():
-        return None, means, sds
     total[known] = -np.inf
-    return int(np.argmax(total)), means, sds
+    return total, means, sds
