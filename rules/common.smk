@@ -128,6 +128,7 @@ LAW_REPORTED = {
     "r2.csv",
     "policy.csv",
     "coefficients.csv",
+    "policy_strategies.csv",
 }
 
 

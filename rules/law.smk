@@ -14,7 +14,7 @@ LAW_FILES = [
     "law.svg",
     "law_overview.png",
     "summary.md",
-]
+] + (["policy_strategies.csv"] if config["law"]["strategies"] else [])
 
 
 rule law:

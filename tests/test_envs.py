@@ -47,6 +47,7 @@ DISTRIBUTION = {
     "pandas": "pandas",
     "matplotlib": "matplotlib",
     "sklearn": "scikit-learn",
+    "peft": "peft",
 }
 
 # Library areas that run in a given env (besides the encoder families, which declare theirs).

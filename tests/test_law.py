@@ -328,6 +328,7 @@ def test_law_config_defaults_and_errors(minimal_config):
         "random_draws": 100,
         "confidence": 0.95,
         "a_definition": "cosine",
+        "strategies": False,
     }
     with pytest.raises(ConfigError, match="law.trials"):
         check_config({**minimal_config, "law": {"trials": 0}})

@@ -74,14 +74,26 @@ def _candidates(
     return level, open_cells
 
 
-def next_region_pick(points: np.ndarray, finetuned: np.ndarray, rng: np.random.Generator) -> Pick:
+def next_region_pick(
+    points: np.ndarray,
+    finetuned: np.ndarray,
+    rng: np.random.Generator,
+    cache: dict | None = None,
+) -> Pick:
     """The region sampler's next encoder given which are finetuned (a random eligible cell,
-    then a random encoder in it)."""
+    then a random encoder in it). ``cache`` memoises the eligible cells by finetuned set
+    (same points only): simulated trials revisit the same sets, and the draws are unchanged."""
     finetuned = np.asarray(finetuned, dtype=bool)
     if finetuned.all():
         raise ValueError("every encoder is already finetuned")
-    level, open_cells = _candidates(points, finetuned)
-    keys = sorted(open_cells)
+    key = finetuned.tobytes()
+    if cache is not None and key in cache:
+        level, open_cells, keys = cache[key]
+    else:
+        level, open_cells = _candidates(points, finetuned)
+        keys = sorted(open_cells)
+        if cache is not None:
+            cache[key] = (level, open_cells, keys)
     cell = keys[int(rng.integers(len(keys)))]
     members = open_cells[cell]
     return Pick(members[int(rng.integers(len(members)))], level, cell)
@@ -165,6 +177,7 @@ def simulate(
     rng: np.random.Generator,
     strategy: str = "ac",
     min_fit: int = 2,
+    cache_cells: bool = True,
 ) -> np.ndarray:
     """Finetunes needed in each of ``trials`` seeded runs of a strategy ("ac": the region
     sampler; "random": a uniformly random order, ranked by the same law)."""
@@ -175,9 +188,10 @@ def simulate(
     success = _SuccessCache(a, c, y, k, min_fit)
     points = np.column_stack([a, c])
     needed = np.empty(trials, dtype=np.int64)
+    cells: dict | None = {} if cache_cells else None  # False: as before the cache (benchmarks)
     for t in range(trials):
         if strategy == "ac":
-            picks = _lazy_region_order(points, rng)
+            picks = _lazy_region_order(points, rng, cells)
         elif strategy == "random":
             picks = iter(rng.permutation(n).tolist())
         else:
@@ -186,11 +200,13 @@ def simulate(
     return needed
 
 
-def _lazy_region_order(points: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+def _lazy_region_order(
+    points: np.ndarray, rng: np.random.Generator, cache: dict | None = None
+) -> Iterator[int]:
     """Region-sampler picks drawn one at a time, so a trial that stops early draws no more."""
     finetuned = np.zeros(len(points), dtype=bool)
     while not finetuned.all():
-        pick = next_region_pick(points, finetuned, rng)
+        pick = next_region_pick(points, finetuned, rng, cache)
         finetuned[pick.index] = True
         yield pick.index
 

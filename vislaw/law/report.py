@@ -57,6 +57,7 @@ class LawSettings:
     random_draws: int = 100
     confidence: float = 0.95
     source: str = ""  # where the scores came from, for summary.md
+    strategies: bool = False  # also write policy_strategies.csv (vislaw.law.simulate)
 
     @classmethod
     def from_config(cls, config: dict, source: str = "") -> LawSettings:
@@ -70,6 +71,7 @@ class LawSettings:
             random_draws=int(law.get("random_draws", cls.random_draws)),
             confidence=float(law.get("confidence", cls.confidence)),
             source=source,
+            strategies=bool(law.get("strategies", False)),
         )
 
 
@@ -317,4 +319,12 @@ def write_law_outputs(
     save_figure(fig, paths["law_overview.png"])
     plt.close(fig)
     write_text_atomic(paths["summary.md"], summary_markdown(r2, stats, policy, curves, settings))
+    if settings.strategies:
+        from vislaw.law.simulate import strategy_table
+
+        table, _ = strategy_table(
+            fits, settings.trials, settings.k, settings.budgets, settings.seed
+        )
+        paths["policy_strategies.csv"] = out_dir / "policy_strategies.csv"
+        _write_csv(table, paths["policy_strategies.csv"])
     return paths

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vislaw.config import ConfigError
@@ -59,6 +60,7 @@ from vislaw.vlm.checkpoints import (
     prepare_tokenizer,
     read_encoder_weights,
     spec_to_dict,
+    with_lora,
     write_stage,
 )
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
@@ -235,6 +237,14 @@ class _Run:
         return self.out_dir / CHECKPOINTS
 
 
+def _subset(records: list, max_samples: int | None, seed: int) -> list:
+    """A seeded subset of ``max_samples`` records, in file order (all when None or more)."""
+    if max_samples is None or max_samples >= len(records):
+        return records
+    keep = np.sort(np.random.default_rng(seed).choice(len(records), max_samples, replace=False))
+    return [records[i] for i in keep]
+
+
 def _prepare(
     config: Mapping[str, Any],
     phase: Phase,
@@ -275,7 +285,7 @@ def _prepare(
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
     json_path, image_folder = stage_data(config, stage)
     dataset = LlavaDataset(
-        read_llava_json(json_path),
+        _subset(read_llava_json(json_path), settings.max_samples, settings.seed),
         image_folder,
         tokenizer,
         get_template(settings.template),
@@ -347,8 +357,14 @@ def _build_engine(run: _Run, ds_config: dict[str, Any] | None) -> Any:
                 f"{run.start_dir}: projector is {kind}, config says {settings.projector}"
             )
     train_encoder = phase.encoder_from_stage is not None
+    lora = _lora(run)
+    if lora is not None:  # base weights frozen, only the adapters (and projector) train
+        with torch.random.fork_rng(devices=[]):  # seeded adapter init: runs are reproducible
+            torch.manual_seed(settings.seed)
+            lm = with_lora(lm, lora)
+    else:
+        lm.requires_grad_(phase.train_llm)
     model = LlavaStyleModel(run.encoder, projector.to(run.dtype), lm, train_encoder=train_encoder)
-    lm.requires_grad_(phase.train_llm)
     projector.requires_grad_(True)
     if train_encoder:
         run.encoder_keys |= set(unfreeze_encoder(run.encoder, phase.encoder_from_stage))
@@ -369,6 +385,14 @@ def _build_engine(run: _Run, ds_config: dict[str, Any] | None) -> Any:
         run.dist.device,
         bf16,
     )
+
+
+def _lora(run: _Run) -> Mapping[str, Any] | None:
+    """The phase's LoRA settings; only a phase that trains the LLM can use them."""
+    lora = run.settings.lora
+    if lora is not None and not run.phase.train_llm:
+        raise ConfigError(run.settings.key("lora"), "LoRA needs a phase that trains the LLM")
+    return lora
 
 
 def _run_steps(
@@ -466,7 +490,11 @@ def _export(
     projector_state = {
         k[len("projector.") :]: v for k, v in state.items() if k.startswith("projector.")
     }
-    reference, local = (LLM_DIR, True) if phase.train_llm else llm_reference(run.llm, run.out_dir)
+    adapter = LLM_DIR if settings.lora is not None else None  # llm/ holds only the adapter
+    if phase.train_llm and adapter is None:
+        reference, local = LLM_DIR, True
+    else:
+        reference, local = llm_reference(run.llm, run.out_dir)
     rows, cols = run.encoder.grid
     encoder_state = None
     if run.encoder_keys:  # trained here or in an earlier phase (ConvLLaVA)
@@ -486,6 +514,7 @@ def _export(
         image_tokens=rows * cols,
         pad_to_square=settings.pad_to_square,
         max_length=settings.max_length,
+        llm_adapter=adapter,
         training={
             "steps": run.total,
             "global_batch": settings.global_batch,

@@ -45,6 +45,10 @@ class StageSettings:
     save_total_limit: int
     keep_checkpoints: bool
     seed: int
+    # a seeded subset of the stage's samples (a pilot run); None: all of them
+    max_samples: int | None = None
+    # LoRA on the LLM (train.stage2.lora: r, alpha, dropout, targets); None: full finetuning
+    lora: Mapping[str, Any] | None = None
     # A recipe phase's overrides (e.g. train.convllava.pretrain): where those values came from,
     # so errors name the key the user wrote. Not part of the fingerprint (the values are).
     section: str | None = None
@@ -117,6 +121,9 @@ class StageSettings:
             data.pop(name)
         data.pop("section")
         data.pop("overridden")
+        for name in ("max_samples", "lora"):  # fingerprints from before these keys stay valid
+            if data[name] is None:
+                data.pop(name)
         data.update(extra)
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

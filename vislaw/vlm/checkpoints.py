@@ -104,6 +104,9 @@ class VlmInfo:
     feature_protocol: str | None = None
     feature_layout: str | None = None
     protocol_override: bool = False
+    # Folder (in the stage folder) of a PEFT LoRA adapter applied over ``llm`` (stage 2 with
+    # train.stage2.lora); None: ``llm`` is the trained LLM itself.
+    llm_adapter: str | None = None
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -273,6 +276,35 @@ def check_protocol(
         )
 
 
+def with_lora(llm: PreTrainedModel, lora: Mapping[str, Any]) -> nn.Module:
+    """The LLM wrapped with trainable LoRA adapters (peft); its own weights are frozen.
+
+    ``lora``: r, alpha, dropout, targets (module names, e.g. q_proj v_proj; "all-linear").
+    """
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.get("targets", ["q_proj", "v_proj"])
+    config = LoraConfig(
+        r=int(lora.get("r", 8)),
+        lora_alpha=float(lora.get("alpha", 16)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(llm, config)
+
+
+def merge_lora(llm: PreTrainedModel, adapter: str | Path) -> PreTrainedModel:
+    """The LLM with a saved LoRA adapter merged into its weights (plain inference after)."""
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"{adapter}: no adapter_config.json (vlm.json names a LoRA adapter)"
+        )
+    return PeftModel.from_pretrained(llm, str(adapter)).merge_and_unload()
+
+
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     """Give the tokenizer a pad token (LLaVA uses unk for Vicuna, which has none)."""
     if tokenizer.pad_token is None:
@@ -367,8 +399,11 @@ def load_vlm(
     folder = Path(folder)
     info = VlmInfo.read(folder)
     source = info.llm_source(folder)
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source))
+    adapter = folder / info.llm_adapter if info.llm_adapter else None
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(adapter or source))
     llm = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+    if adapter is not None:
+        llm = merge_lora(llm, adapter)
     projector, _ = load_projector(folder / PROJECTOR_FILE)
     encoder = build_encoder(info.encoder, device=device, dtype=dtype)
     trained = read_encoder_weights(folder, info)

@@ -1,0 +1,65 @@
+# The policy mode (docs/policy.md): A and C for every encoder (A needs stage 1 only), then
+# stage 2 + evaluation only for the encoders the policy picks, one checkpoint per round.
+# Round r reads the results of every earlier pick and writes the next picks (or stop).
+# Paths and input functions: rules/policy_common.smk.
+
+
+checkpoint policy_round:
+    input:
+        unpack(policy_round_inputs),
+    output:
+        POLICY_ROUND,
+    log:
+        f"{LOG_DIR}/policy/round_{{round}}.log",
+    benchmark:
+        f"{BENCH_DIR}/policy/round_{{round}}.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **rule_resources("policy_round"),
+    params:
+        # a changed policy (e.g. a larger budget) re-decides the rounds; finetunes are reused
+        settings=json.dumps(config["policy"], sort_keys=True),
+        results=lambda wc: policy_results(policy_ordered(wc)),
+    script:
+        "../workflow_scripts/policy_round.py"
+
+
+rule policy_report:
+    input:
+        policy_rounds,
+    output:
+        rounds=report(
+            f"{POLICY_DIR}/rounds.csv",
+            caption="../report/policy.rst",
+            category="Policy",
+        ),
+        recommendation=report(
+            f"{POLICY_DIR}/recommendation.md",
+            caption="../report/policy.rst",
+            category="Policy",
+        ),
+        plot=report(
+            f"{POLICY_DIR}/predicted_vs_measured.png",
+            caption="../report/policy.rst",
+            category="Policy",
+        ),
+    log:
+        f"{LOG_DIR}/policy/report.log",
+    benchmark:
+        f"{BENCH_DIR}/policy/report.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **rule_resources("policy_report"),
+    params:
+        budget=config["policy"]["budget"],
+    script:
+        "../workflow_scripts/policy_report.py"
+
+
+STAGE_TARGETS["policy"] = lambda: [
+    f"{POLICY_DIR}/rounds.csv",
+    f"{POLICY_DIR}/recommendation.md",
+    f"{POLICY_DIR}/predicted_vs_measured.png",
+]

@@ -1,0 +1,542 @@
+"""The policy mode (``targets: [policy]``): finetune only the encoders the law says are worth it.
+
+Every encoder has A (stage 1 only) and C. Round r reads the scores of the encoders finetuned so
+far (the policy's earlier picks, plus any supplied in ``policy.scores_file``), fits the law per
+benchmark (Bayesian linear regression, :mod:`vislaw.law.strategies`), ranks the encoders by
+the weighted mean of their normalised scores and either picks ``policy.per_round`` encoders to
+finetune next or stops. Each round is one small JSON (``policy/rounds/<r>.json``), so a re-run
+continues from the last one; ``policy/rounds.csv``, ``recommendation.md`` and
+``predicted_vs_measured.png`` gather them.
+
+Stop rule (in this order): ``budget`` (the policy has ordered ``policy.budget`` finetunes);
+``all finetuned``; ``settled``: at least ``policy.min_finetunes`` encoders are measured, the
+top-ranked encoder is one of them, and no unmeasured encoder's upper bound (posterior mean +
+``policy.stop_z`` sd of the weighted score) reaches the best measured weighted score.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vislaw.law.fit import LAW_MODEL, fit_coefficients, minmax, predict, r2_score
+from vislaw.law.policy import next_region_pick, ranking_scores
+from vislaw.law.strategies import (
+    PRIOR_STRATEGIES,
+    BayesParams,
+    BenchmarkState,
+    joint_acquisition,
+    joint_step,
+    law_coefficients,
+    make_prior,
+)
+
+MODE_STRATEGIES = ("bayes_ucb", "bayes_ei", "ucb", "region", "random")
+DEFAULT_STRATEGY = "bayes_ucb"  # picks jointly over the benchmarks: joint_bayes_ucb simulated
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Config key ``policy`` (see the schema for each key's meaning)."""
+
+    strategy: str = DEFAULT_STRATEGY
+    budget: int = 4
+    per_round: int = 1
+    min_finetunes: int = 2
+    stop_z: float = 1.0
+    k: int = 3
+    weights: Mapping[str, float] = field(default_factory=dict)
+    params: BayesParams = BayesParams()
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> PolicySettings:
+        policy = config.get("policy", {})
+        strategy = policy.get("strategy", DEFAULT_STRATEGY)
+        if strategy not in MODE_STRATEGIES:
+            raise ValueError(f"policy.strategy: '{strategy}' is not one of {MODE_STRATEGIES}")
+        return cls(
+            strategy=strategy,
+            budget=int(policy.get("budget", cls.budget)),
+            per_round=int(policy.get("per_round", cls.per_round)),
+            min_finetunes=int(policy.get("min_finetunes", cls.min_finetunes)),
+            stop_z=float(policy.get("stop_z", cls.stop_z)),
+            k=int(policy.get("k", cls.k)),
+            weights=dict(policy.get("weights") or {}),
+            params=BayesParams(
+                noise=float(policy.get("noise", 0.01)),
+                beta=float(policy.get("beta", 0.5)),
+                ridge=float(policy.get("ridge", 1.0)),
+                shrink=float(policy.get("shrink", 1.0)),
+            ),
+            seed=int(config.get("seed", 0)),
+        )
+
+
+@dataclass
+class PolicyState:
+    """Encoders x benchmarks: raw A (per benchmark), raw C, raw score (NaN: not finetuned)."""
+
+    encoders: list[str]
+    benchmarks: list[str]
+    a: np.ndarray  # (benchmarks, encoders)
+    c: np.ndarray  # (encoders,)
+    y: np.ndarray  # (benchmarks, encoders)
+
+    @property
+    def known(self) -> np.ndarray:
+        return ~np.isnan(self.y).any(axis=0)
+
+
+def build_state(
+    a_scores: pd.DataFrame,
+    c_scores: pd.DataFrame,
+    scores: pd.DataFrame,
+    encoders: Sequence[str],
+    benchmarks: Sequence[str],
+    a_column: str = "a_cosine",
+) -> PolicyState:
+    """Join the A/C tables and the scores (encoder, benchmark, score) known so far."""
+    a_table = a_scores.pivot(index="benchmark", columns="encoder", values=a_column)
+    c_table = c_scores.set_index("encoder")["pck10_image"] * 100.0
+    missing = [e for e in encoders if e not in c_table.index or e not in a_table.columns]
+    if missing:
+        raise ValueError(f"policy: no A or C score for encoders {missing}")
+    y = np.full((len(benchmarks), len(encoders)), np.nan)
+    for row in scores.itertuples():
+        if row.encoder in encoders and row.benchmark in benchmarks:
+            y[list(benchmarks).index(row.benchmark), list(encoders).index(row.encoder)] = row.score
+    return PolicyState(
+        list(encoders),
+        list(benchmarks),
+        a_table.loc[list(benchmarks), list(encoders)].to_numpy(dtype=float),
+        c_table.loc[list(encoders)].to_numpy(dtype=float),
+        y,
+    )
+
+
+def prior_coefficients(table: pd.DataFrame | None) -> np.ndarray | None:
+    """The law's coefficients of every benchmark of a tidy table (the learned prior's data)."""
+    if table is None:
+        return None
+    return np.array(
+        [
+            law_coefficients(g["A"].to_numpy(), g["C"].to_numpy(), g["score"].to_numpy())
+            for _, g in table.groupby("benchmark", sort=False)
+        ]
+    )
+
+
+def _weights(settings: PolicySettings, benchmarks: Sequence[str]) -> np.ndarray:
+    unknown = sorted(set(settings.weights) - set(benchmarks))
+    if unknown:
+        raise ValueError(f"policy.weights: not configured benchmarks: {unknown}")
+    w = np.array([float(settings.weights.get(b, 1.0)) for b in benchmarks])
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError("policy.weights: need non-negative weights with a positive sum")
+    return w / w.sum()
+
+
+def _states(state: PolicyState, settings: PolicySettings, prior: np.ndarray | None):
+    base = settings.strategy if settings.strategy in ("bayes_ucb", "bayes_ei", "ucb") else "ucb"
+    if base in PRIOR_STRATEGIES and prior is None:
+        raise ValueError(f"policy.strategy '{base}' needs policy.prior_table")
+    weights = _weights(settings, state.benchmarks)
+    states = [
+        BenchmarkState(
+            minmax(state.a[j]),
+            minmax(state.c),
+            np.nan_to_num(state.y[j]),
+            make_prior(base, settings.params, prior),
+            weight=float(weights[j]),
+        )
+        for j in range(len(state.benchmarks))
+    ]
+    return base, states, weights
+
+
+def _ranking(state: PolicyState, settings: PolicySettings, means, sds, weights):
+    """Weighted normalised score (mean, sd) per encoder; the plain law's for region/random."""
+    known = state.known
+    if settings.strategy in ("region", "random"):
+        means = [
+            np.nan_to_num(
+                ranking_scores(
+                    minmax(state.a[j]), minmax(state.c), np.nan_to_num(state.y[j]), known
+                )
+            )
+            for j in range(len(state.benchmarks))
+        ]
+    mean = np.sum([w * m for w, m in zip(weights, means, strict=True)], axis=0)
+    sd = np.sqrt(np.sum([(w * s) ** 2 for w, s in zip(weights, sds, strict=True)], axis=0))
+    return mean, sd
+
+
+def _law_r2(state: PolicyState) -> float:
+    """Mean in-sample R² of the least-squares law on the finetuned encoders (NaN under 3)."""
+    known = state.known
+    if known.sum() < 3:
+        return float("nan")
+    values = []
+    for j in range(len(state.benchmarks)):
+        a, c, y = minmax(state.a[j][known]), minmax(state.c[known]), minmax(state.y[j][known])
+        values.append(r2_score(y, predict(LAW_MODEL, fit_coefficients(LAW_MODEL, a, c, y), a, c)))
+    return float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+
+
+def _raw_predictions(state: PolicyState, means) -> dict[str, dict[str, float]]:
+    """Per benchmark, the posterior means mapped to the measured scale (>= 2 finetuned)."""
+    known = state.known
+    out: dict[str, dict[str, float]] = {}
+    if known.sum() < 2:
+        return out
+    for j, name in enumerate(state.benchmarks):
+        low, high = np.nanmin(state.y[j][known]), np.nanmax(state.y[j][known])
+        raw = means[j] * (high - low) + low
+        out[name] = {e: float(raw[i]) for i, e in enumerate(state.encoders)}
+    return out
+
+
+def _picks(state, settings, base, states, known, ordered_count, rnd):
+    """The next ``per_round`` encoders (never more than the budget leaves). The Bayesian
+    strategies take the ``per_round`` largest acquisition values of this round's posterior
+    (no scores are imagined for encoders still training)."""
+    count = min(settings.per_round, settings.budget - ordered_count, int((~known).sum()))
+    if settings.strategy not in ("random", "region"):
+        total, _, _ = joint_acquisition(base, states, known, settings.params)
+        return [int(i) for i in np.argsort(-total, kind="stable")[:count]]
+    picks, known = [], known.copy()
+    points = np.column_stack([np.mean([s.a for s in states], axis=0), minmax(state.c)])
+    for _ in range(count):
+        if settings.strategy == "random":
+            pick = int(rnd.choice(np.flatnonzero(~known)))
+        else:
+            pick = next_region_pick(points, known, rnd).index
+        picks.append(pick)
+        known[pick] = True
+    return picks
+
+
+def decide_round(
+    round_index: int,
+    state: PolicyState,
+    ordered: Sequence[str],
+    settings: PolicySettings,
+    prior: np.ndarray | None = None,
+) -> dict:
+    """One round: the ranking so far, and the next picks or the reason to stop (a JSON dict)."""
+    known = state.known
+    base, states, weights = _states(state, settings, prior)
+    _, means, sds = joint_step(base, states, known, settings.params)
+    mean, sd = _ranking(state, settings, means, sds, weights)
+    order = np.argsort(-mean, kind="stable")
+    top = [
+        {
+            "encoder": state.encoders[i],
+            "score": float(mean[i]),
+            "low": float(mean[i] - 1.96 * sd[i]),
+            "high": float(mean[i] + 1.96 * sd[i]),
+            "measured": bool(known[i]),
+        }
+        for i in order[: settings.k]
+    ]
+    stop, why = _stop_reason(state, settings, ordered, mean, sd, order)
+    picks: list[str] = []
+    if not stop:
+        rnd = np.random.default_rng([settings.seed, round_index])
+        picks = [
+            state.encoders[i]
+            for i in _picks(state, settings, base, states, known, len(ordered), rnd)
+        ]
+        why = _why(settings, picks, mean, sd, state.encoders)
+    return {
+        "round": round_index,
+        "strategy": settings.strategy,
+        "finetuned": [e for e, k in zip(state.encoders, known, strict=True) if k],
+        "ordered": list(ordered),
+        "picks": picks,
+        "stop": stop,
+        "why": why,
+        "law_r2": _law_r2(state) if np.isfinite(_law_r2(state)) else None,  # JSON has no NaN
+        "n_measured": int(known.sum()),
+        "top_k": top,
+        "ranking": {e: [float(mean[i]), float(sd[i])] for i, e in enumerate(state.encoders)},
+        "raw_predictions": _raw_predictions(state, means),
+        "measured": {
+            b: {e: float(state.y[j][i]) for i, e in enumerate(state.encoders) if known[i]}
+            for j, b in enumerate(state.benchmarks)
+        },
+    }
+
+
+def _stop_reason(state, settings, ordered, mean, sd, order) -> tuple[bool, str]:
+    known = state.known
+    if known.all():
+        return True, "every encoder is finetuned"
+    if len(ordered) >= settings.budget:
+        return True, f"budget of {settings.budget} finetunes spent"
+    if known.sum() >= settings.min_finetunes and known[order[0]]:
+        best = mean[known].max()
+        bound = (mean + settings.stop_z * sd)[~known].max()
+        if bound < best:
+            return True, (
+                f"settled: no unmeasured encoder's upper bound ({bound:.3f}, mean + "
+                f"{settings.stop_z:g} sd) reaches the best measured ({best:.3f})"
+            )
+    return False, ""
+
+
+def _why(settings, picks, mean, sd, encoders) -> str:
+    if settings.strategy == "random":
+        return "uniformly random among the unfinetuned encoders"
+    if settings.strategy == "region":
+        return "region sampler: a random encoder from a random open cell of the (A, C) square"
+    parts = []
+    for name in picks:
+        i = encoders.index(name)
+        parts.append(f"{name}: predicted {mean[i]:.3f} ± {sd[i]:.3f}")
+    kind = "expected improvement" if settings.strategy == "bayes_ei" else "upper bound"
+    return f"largest {kind} of the weighted score ({'; '.join(parts)})"
+
+
+def write_round(path: str | Path, decision: dict) -> None:
+    from vislaw.io.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(decision, indent=1, sort_keys=True))
+
+
+def read_round(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _interval_text(entry: Mapping) -> str:
+    tag = "measured" if entry["measured"] else "predicted"
+    return (
+        f"{entry['encoder']} {entry['score']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}] {tag}"
+    )
+
+
+def rounds_table(decisions: Sequence[Mapping]) -> pd.DataFrame:
+    """``rounds.csv``: one row per round."""
+    return pd.DataFrame(
+        [
+            {
+                "round": d["round"],
+                "picked": " ".join(d["picks"]),
+                "why": d["why"],
+                "n_measured": d["n_measured"],
+                "finetuned": " ".join(d["finetuned"]),
+                "law_r2": np.nan if d["law_r2"] is None else d["law_r2"],
+                "top_k": "; ".join(_interval_text(t) for t in d["top_k"]),
+                "stop": d["stop"],
+            }
+            for d in decisions
+        ]
+    )
+
+
+def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
+    """``recommendation.md``: the final choice (the best *measured* encoder: a prediction is
+    no result) and how sure the law is that no unmeasured encoder beats it."""
+    from scipy.special import ndtr
+
+    last = decisions[-1]
+    ranking = last["ranking"]
+    measured = list(last["finetuned"])
+    lines = ["# Policy recommendation", ""]
+    if measured:
+        choice = max(measured, key=lambda e: ranking[e][0])
+        best = ranking[choice][0]
+        lines.append(
+            f"**Choose `{choice}`**: the best measured encoder (weighted normalised score "
+            f"{best:.3f})."
+        )
+    else:
+        choice, best = None, float("-inf")
+        lines.append("**No encoder is measured yet**: no choice can be made.")
+    rivals = {e: (m, sd) for e, (m, sd) in ranking.items() if e not in measured}
+    chances = {
+        e: float(ndtr((m - best) / sd)) if sd > 0 else float(m > best)
+        for e, (m, sd) in rivals.items()
+    }
+    lines += [""]
+    if chances and choice is not None:
+        rival = max(chances, key=chances.get)
+        lines.append(
+            f"- How sure: the unmeasured encoder most likely to beat it is `{rival}` "
+            f"(chance {chances[rival]:.2f} under the law's normal posterior); the others are "
+            "less likely. "
+            + (
+                "The law ranks it higher: raise `policy.budget` to finetune it."
+                if rivals[rival][0] > best
+                else "The law ranks every unmeasured encoder lower."
+            )
+        )
+    r2 = last["law_r2"]
+    lines += [
+        f"- Strategy `{last['strategy']}`; {len(last['ordered'])} finetunes ordered (budget "
+        f"{budget}); measured: {', '.join(measured) or 'none'}.",
+        f"- Stopped: {last['why']}.",
+        "- Law fit on the measured encoders (mean in-sample R² over benchmarks): "
+        + (f"{r2:.3f}" if r2 is not None else "n/a (fewer than 3 measured encoders)"),
+        "",
+        f"Top {len(last['top_k'])} of the last round (95% intervals; measured scores are exact):",
+        "",
+        "| rank | encoder | score | 95% interval | status |",
+        "|---|---|---|---|---|",
+    ]
+    for rank, entry in enumerate(last["top_k"], start=1):
+        tag = "measured" if entry["measured"] else "predicted"
+        lines.append(
+            f"| {rank} | {entry['encoder']} | {entry['score']:.3f} | "
+            f"[{entry['low']:.3f}, {entry['high']:.3f}] | {tag} |"
+        )
+    lines += ["", "Rounds: rounds.csv; predictions by round: predicted_vs_measured.png.", ""]
+    return "\n".join(lines)
+
+
+def predicted_vs_measured_figure(decisions: Sequence[Mapping], measured: pd.DataFrame):
+    """Left: every encoder's weighted normalised score round by round (posterior mean with
+    95% interval while predicted; filled once measured). Right: each round's raw-scale
+    predictions of the encoders measured later against their measurements, min-max
+    normalised per benchmark over the measured encoders (from two measured encoders on)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    rounds = [d["round"] for d in decisions]
+    for name in decisions[-1]["ranking"]:
+        mean = np.array([d["ranking"][name][0] for d in decisions])
+        sd = np.array([d["ranking"][name][1] for d in decisions])
+        done = np.array([name in d["finetuned"] for d in decisions])
+        line = left.errorbar(rounds, mean, yerr=1.96 * sd, capsize=3, alpha=0.7, label=name)
+        left.scatter(np.array(rounds)[done], mean[done], color=line[0].get_color(), zorder=3)
+    left.xaxis.get_major_locator().set_params(integer=True)
+    left.set_xlabel("round")
+    left.set_ylabel("weighted normalised score (filled: measured)")
+    left.set_title("Predicted and measured, by round")
+    left.legend(fontsize=7)
+    _held_out_panel(right, decisions, measured)
+    fig.tight_layout()
+    return fig
+
+
+def _held_out_panel(ax, decisions: Sequence[Mapping], measured: pd.DataFrame) -> None:
+    scale = measured.groupby("benchmark")["score"].agg(["min", "max"])
+    plotted = 0
+    for d in decisions:
+        xs, ys = [], []
+        for bench, preds in d["raw_predictions"].items():
+            if bench not in scale.index:
+                continue
+            low, high = scale.loc[bench, "min"], scale.loc[bench, "max"]
+            span = high - low if high > low else 1.0
+            for row in measured[measured["benchmark"] == bench].itertuples():
+                if row.encoder not in d["finetuned"] and row.encoder in preds:
+                    xs.append((row.score - low) / span)
+                    ys.append((preds[row.encoder] - low) / span)
+        if xs:
+            ax.scatter(xs, ys, label=f"round {d['round']}", alpha=0.8)
+            plotted += len(xs)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set_xlabel("measured later (normalised per benchmark)")
+    ax.set_ylabel("predicted before finetuning")
+    ax.set_title("Held-out predictions" if plotted else "No held-out predictions yet")
+    if plotted:
+        ax.legend(fontsize=8)
+
+
+def measured_scores(decision: Mapping) -> pd.DataFrame:
+    """The measured raw scores a round saw (encoder, benchmark, score)."""
+    return pd.DataFrame(
+        [
+            {"encoder": e, "benchmark": b, "score": v}
+            for b, values in decision["measured"].items()
+            for e, v in values.items()
+        ],
+        columns=["encoder", "benchmark", "score"],
+    )
+
+
+def read_scores_file(path: str | Path | None) -> pd.DataFrame:
+    """``policy.scores_file``: encoders finetuned elsewhere (encoder, benchmark, score)."""
+    if not path:
+        return pd.DataFrame(columns=["encoder", "benchmark", "score"])
+    table = pd.read_csv(path)
+    missing = {"encoder", "benchmark", "score"} - set(table.columns)
+    if missing:
+        raise ValueError(f"policy.scores_file {path}: missing columns {sorted(missing)}")
+    return table[["encoder", "benchmark", "score"]]
+
+
+def run_round(
+    config: Mapping,
+    round_index: int,
+    a_scores: str | Path,
+    c_scores: str | Path,
+    results: Sequence[tuple[str, str, str | Path]],
+    previous: str | Path | None,
+) -> dict:
+    """Round ``round_index`` of the policy mode from the rule's inputs.
+
+    ``results`` are (encoder, benchmark, lmms-eval results JSON) of the finetuned encoders.
+    """
+    from vislaw.eval.results import collect_rows
+    from vislaw.eval.tasks import resolve_benchmarks
+    from vislaw.law.inputs import A_COLUMNS
+    from vislaw.law.tables import read_scores_table
+
+    settings = PolicySettings.from_config(config)
+    benchmarks = {b.name: b for b in resolve_benchmarks(config)}
+    ordered: list[str] = []
+    if previous is not None:
+        last = read_round(previous)
+        ordered = list(last["ordered"]) + list(last["picks"])
+    rows = collect_rows([(e, benchmarks[b], path) for e, b, path in results])
+    measured = pd.DataFrame(
+        [
+            (r.encoder, r.benchmark, r.score)
+            for r in rows
+            if r.metric == benchmarks[r.benchmark].metric
+        ],
+        columns=["encoder", "benchmark", "score"],
+    )
+    supplied = read_scores_file(config["policy"].get("scores_file"))
+    state = build_state(
+        pd.read_csv(a_scores),
+        pd.read_csv(c_scores),
+        pd.concat([supplied, measured], ignore_index=True),
+        list(config["encoders"]),
+        list(benchmarks),
+        A_COLUMNS[config["law"]["a_definition"]],
+    )
+    prior = None
+    if settings.strategy in PRIOR_STRATEGIES:
+        policy = config["policy"]
+        prior = prior_coefficients(read_scores_table(policy["prior_table"], policy["prior_format"]))
+    return decide_round(round_index, state, ordered, settings, prior)
+
+
+def write_policy_outputs(
+    round_files: Sequence[str | Path], out: Mapping[str, str | Path], budget: int
+) -> None:
+    """rounds.csv, recommendation.md and predicted_vs_measured.png from the round JSONs."""
+    import matplotlib.pyplot as plt
+
+    from vislaw.io.atomic import atomic_path, write_text_atomic
+
+    decisions = [read_round(p) for p in round_files]
+    with atomic_path(out["rounds"]) as tmp:
+        rounds_table(decisions).to_csv(tmp, index=False, float_format="%.6g")
+    write_text_atomic(out["recommendation"], recommendation_markdown(decisions, budget))
+    fig = predicted_vs_measured_figure(decisions, measured_scores(decisions[-1]))
+    with atomic_path(out["plot"]) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
