@@ -119,11 +119,11 @@ def load_image(path: str | Path, sample_id: str) -> Image.Image:
     """An RGB image (16-bit greyscale scaled, not clipped: vislaw.data.images); a missing or
     unreadable file raises an error naming it and the sample."""
     try:
-        return read_rgb(path, sample_id)
+        return read_rgb(path)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"sample {err}") from err
+        raise FileNotFoundError(f"sample {sample_id}: {err}") from err
     except OSError as err:
-        raise OSError(f"sample {err}") from err
+        raise OSError(f"sample {sample_id}: {err}") from err
 
 
 class LlavaDataset(Dataset):
