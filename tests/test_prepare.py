@@ -327,3 +327,36 @@ def test_dry_run_with_nothing_prepared_refuses_and_names_prepare(tmp_path):
     assert "data source 'spair'" in out and "stabilityai/stable-diffusion-3-medium" in out
     assert "Traceback" not in out
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+def test_hub_source_comes_from_the_hub_cache(tmp_path):
+    """A `hub` source (config.yaml's LLaVA JSONs) is read through huggingface_hub from
+    cache.hf_home (here pre-populated in the Hub's cache layout; the tests run offline)."""
+    from hub_twins import snapshot_dir
+
+    repo = "liuhaotian/LLaVA-Pretrain"
+    snapshot = snapshot_dir(tmp_path / "hf", repo)
+    # snapshot_dir writes a model repo; a dataset repo's folder is named datasets--<org>--<name>
+    dataset_root = tmp_path / "hf" / "hub" / f"datasets--{repo.replace('/', '--')}"
+    snapshot.parent.parent.rename(dataset_root)
+    snapshot = dataset_root / "snapshots" / snapshot.name
+    (snapshot / "blip_laion_cc_sbu_558k.json").write_text("[]")
+    config = _source_config(
+        tmp_path,
+        {
+            "json": {
+                "for": "pretrain",
+                "hub": {"repo": repo, "file": "blip_laion_cc_sbu_558k.json"},
+                "dest": "LLaVA-Pretrain",
+            }
+        },
+    )
+    config["cache"] = {"hf_home": str(tmp_path / "hf")}
+    marker = prepare_source(config, "json", progress=False)
+    assert (
+        tmp_path / "data" / "LLaVA-Pretrain" / "blip_laion_cc_sbu_558k.json"
+    ).read_text() == "[]"
+    info = json.loads(marker.read_text())
+    assert info["url"] == f"hub:{repo}/blip_laion_cc_sbu_558k.json"
+    assert info["sha256"] == hashlib.sha256(b"[]").hexdigest()
+    assert (snapshot / "blip_laion_cc_sbu_558k.json").exists()  # the Hub cache keeps its copy
