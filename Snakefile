@@ -22,6 +22,7 @@ rule all:
 
 
 include: "rules/data.smk"
+include: "rules/prepare.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/scores.smk"

@@ -1,11 +1,15 @@
 # Config checking, run paths, per-encoder env/resources and input functions shared by all rules.
+import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 from vislaw.encoders.registry import conda_env
 from vislaw.pipeline import load_checked_config
+from vislaw.prepare import status as prepare_status
+from vislaw.prepare.sources import sources as prepare_sources
 from vislaw.train.recipes import trains_encoder
 
 min_version("9.0")
@@ -151,3 +155,44 @@ def a_score_references(wildcards):
                 f"a_score.references.{suffix}", f"'{ref}' is not an encoder"
             )
     return []
+
+
+def refuse_unprepared():
+    """Print every real input of the config that is not prepared, and the command that
+    prepares them, then stop: nothing is planned (SystemExit, so no traceback)."""
+    gone = prepare_status.missing(prepare_status.all_requirements(config, SPECS))
+    configfiles = [
+        os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+        for f in (workflow.overwrite_configfiles or ["config.yaml"])
+    ]
+    print(prepare_status.missing_message(gone, configfiles), file=sys.stderr)
+    raise SystemExit(1)
+
+
+def prepared(dataset=False, encoder=False, llm=False, benchmarks=False, name=None):
+    """Input function: the markers of the real data (`dataset`: the job's {dataset} wildcard,
+    or `name`) and Hub repos (the job's {encoder}, the LLM, the benchmarks' datasets) a job
+    reads. A missing one stops the whole run before any job (refuse_unprepared); present ones
+    are inputs marked ancient (a re-prepared source does not rerun finished jobs)."""
+
+    def inputs(wildcards):
+        reqs = []
+        if dataset or name:
+            reqs += prepare_status.data_requirements(config, name or wildcards.dataset)
+        reqs += prepare_status.model_requirements(
+            config,
+            SPECS,
+            encoder=wildcards.encoder if encoder else None,
+            llm=llm,
+            benchmarks=benchmarks,
+        )
+        if prepare_status.missing(reqs):
+            refuse_unprepared()
+        return [ancient(str(r.marker)) for r in reqs]
+
+    return inputs
+
+
+def data_checked(dataset):
+    """check_data's report of a dataset the config has (training and scoring start after it)."""
+    return [f"{RUN_DIR}/data_check/{dataset}.txt"] if dataset in config["data"] else []

@@ -11,6 +11,7 @@ rule a_images:
     # One job draws every benchmark's sample (local sets need no lmms-eval import).
     input:
         data_inputs,
+        prepared(benchmarks=True),
     output:
         expand(A_SAMPLE, benchmark=A_BENCHMARKS),
     log:
@@ -29,6 +30,7 @@ rule embeddings:
     input:
         stage1=f"{RUN_DIR}/stage1/{{encoder}}/vlm.json",
         samples=expand(A_SAMPLE, benchmark=A_BENCHMARKS),
+        prepared=prepared(encoder=True, llm=True),
     output:
         embeddings=expand(EMBEDDING, benchmark=A_BENCHMARKS, allow_missing=True),
         loglik=A_LOGLIK,

@@ -47,6 +47,7 @@ if config["eval"]["jobs"] == "per_encoder":
     rule evaluate:
         input:
             model=STAGE2_DONE,
+            prepared=prepared(encoder=True, benchmarks=True),
             tasks=[LOCAL_TASK_YAML.format(n) for n in LOCAL_BENCHMARKS],
         output:
             results=expand(EVAL_RESULT, benchmark=EVAL_BENCHMARKS, allow_missing=True),
@@ -68,6 +69,7 @@ else:
     rule evaluate:
         input:
             model=STAGE2_DONE,
+            prepared=prepared(encoder=True, benchmarks=True),
             # a local benchmark's task folder; lmms-eval's own tasks need none
             tasks=lambda wc: (
                 [LOCAL_TASK_YAML.format(wc.benchmark)]

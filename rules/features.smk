@@ -4,6 +4,8 @@
 rule features:
     input:
         data_inputs,
+        prepared(name="spair", encoder=True),
+        data_checked("spair"),
         stage1=trained_encoder_stage1,
     output:
         f"{RUN_DIR}/features/{{encoder}}.h5",

@@ -34,6 +34,7 @@ rule lmvr:
     input:
         stage2=f"{RUN_DIR}/stage2/{{encoder}}/vlm.json",
         images=lmvr_image_folder,
+        prepared=prepared(encoder=True),
     output:
         lmvr=expand(
             f"{LMVR_FEATURES}/lmvr/{{condition}}.h5",

@@ -9,6 +9,7 @@ rule c_score:
             f"{RUN_DIR}/features/{m.name}.h5" for m in SPECS[wc.encoder].members
         ],
         data=data_inputs,
+        checked=data_checked("spair"),
     output:
         f"{RUN_DIR}/scores/c_score/{{encoder}}.csv",
     log:

@@ -34,6 +34,8 @@ rule stage1:
     input:
         data_inputs,
         LLM_INPUTS,
+        prepared(encoder=True, llm=True),
+        data_checked("pretrain"),
     output:
         projector=f"{RUN_DIR}/stage1/{{encoder}}/projector.safetensors",
         info=f"{RUN_DIR}/stage1/{{encoder}}/vlm.json",
@@ -57,6 +59,8 @@ rule stage2:
     input:
         data_inputs,
         LLM_INPUTS,
+        prepared(encoder=True, llm=True),
+        data_checked("instruct"),
         stage1=f"{RUN_DIR}/stage1/{{encoder}}/vlm.json",
     output:
         projector=f"{RUN_DIR}/stage2/{{encoder}}/projector.safetensors",

@@ -65,9 +65,21 @@ def _dry_run_jobs(configfile: str, *targets: str) -> dict[str, int]:
     return counts
 
 
-def test_paper_dry_run_has_a_features_job_per_encoder():
-    config, specs = load_checked_config(ROOT / "config.yaml")
-    jobs = _dry_run_jobs("config.yaml")
+def test_paper_dry_run_has_a_features_job_per_encoder(tmp_path):
+    # With its real inputs marked as prepared (config.yaml alone refuses to plan: test_prepare).
+    from vislaw.prepare.status import all_requirements
+
+    paper = yaml.safe_load((ROOT / "config.yaml").read_text())
+    paper["data"]["root"] = str(tmp_path / "data")
+    paper["cache"]["hf_home"] = str(tmp_path / "hf")
+    paper["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(paper, sort_keys=False))
+    config, specs = load_checked_config(path)
+    for req in all_requirements(config, specs):
+        req.marker.parent.mkdir(parents=True, exist_ok=True)
+        req.marker.write_text("{}")
+    jobs = _dry_run_jobs(str(path))
     base = [n for n, s in specs.items() if s.family != "fusion"]
     assert jobs["features"] == len(base)
     assert jobs["fuse_features"] == len(specs) - len(base)

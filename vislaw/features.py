@@ -66,9 +66,9 @@ def extract_features(
     ``trained``: encoder tensors a training recipe changed (ConvLLaVA's, read from the stage-1
     folder named by ``trained_source``), so the features are those of the encoder the MLLM
     uses rather than of the spec's (for ConvLLaVA: a random fifth stage)."""
-    from PIL import Image
     from tqdm import tqdm
 
+    from vislaw.data.images import read_rgb
     from vislaw.encoders.registry import build_encoder
 
     encoder = build_encoder(spec, device=device)
@@ -95,14 +95,7 @@ def extract_features(
             range(0, len(ids), batch_size), desc=f"features {spec.name}", unit="batch"
         ):
             batch_ids = list(ids[start : start + batch_size])
-            images = []
-            for image_id in batch_ids:
-                path = Path(image_folder) / image_id
-                try:
-                    with Image.open(path) as im:
-                        images.append(im.convert("RGB"))
-                except OSError as err:
-                    raise OSError(f"cannot read image {path}: {err}") from err
+            images = [read_rgb(Path(image_folder) / image_id, image_id) for image_id in batch_ids]
             feats = encoder.encode_images(images, "c_score").float().cpu().numpy()
             writer.append(batch_ids, feats)
 

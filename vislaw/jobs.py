@@ -15,7 +15,10 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 def apply_runtime_settings(config: dict[str, Any], threads: int) -> None:
     """Offline switches and thread count; call before importing torch-heavy modules."""
-    if config.get("offline"):
+    hf_home = (config.get("cache") or {}).get("hf_home")
+    if hf_home:  # the cache `prepare` filled (vislaw.prepare.hub): read it, never the network
+        os.environ["HF_HOME"] = str(Path(hf_home).resolve())
+    if config.get("offline") or hf_home:
         for var in OFFLINE_VARS:
             os.environ[var] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import Dataset
 
+from vislaw.data.images import DataError, image_path, read_rgb
 from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
 from vislaw.vlm.templates import (
     IGNORE_INDEX,
@@ -39,11 +40,9 @@ class LlavaSample:
     turns: tuple[Turn, ...]
 
 
-def _sample(record: Any, where: str) -> LlavaSample:
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
-    sample_id = str(record.get("id", where))
-    convs = record.get("conversations")
+def _turns(convs: Any, where: str, sample_id: str, has_image: bool) -> list[Turn]:
+    """Well-formed conversations: human first, human/gpt alternating, string values, and
+    exactly one ``<image>`` (in a human turn) when the sample has an image, none otherwise."""
     if not isinstance(convs, list) or not convs:
         raise ValueError(f"{where} (id {sample_id}): 'conversations' must be a non-empty list")
     turns = []
@@ -52,23 +51,59 @@ def _sample(record: Any, where: str) -> LlavaSample:
             raise ValueError(f"{where} (id {sample_id}): turn {j} needs 'from': human|gpt")
         if not isinstance(turn.get("value"), str):
             raise ValueError(f"{where} (id {sample_id}): turn {j} needs a string 'value'")
+        expected = "human" if j % 2 == 0 else "gpt"
+        if turn["from"] != expected:
+            raise ValueError(
+                f"{where} (id {sample_id}): turn {j} is from {turn['from']!r}, expected "
+                f"{expected!r} (turns alternate, human first)"
+            )
         turns.append(Turn(turn["from"], turn["value"]))
+    placeholders = sum(t.text.count(IMAGE_PLACEHOLDER) for t in turns)
+    gpt_placeholders = sum(t.text.count(IMAGE_PLACEHOLDER) for t in turns[1::2])
+    if (placeholders != 1 or gpt_placeholders) if has_image else placeholders:
+        want = "one in a human turn" if has_image else "none (no 'image')"
+        raise ValueError(
+            f"{where} (id {sample_id}): {placeholders} {IMAGE_PLACEHOLDER} placeholder(s), "
+            f"expected {want}"
+        )
+    return turns
+
+
+def _sample(record: Any, where: str) -> LlavaSample:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
+    sample_id = str(record.get("id", where))
     image = record.get("image")
-    if image is not None and not isinstance(image, str):
+    if image is not None and (not isinstance(image, str) or not image):
         raise ValueError(f"{where} (id {sample_id}): 'image' must be one relative path")
+    turns = _turns(record.get("conversations"), where, sample_id, image is not None)
     return LlavaSample(sample_id, image, tuple(turns))
+
+
+def load_records(path: str | Path) -> list[Any]:
+    """The raw JSON list of a LLaVA file; a truncated file, bad bytes or a non-list raise an
+    error naming the file (and where in it the parser stopped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LLaVA JSON not found: {path}")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            records = json.load(handle)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
+            "a truncated download?"
+        ) from err
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON list of samples, got {type(records).__name__}")
+    return records
 
 
 def read_llava_json(path: str | Path) -> list[LlavaSample]:
     """Samples of a LLaVA JSON file; errors name the file and the sample."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LLaVA JSON not found: {path}")
-    with path.open() as handle:
-        records = json.load(handle)
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of samples")
-    return [_sample(r, f"{path}[{i}]") for i, r in enumerate(records)]
+    return [_sample(r, f"{path}[{i}]") for i, r in enumerate(load_records(path))]
 
 
 def conversation_texts(samples: Iterable[LlavaSample]) -> Iterator[str]:
@@ -81,17 +116,14 @@ def conversation_texts(samples: Iterable[LlavaSample]) -> Iterator[str]:
 
 
 def load_image(path: str | Path, sample_id: str) -> Image.Image:
-    """An RGB image; a missing or unreadable file raises an error naming it and the sample."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sample {sample_id}: image not found: {path}")
+    """An RGB image (16-bit greyscale scaled, not clipped: vislaw.data.images); a missing or
+    unreadable file raises an error naming it and the sample."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as err:
-        raise OSError(f"sample {sample_id}: cannot read image {path}: {err}") from err
+        return read_rgb(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"sample {sample_id}: {err}") from err
+    except OSError as err:
+        raise OSError(f"sample {sample_id}: {err}") from err
 
 
 class LlavaDataset(Dataset):
@@ -111,8 +143,10 @@ class LlavaDataset(Dataset):
         transform: Callable[[list[Image.Image]], Pixels],
         image_tokens: int,
         max_length: int,
+        source: str | Path = "LLaVA JSON",
     ) -> None:
         self.samples = list(samples)
+        self.source = source  # the JSON the samples come from, for error messages
         self.image_folder = Path(image_folder)
         self.tokenizer = tokenizer
         self.template = template
@@ -157,7 +191,8 @@ class LlavaDataset(Dataset):
             "pixel_values": None,
         }
         if has_image:
-            image = load_image(self.image_folder / sample.image, sample.id)
+            path = image_path(self.image_folder, sample.image, source=self.source, item=sample.id)
+            image = load_image(path, sample.id)
             item["pixel_values"] = map_pixels(lambda p: p[0], self.transform([image]))
         return item
 

@@ -192,6 +192,25 @@ def _points(value: Any, key: str, path: Path) -> np.ndarray:
     return points
 
 
+KEYPOINT_TOLERANCE = 1.0
+"""Pixels by which a pair's keypoint may differ from its image annotation (rounding)."""
+
+
+def check_inside(points: np.ndarray, size: tuple[float, float], key: str, path: Path) -> None:
+    """Keypoints (N, 2) or a box (4,) must lie in the image, 0 <= x <= width and
+    0 <= y <= height (SPair's pixel coordinates reach the border, 1-based as in PASCAL VOC)."""
+    width, height = size
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise SpairFormatError(
+            path,
+            f"'{key}': {xy[i].tolist()} lies outside the {int(width)}x{int(height)} image "
+            f"({int(outside.sum())} point(s) outside)",
+        )
+
+
 def _slot(value: Any, key: str, path: Path) -> int:
     try:
         slot = int(value)
@@ -240,12 +259,16 @@ def parse_image_annotation(data: Mapping[str, Any], path: Path, name: str) -> Sp
         if not isinstance(point, list | tuple) or len(point) != 2:
             raise SpairFormatError(path, f"'kps.{key}': expected [x, y] or null, got {point!r}")
         kps[slot] = [_number(v, f"kps.{key}", path) for v in point]
+    bbox = _bbox(data["bndbox"], "bndbox", path)
+    check_inside(bbox, (width, height), "bndbox", path)
+    visible = ~np.isnan(kps[:, 0])
+    check_inside(kps[visible], (width, height), "kps", path)
     return SpairImage(
         category=category,
         name=name,
         width=int(width),
         height=int(height),
-        bbox=_bbox(data["bndbox"], "bndbox", path),
+        bbox=bbox,
         kps=kps,
     )
 
@@ -296,16 +319,27 @@ def parse_pair_annotation(data: Mapping[str, Any], path: Path) -> SpairPair:
         if key in data
     }
     pair_id = data.get("pair_id", 0)
+    src_size = _size(data["src_imsize"], "src_imsize", path)
+    trg_size = _size(data["trg_imsize"], "trg_imsize", path)
+    src_bbox = _bbox(data["src_bndbox"], "src_bndbox", path)
+    trg_bbox = _bbox(data["trg_bndbox"], "trg_bndbox", path)
+    for key, value, size in (
+        ("src_kps", src_kps, src_size),
+        ("trg_kps", trg_kps, trg_size),
+        ("src_bndbox", src_bbox, src_size),
+        ("trg_bndbox", trg_bbox, trg_size),
+    ):
+        check_inside(value, size, key, path)
     return SpairPair(
         pair_id=int(_number(pair_id, "pair_id", path)),
         name=stem,
         category=category,
         src_name=data["src_imname"],
         trg_name=data["trg_imname"],
-        src_size=_size(data["src_imsize"], "src_imsize", path),
-        trg_size=_size(data["trg_imsize"], "trg_imsize", path),
-        src_bbox=_bbox(data["src_bndbox"], "src_bndbox", path),
-        trg_bbox=_bbox(data["trg_bndbox"], "trg_bndbox", path),
+        src_size=src_size,
+        trg_size=trg_size,
+        src_bbox=src_bbox,
+        trg_bbox=trg_bbox,
         src_kps=src_kps,
         trg_kps=trg_kps,
         kps_ids=ids,
@@ -387,6 +421,15 @@ def _check_against_images(
         if not image.visible[pair.kps_ids].all():
             absent = pair.kps_ids[~image.visible[pair.kps_ids]].tolist()
             raise SpairFormatError(path, f"{side} keypoints {absent} are null in {other}")
+        points = pair.src_kps if side == "src" else pair.trg_kps
+        off = np.abs(points - image.kps[pair.kps_ids]).max(axis=1)
+        if (off > KEYPOINT_TOLERANCE).any():
+            i = int(np.argmax(off))
+            raise SpairFormatError(
+                path,
+                f"{side}_kps[{i}] (keypoint {int(pair.kps_ids[i])}) is {points[i].tolist()}, "
+                f"but {other} has {image.kps[pair.kps_ids[i]].tolist()}",
+            )
 
 
 # ---- writers (the same layout, for generators and test fixtures) ---------------------------------

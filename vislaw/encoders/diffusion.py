@@ -160,14 +160,19 @@ def build_tiny_text_encoders(
 def load_text_encoders(
     model_id: str, folders: Sequence[tuple[str, str, bool]]
 ) -> list[tuple[torch.nn.Module, torch.Tensor]]:
-    """Text encoders (subfolder, tokenizer subfolder, with projection) and empty-prompt ids."""
-    from transformers import AutoTokenizer, CLIPTextModel, CLIPTextModelWithProjection
+    """Text encoders (subfolder, tokenizer subfolder, with projection) and empty-prompt ids.
+
+    The tokenizer class is named (every SD tokenizer folder holds a CLIP tokenizer) rather than
+    found by AutoTokenizer: transformers 5's AutoTokenizer also asks for ``tokenizer/config.json``,
+    which these repos do not have, and in an offline cache filled by ``prepare``
+    (snapshot_download) that unanswerable question fails the load."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     encoders = []
     for encoder_folder, tokenizer_folder, projected in folders:
         model_class = CLIPTextModelWithProjection if projected else CLIPTextModel
         model = model_class.from_pretrained(model_id, subfolder=encoder_folder).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model_id, subfolder=tokenizer_folder)
+        tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder=tokenizer_folder)
         encoders.append((model, empty_prompt_ids(tokenizer)))
     return encoders
 

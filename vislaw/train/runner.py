@@ -292,6 +292,7 @@ def _prepare(
         functools.partial(preprocess_images, encoder, pad_to_square=settings.pad_to_square),
         image_tokens=rows * cols,
         max_length=settings.max_length,
+        source=json_path,
     )
     if len(dataset) < settings.global_batch:
         raise ConfigError(

@@ -1,0 +1,202 @@
+"""``check_data``: validate a dataset once, before training or scoring, and report every bad item.
+
+The checks are the readers' own (vislaw.data.llava._sample and load_records, vislaw.data.images
+.image_path, vislaw.data.spair's parsers and cross-checks): the check catches each item's error
+and goes on, so the report names every bad item by file and id and counts them by kind, while a
+reader stops at the first. On top, it looks for what a reader only meets mid-run: every image a
+JSON references exists (a missing 665K image would crash stage 2 mid-epoch, and its retry the
+same way), and each SPair image has the size its annotation says.
+
+CLI: ``python -m vislaw.data.check --config config.yaml --dataset instruct --out report.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vislaw.data.images import DataError, image_path
+from vislaw.io.atomic import write_text_atomic
+
+SHOWN = 20  # bad items listed per kind in the summary (the report file lists them all)
+
+
+@dataclass
+class Report:
+    dataset: str
+    checked: int = 0
+    problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, kind: str, message: str) -> None:
+        self.problems[kind].append(message)
+
+    @property
+    def bad(self) -> int:
+        return sum(len(v) for v in self.problems.values())
+
+    def summary(self) -> str:
+        lines = [f"check_data {self.dataset}: {self.checked} item(s) checked, {self.bad} bad"]
+        for kind, items in sorted(self.problems.items()):
+            lines.append(f"  {kind}: {len(items)}")
+            lines += [f"    {m}" for m in items[:SHOWN]]
+            if len(items) > SHOWN:
+                lines.append(f"    ... and {len(items) - SHOWN} more (see the report)")
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        lines = [f"check_data {self.dataset}: {self.checked} item(s) checked, {self.bad} bad"]
+        for kind, items in sorted(self.problems.items()):
+            lines.append(f"{kind}: {len(items)}")
+            lines += [f"  {m}" for m in items]
+        return "\n".join(lines) + "\n"
+
+    def write_or_raise(self, out: str | Path) -> None:
+        """Write the report to ``out`` when clean; otherwise write it beside (``.failed``) and
+        raise DataError, so no training or scoring starts on bad data."""
+        out = Path(out)
+        if not self.bad:
+            write_text_atomic(out, self.text())
+            return
+        failed = out.with_name(out.name + ".failed")
+        write_text_atomic(failed, self.text())
+        raise DataError(f"{self.summary()}\nfull list: {failed}")
+
+
+def check_llava(json_path: str | Path, image_folder: str | Path, report: Report) -> Report:
+    """Every sample of a LLaVA JSON: well formed, image path inside its folder, image present."""
+    from vislaw.data.llava import _sample, load_records
+
+    try:
+        records = load_records(json_path)
+    except (DataError, FileNotFoundError) as err:
+        report.add("unreadable JSON", str(err))
+        return report
+    folder = Path(image_folder)
+    for i, record in enumerate(records):
+        report.checked += 1
+        try:
+            sample = _sample(record, f"{json_path}[{i}]")
+        except ValueError as err:
+            report.add("malformed sample", str(err))
+            continue
+        if sample.image is None:
+            continue
+        try:
+            path = image_path(folder, sample.image, source=json_path, item=sample.id)
+        except DataError as err:
+            report.add("image path escapes its folder", str(err))
+            continue
+        if not path.is_file():
+            report.add("missing image", f"{json_path}: item {sample.id}: {path} not found")
+    return report
+
+
+def check_spair(root: str | Path, split: str, report: Report) -> Report:
+    """Every pair of a split: annotations well formed and inside their images, pair and image
+    annotations agreeing, every image present with its annotated size."""
+    from PIL import Image
+
+    from vislaw.data import spair
+
+    root = Path(root)
+    try:
+        files = spair.pair_files(root, split)
+    except spair.SpairFormatError as err:
+        report.add("missing split", str(err))
+        return report
+    images: dict[str, spair.SpairImage | None] = {}
+    for path in files:
+        report.checked += 1
+        try:
+            pair = spair.parse_pair_annotation(spair._read_json(path), path)
+        except spair.SpairFormatError as err:
+            report.add("bad pair annotation", str(err))
+            continue
+        sides = []
+        for image_id in (pair.src_id, pair.trg_id):
+            if image_id not in images:
+                images[image_id] = _spair_image(root, image_id, report, Image)
+            sides.append(images[image_id])
+        if None in sides:
+            report.add("pair with a bad image", f"{path}: see its image's entry")
+            continue
+        try:
+            spair._check_against_images(pair, sides[0], sides[1], root, path)
+        except spair.SpairFormatError as err:
+            report.add("pair disagrees with image annotation", str(err))
+    return report
+
+
+def _spair_image(root: Path, image_id: str, report: Report, image_module: Any):
+    from vislaw.data import spair
+
+    try:
+        image = spair.load_image_annotation(root, image_id)
+    except spair.SpairFormatError as err:
+        report.add("bad image annotation", str(err))
+        return None
+    path = root / "JPEGImages" / image_id
+    if not path.is_file():
+        report.add(
+            "missing image", f"{spair.image_annotation_path(root, image_id)}: {path} not found"
+        )
+        return None
+    try:
+        with image_module.open(path) as handle:
+            size = handle.size
+    except OSError as err:
+        report.add("unreadable image", f"{path}: {err}")
+        return None
+    if size != (image.width, image.height):
+        report.add(
+            "image size differs from annotation",
+            f"{path}: {size[0]}x{size[1]}, annotation says {image.width}x{image.height}",
+        )
+        return None
+    return image
+
+
+def check_dataset(config: Mapping[str, Any], dataset: str) -> Report:
+    """Check ``data.<dataset>`` (pretrain, instruct or spair) of a schema-checked config."""
+    data = config["data"]
+    if dataset not in data:
+        raise DataError(f"config key 'data.{dataset}' is not set: nothing to check")
+    root = Path(data["root"])
+
+    def under(value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else root / value
+
+    report = Report(dataset)
+    if dataset == "spair":
+        return check_spair(under(data["spair"]["root"]), data["spair"].get("split", "test"), report)
+    entry = data[dataset]
+    return check_llava(under(entry["json"]), under(entry["image_folder"]), report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vislaw.config import load_config
+
+    parser = argparse.ArgumentParser(
+        prog="python -m vislaw.data.check",
+        description="Validate a dataset of a config; list every bad item, counted by kind.",
+    )
+    parser.add_argument("--config", required=True, help="workflow config YAML")
+    parser.add_argument("--dataset", required=True, choices=["pretrain", "instruct", "spair"])
+    parser.add_argument("--out", help="report file (written when the dataset is clean)")
+    args = parser.parse_args(argv)
+    report = check_dataset(load_config(args.config), args.dataset)
+    print(report.summary())
+    if args.out:
+        try:
+            report.write_or_raise(args.out)
+        except DataError:
+            return 1
+    return 1 if report.bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""Models and benchmark datasets from the Hugging Face Hub, into one cache (``cache.hf_home``).
+
+``prepare_models`` runs on a machine with internet; the jobs then run with ``HF_HUB_OFFLINE=1``
+and ``HF_HOME=<cache.hf_home>`` and load through ``from_pretrained(<real id>)`` from that cache.
+Only the files the code loads are fetched (``allow_patterns`` per family: the diffusers
+subfolders a family reads, config and weights of a transformers model; safetensors preferred,
+no fp16 / EMA / Flax / ONNX duplicates). A pinned revision (``cache.revisions``) is downloaded
+and the cache's ``main`` ref is pointed at it, because offline jobs resolve ``main``.
+
+Each prepared repo leaves ``<hf_home>/vislaw-prepared/<type>--<org>--<name>.json``; rules that
+load a repo take that marker as input, so a missing model stops the dry run (vislaw.prepare.status).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vislaw.io.atomic import write_text_atomic
+
+# lmms-eval's task datasets (design.md): compute nodes without internet need them cached.
+BENCHMARK_DATASETS = {
+    "mmbench_en": "lmms-lab/MMBench",
+    "mme": "lmms-lab/MME",
+    "mmmu_val": "MMMU/MMMU",
+    "ok_vqa": "lmms-lab/OK-VQA",
+    "textvqa_val": "lmms-lab/textvqa",
+    "vizwiz_vqa_val": "lmms-lab/VizWiz-VQA",
+    "scienceqa_img": "lmms-lab/ScienceQA",
+    "seed_image": "lmms-lab/SEED-Bench",
+}
+TRANSFORMERS_FILES = ["config.json", "model*.safetensors", "model.safetensors.index.json"]
+TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt"]
+# Subfolders each diffusers family's loading code reads (vislaw/encoders/*.py).
+DIFFUSERS_FOLDERS = {
+    "sd_unet": ["unet", "vae", "scheduler", "text_encoder", "tokenizer"],
+    "sd_unet/sdxl": [
+        "unet",
+        "vae",
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+        "text_encoder_2",
+        "tokenizer_2",
+    ],
+    "sd_image_variations": ["unet", "vae", "scheduler", "image_encoder"],
+    "dit": ["transformer", "vae", "scheduler"],
+    "sd3": [
+        "transformer",
+        "vae",
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+        "text_encoder_2",
+        "tokenizer_2",
+    ],
+}
+IGNORE = [
+    "*.fp16.*",
+    "*non_ema*",
+    "*.ema.*",
+    "*.msgpack",
+    "*.h5",
+    "*.onnx*",
+    "*.ckpt",
+    "*.pb",
+    "*openvino*",
+    "*.gguf",
+]
+MARKER_DIR = "vislaw-prepared"
+
+
+@dataclass(frozen=True)
+class HubRepo:
+    repo_id: str
+    repo_type: str  # model | dataset
+    allow_patterns: tuple[str, ...] | None  # None: the whole repo
+    why: str  # the config key that needs it
+    revision: str | None = None
+
+
+def _folder_patterns(folders: list[str]) -> list[str]:
+    patterns = ["model_index.json"]
+    for folder in folders:
+        patterns += [
+            f"{folder}/*.json",
+            f"{folder}/*.txt",
+            f"{folder}/*.model",
+            f"{folder}/*.safetensors",
+        ]
+    return patterns
+
+
+def encoder_patterns(spec: Any) -> list[str]:
+    """The files one (non-fusion) encoder spec's loading code reads from its repo."""
+    family = spec.family
+    if family == "sd_unet":
+        from vislaw.encoders.registry import family_class
+
+        family = "sd_unet/sdxl" if family_class("sd_unet").variant(spec) == "sdxl" else family
+    if family in DIFFUSERS_FOLDERS:
+        return _folder_patterns(DIFFUSERS_FOLDERS[family])
+    return list(TRANSFORMERS_FILES)
+
+
+def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, HubRepo]:
+    """Every Hub repo the config loads: encoders (not tiny twins), an image-variations
+    model's separate image encoder, the LLM, and lmms-eval's datasets of the benchmarks.
+    Keyed by ``<type>:<repo id>``; the same repo used twice merges its patterns."""
+    revisions = (config.get("cache") or {}).get("revisions") or {}
+    repos: dict[str, HubRepo] = {}
+
+    def add(repo_id: str, repo_type: str, patterns: list[str] | None, why: str) -> None:
+        if not repo_id or Path(repo_id).exists() or repo_id.startswith(("/", ".")):
+            return  # a local folder: nothing to download
+        key = f"{repo_type}:{repo_id}"
+        old = repos.get(key)
+        if old is not None:
+            merged = (
+                None
+                if old.allow_patterns is None or patterns is None
+                else tuple(dict.fromkeys([*old.allow_patterns, *patterns]))
+            )
+            repos[key] = HubRepo(repo_id, repo_type, merged, old.why, old.revision)
+            return
+        pats = tuple(patterns) if patterns is not None else None
+        repos[key] = HubRepo(repo_id, repo_type, pats, why, revisions.get(repo_id))
+
+    for name, spec in specs.items():
+        if spec.family == "fusion" or spec.tiny is not None or not spec.model_id:
+            continue
+        add(spec.model_id, "model", encoder_patterns(spec), f"encoders.{name}.model_id")
+        image_encoder = spec.options.get("image_encoder_id")
+        if image_encoder:
+            add(image_encoder, "model", TRANSFORMERS_FILES, f"encoders.{name}.options")
+    llm = config.get("llm") or {}
+    if not llm.get("tiny") and llm.get("model_id"):
+        patterns = [*TRANSFORMERS_FILES, "generation_config.json", *TOKENIZER_FILES]
+        add(llm["model_id"], "model", patterns, "llm.model_id")
+    for bench in config.get("benchmarks") or []:
+        if bench in BENCHMARK_DATASETS:
+            add(BENCHMARK_DATASETS[bench], "dataset", None, f"benchmarks ({bench})")
+    return repos
+
+
+def repos_for_encoder(config, specs, name: str) -> list[HubRepo]:
+    """The repos encoder ``name`` loads (a fusion: its members')."""
+    spec = specs[name]
+    members = {m.name: m for m in spec.members} if spec.family == "fusion" else {name: spec}
+    return list(hub_repos(config, members).values())
+
+
+def marker_path(hf_home: str | Path, repo: HubRepo) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "--", repo.repo_id)
+    return Path(hf_home) / MARKER_DIR / f"{repo.repo_type}--{safe}.json"
+
+
+def hub_error_message(err: BaseException, repo_id: str, repo_type: str = "model") -> str | None:
+    """A sentence for the Hub errors a user can act on; None for others (re-raised as is)."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    prefix = "datasets/" if repo_type == "dataset" else ""
+    page = f"https://huggingface.co/{prefix}{repo_id}"
+    if isinstance(err, GatedRepoError):
+        return (
+            f"{repo_id} is gated: accept its licence at {page} (logged in to the Hub), create "
+            "a read token at https://huggingface.co/settings/tokens, then `export HF_TOKEN=<token>` "
+            "and run prepare again"
+        )
+    if isinstance(err, RepositoryNotFoundError):
+        return (
+            f"{repo_id} was not found on the Hub ({page}): the id moved or was deleted "
+            "(see docs/data.md for the ids that moved), or it is private and HF_TOKEN is unset"
+        )
+    if isinstance(err, RevisionNotFoundError):
+        return f"{repo_id}: the pinned revision in cache.revisions does not exist"
+    if isinstance(err, LocalEntryNotFoundError):
+        return (
+            f"{repo_id} is not in the cache and the Hub cannot be reached (HF_HUB_OFFLINE is "
+            "set, or no internet): run prepare on a machine with internet"
+        )
+    return None
+
+
+def _point_main_at(cache_dir: Path, repo: HubRepo, snapshot: Path) -> None:
+    """Offline jobs resolve ``main``: make it the pinned snapshot's commit."""
+    refs = snapshot.parent.parent / "refs"
+    refs.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(refs / "main", snapshot.name)
+
+
+def with_bin_fallback(repo: HubRepo, files: list[str]) -> HubRepo:
+    """Add ``*pytorch_model*.bin`` for the folders whose weights exist only as .bin (older
+    repos such as Vicuna's), given the repo's file list."""
+    if repo.allow_patterns is None:
+        return repo
+    folders = {p.rpartition("/")[0] for p in repo.allow_patterns if p.endswith(".safetensors")}
+    extra = []
+    for folder in sorted(folders):
+        prefix = f"{folder}/" if folder else ""
+        inside = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
+        if not any(f.endswith(".safetensors") for f in inside):
+            extra += [f"{prefix}*pytorch_model*.bin", f"{prefix}*pytorch_model*.bin.index.json"]
+    if not extra:
+        return repo
+    return HubRepo(
+        repo.repo_id, repo.repo_type, (*repo.allow_patterns, *extra), repo.why, repo.revision
+    )
+
+
+def _listed(repo: HubRepo, token: str | None) -> list[str] | None:
+    """The repo's file list, or None when the Hub cannot be asked (offline: use the cache)."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    return HfApi().list_repo_files(
+        repo.repo_id, repo_type=repo.repo_type, revision=repo.revision, token=token
+    )
+
+
+def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None) -> Path:
+    """Download one repo's needed files into ``<hf_home>/hub``; returns its marker.
+    Raises PrepareError with an actionable message (gated, not found, offline)."""
+    from huggingface_hub import snapshot_download
+
+    from vislaw.prepare.sources import PrepareError
+
+    cache_dir = Path(hf_home) / "hub"
+    try:
+        listed = _listed(repo, token)
+        if listed is not None:
+            repo = with_bin_fallback(repo, listed)
+        path = Path(
+            snapshot_download(
+                repo.repo_id,
+                repo_type=repo.repo_type,
+                revision=repo.revision,
+                allow_patterns=list(repo.allow_patterns) if repo.allow_patterns else None,
+                ignore_patterns=IGNORE if repo.allow_patterns else None,
+                cache_dir=str(cache_dir),
+                token=token,
+            )
+        )
+    except Exception as err:  # noqa: BLE001 - turned into one message naming the repo
+        message = hub_error_message(err, repo.repo_id, repo.repo_type)
+        if message is None:
+            raise
+        raise PrepareError(f"{repo.why}: {message}") from err
+    files = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+    if not files:
+        raise PrepareError(f"{repo.why}: {repo.repo_id}: no file matched {repo.allow_patterns}")
+    if repo.revision:
+        _point_main_at(cache_dir, repo, path)
+    marker = {
+        "repo": repo.repo_id,
+        "type": repo.repo_type,
+        "commit": path.name,
+        "allow_patterns": repo.allow_patterns,
+        "files": sorted(files),
+        "prepared": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    target = marker_path(hf_home, repo)
+    write_text_atomic(target, json.dumps(marker, indent=1) + "\n")
+    return target

@@ -1,0 +1,93 @@
+"""What a config's real inputs are, which are missing, and the message that says so.
+
+The rules declare the markers of their real inputs (vislaw.prepare.unpack.marker_path for data
+sources, vislaw.prepare.hub.marker_path for Hub repos) as inputs; when one is missing the
+Snakefile prints :func:`missing_message` and exits before any job is planned, because compute
+nodes usually cannot download and the first sign would otherwise be a FileNotFoundError in a
+queued GPU job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vislaw.prepare import hub
+from vislaw.prepare.sources import hf_home, sources, sources_for
+
+
+@dataclass(frozen=True)
+class Requirement:
+    marker: Path
+    what: str  # one line for the message
+
+
+def data_requirements(config: Mapping[str, Any], dataset: str) -> list[Requirement]:
+    """Markers of the sources a dataset needs (none when data.sources lists none for it)."""
+    return [
+        Requirement(s.marker, f"data source '{s.name}' (data.{dataset}) -> {s.dest}")
+        for s in sources_for(config, dataset)
+    ]
+
+
+def model_requirements(
+    config: Mapping[str, Any],
+    specs: Mapping[str, Any],
+    *,
+    encoder: str | None = None,
+    llm: bool = False,
+    benchmarks: bool = False,
+) -> list[Requirement]:
+    """Markers of the Hub repos an encoder / the LLM / the benchmarks load; none without
+    ``cache.hf_home`` (then the user's own Hub cache is used, as before)."""
+    home = hf_home(config)
+    if home is None:
+        return []
+    repos = hub.hub_repos(config, specs)
+    keep = set()
+    if encoder is not None:
+        keep |= {
+            f"{r.repo_type}:{r.repo_id}" for r in hub.repos_for_encoder(config, specs, encoder)
+        }
+    for key, repo in repos.items():
+        if (llm and repo.why == "llm.model_id") or (benchmarks and repo.repo_type == "dataset"):
+            keep.add(key)
+    return [
+        Requirement(hub.marker_path(home, r), f"{r.repo_type} {r.repo_id} ({r.why}) in {home}")
+        for key, r in repos.items()
+        if key in keep
+    ]
+
+
+def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Requirement]:
+    """Every data source and Hub repo of the config."""
+    reqs = [
+        Requirement(s.marker, f"data source '{s.name}' (data.{s.dataset}) -> {s.dest}")
+        for s in sources(config).values()
+    ]
+    home = hf_home(config)
+    if home is not None:
+        reqs += [
+            Requirement(hub.marker_path(home, r), f"{r.repo_type} {r.repo_id} ({r.why}) in {home}")
+            for r in hub.hub_repos(config, specs).values()
+        ]
+    return reqs
+
+
+def missing(reqs: Sequence[Requirement]) -> list[Requirement]:
+    return [r for r in reqs if not r.marker.exists()]
+
+
+def missing_message(missing_reqs: Sequence[Requirement], configfiles: Sequence[str]) -> str:
+    """The refusal: what is missing, and the command that prepares it."""
+    config_args = " ".join(f"--configfile {c}" for c in configfiles) or "--configfile config.yaml"
+    lines = [f"vislaw: {len(missing_reqs)} real input(s) of this config are not prepared:"]
+    lines += [f"  - {r.what}" for r in missing_reqs]
+    lines += [
+        "Nothing was run. Prepare them first, on a machine with internet (a login node):",
+        f"  snakemake prepare {config_args}",
+        "(docs/data.md lists the sources, their sizes and what each needs.)",
+    ]
+    return "\n".join(lines)
