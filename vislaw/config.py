@@ -92,12 +92,15 @@ def _refuse_duplicates(node: yaml.Node | None, prefix: str, source: Any, seen: s
 
 def refuse_yte(path: str | Path) -> None:
     """Refuse a config file that asks Snakemake to run it through yte (``__use_yte__``): yte
-    evaluates Python expressions, so such a file is a program, not settings."""
+    evaluates Python expressions, so such a file is a program, not settings. Read as text:
+    a yte template need not be plain YAML."""
     path = Path(path)
     if not path.is_file():
         return
-    data = read_yaml(path)
-    if isinstance(data, Mapping) and "__use_yte__" in data:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if re.search(r"^[\"']?__use_yte__[\"']?\s*:", text, re.MULTILINE) or re.search(
+        r"[{,]\s*[\"']?__use_yte__[\"']?\s*:", text
+    ):
         raise ConfigError("__use_yte__", f"{path}: {YTE_REFUSED}")
 
 
@@ -106,6 +109,7 @@ def check_config_files(paths: Sequence[str | Path]) -> None:
     already, keeping the last of duplicate keys; this refuses duplicates and yte files."""
     for path in paths:
         refuse_yte(path)
+        read_yaml(path)
 
 
 def cli_config_entries(argv: Sequence[str]) -> list[str]:
