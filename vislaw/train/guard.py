@@ -5,7 +5,7 @@ that step was still finite, and with ``lr: 1e6`` training ends with exit 0 and w
 1e6. The loss check in the step loop sees neither. This guard checks the trained weights after
 every optimizer step (the tensors this process holds) and the full state before the export.
 
-Divergence rule (docs/training.md, docs/refuses.md): a trained tensor diverged when its largest
+Divergence rule (docs/refuses.md): a trained tensor diverged when its largest
 magnitude exceeds ``DIVERGENCE_FACTOR`` x max(its largest magnitude when the phase started, 1).
 Adam-type updates move a weight by about ``lr`` per step, so a sane run (lr <= 1e-3, thousands
 of steps) stays far inside the bound, while a blow-up passes it within a step or two.
