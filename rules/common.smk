@@ -6,6 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from vislaw.config import check_cli_config, check_config_files
 from vislaw.encoders.registry import conda_env
 from vislaw.pipeline import load_checked_config
 from vislaw.prepare import status as prepare_status
@@ -14,7 +15,12 @@ from vislaw.train.recipes import trains_encoder
 
 min_version("9.0")
 
-# The schema check plus the zoo's checks (fusion members, token grids): fails before any job.
+# Snakemake parsed the config files already (keeping the last of duplicate keys): re-read them
+# with our loader, which refuses duplicates and yte files, and check the --config overrides.
+check_config_files(workflow.overwrite_configfiles or workflow.configfiles)
+check_cli_config(sys.argv)
+# The schema check, the zoo's checks (fusion members, token grids) and the semantic checks
+# (vislaw.checks: grids, layers, timesteps, batches): fails before any job.
 config, SPECS = load_checked_config(config)
 
 RUN = config["run"]

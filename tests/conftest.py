@@ -43,3 +43,33 @@ def minimal_config() -> dict:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+def isolate(config: dict, folder: Path) -> dict:
+    """``config`` with every output under ``folder``: results_dir, and data.root when it is
+    relative (the demo writes its synthetic data under results/). Tests never read or touch
+    what the user's own runs left in the checkout's results/ (issue 16, class 7)."""
+    config = copy.deepcopy(config)
+    config["results_dir"] = str(folder / "results")
+    root = config.get("data", {}).get("root")
+    if root and not Path(root).is_absolute():
+        config["data"]["root"] = str(folder / root)
+    return config
+
+
+@pytest.fixture
+def isolated_config(tmp_path):
+    """Write a shipped config (path relative to the repository), isolated under tmp_path and
+    updated with ``changes``, to a file; returns its path. Run Snakemake on it with
+    ``--directory tmp_path`` so that its .snakemake/ state stays there too."""
+
+    def write(name: str, **changes) -> Path:
+        import yaml
+
+        config = isolate(yaml.safe_load((ROOT / name).read_text()), tmp_path)
+        config.update(changes)
+        path = tmp_path / Path(name).name
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    return write

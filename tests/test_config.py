@@ -132,7 +132,7 @@ def test_duplicate_encoder_names_are_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="duplicate key") as info:
         load_config(path)
-    assert info.value.key == "clip224"
+    assert info.value.key == "encoders.clip224"
 
 
 def test_missing_config_file_is_named(tmp_path):

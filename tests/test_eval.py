@@ -446,10 +446,13 @@ def test_released_llava_checkpoint_evaluates_through_the_plugin(stage2, tasks_di
 
 # ---- the rules --------------------------------------------------------------------------------
 @pytest.mark.parametrize("jobs", ["per_encoder", "per_benchmark"])
-def test_evaluate_jobs_follow_the_config_switch(project_root, jobs):
-    """The demo's 12 encoders x 4 benchmarks: 12 lmms-eval jobs by default, 48 when split."""
+def test_evaluate_jobs_follow_the_config_switch(project_root, isolated_config, jobs):
+    """The demo's 12 encoders x 4 benchmarks: 12 lmms-eval jobs by default, 48 when split
+    (planned in a temporary folder, whatever the user's results/demo holds)."""
     snakemake = Path(sys.executable).parent / "snakemake"
-    command = [str(snakemake), "-n", "--quiet", "rules", "--configfile", "config/demo.yaml"]
+    path = isolated_config("config/demo.yaml")
+    command = [str(snakemake), "-n", "--quiet", "rules", "--configfile", str(path)]
+    command += ["--directory", str(path.parent)]
     command += ["--config", "targets=[evaluate]", f"eval={{jobs: {jobs}}}"]
     result = subprocess.run(command, cwd=project_root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import isolate
 
 from vislaw.pipeline import load_checked_config
 
@@ -54,8 +55,19 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _dry_run_jobs(configfile: str, *targets: str) -> dict[str, int]:
-    result = snakemake("-n", "--quiet", "rules", "--configfile", configfile, *targets)
+def _dry_run_jobs(configfile: Path, *targets: str) -> dict[str, int]:
+    """Jobs per rule of a dry run in the config file's own folder (a temporary one: the plan
+    must not depend on what the user's runs left in results/)."""
+    result = snakemake(
+        "-n",
+        "--quiet",
+        "rules",
+        "--configfile",
+        str(configfile),
+        "--directory",
+        str(configfile.parent),
+        *targets,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     counts = {}
     for line in (result.stdout + result.stderr).splitlines():
@@ -65,40 +77,38 @@ def _dry_run_jobs(configfile: str, *targets: str) -> dict[str, int]:
     return counts
 
 
-def test_paper_dry_run_has_a_features_job_per_encoder(tmp_path):
+def test_paper_dry_run_has_a_features_job_per_encoder(isolated_config, tmp_path):
     # With its real inputs marked as prepared (config.yaml alone refuses to plan: test_prepare).
     from vislaw.prepare.status import all_requirements
 
-    paper = yaml.safe_load((ROOT / "config.yaml").read_text())
-    paper["data"]["root"] = str(tmp_path / "data")
+    path = isolated_config("config.yaml")
+    paper = yaml.safe_load(path.read_text())
     paper["cache"]["hf_home"] = str(tmp_path / "hf")
-    paper["results_dir"] = str(tmp_path / "results")
-    path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(paper, sort_keys=False))
     config, specs = load_checked_config(path)
     for req in all_requirements(config, specs):
         req.marker.parent.mkdir(parents=True, exist_ok=True)
         req.marker.write_text("{}")
-    jobs = _dry_run_jobs(str(path))
+    jobs = _dry_run_jobs(path)
     base = [n for n, s in specs.items() if s.family != "fusion"]
     assert jobs["features"] == len(base)
     assert jobs["fuse_features"] == len(specs) - len(base)
     assert len(specs) >= 16  # the paper's 15 representations plus ConvLLaVA's ConvNeXt
 
 
-def test_demo_dry_run_plans_every_target():
+def test_demo_dry_run_plans_every_target(isolated_config):
     config, specs = load_checked_config(ROOT / "config/demo.yaml")
-    jobs = _dry_run_jobs("config/demo.yaml")
+    jobs = _dry_run_jobs(isolated_config("config/demo.yaml"))
     assert jobs["synthetic_data"] == 1
     assert jobs["features"] + jobs.get("fuse_features", 0) == len(specs)
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config = isolate(yaml.safe_load((ROOT / "config/demo.yaml").read_text()), tmp_path)
     config["encoders"]["clip224"]["family"] = "vit_magic"
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--configfile", str(path))
+    result = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path))
     assert result.returncode != 0
     assert "encoders.clip224.family" in result.stdout + result.stderr
 
@@ -150,14 +160,15 @@ def test_demo_dag_end_to_end(tmp_path):
 
 
 def test_missing_a_score_reference_is_named_when_a_scores_are_planned(tmp_path):
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config = isolate(yaml.safe_load((ROOT / "config/demo.yaml").read_text()), tmp_path)
     config["a_score"]["references"] = {"224": "clip_nope"}
     config["targets"] = ["a_score"]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--configfile", str(path))
+    here = ("--configfile", str(path), "--directory", str(tmp_path))
+    result = snakemake("-n", *here)
     assert result.returncode != 0
     assert "a_score.references.224" in result.stdout + result.stderr
     config["targets"] = ["c_score"]  # the C score alone does not need the references
     path.write_text(yaml.safe_dump(config))
-    assert snakemake("-n", "--configfile", str(path)).returncode == 0
+    assert snakemake("-n", *here).returncode == 0

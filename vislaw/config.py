@@ -8,7 +8,9 @@ fails before any job starts, with a message that names the offending key.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,12 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(f"config key '{key}': {message}")
+
+
+YTE_REFUSED = (
+    "configs processed by yte can run arbitrary Python and are refused; write the values out "
+    "(see docs/refuses.md)"
+)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -44,12 +52,117 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, rejecting duplicate keys."""
+    """Parse a YAML (or JSON) config file, refusing duplicate keys at any depth; errors name
+    the file, the dotted key and the line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    with path.open() as handle:
-        return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicates(node, "", path, set())
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError("<root>", f"{path} is not valid YAML: {error}") from None
+
+
+def _refuse_duplicates(node: yaml.Node | None, prefix: str, source: Any, seen: set[int]) -> None:
+    """Walk a composed YAML node tree; a mapping key given twice is a ConfigError naming its
+    dotted path (``encoders.sd15``), the source and both lines. Snakemake's own loader keeps
+    the last entry silently."""
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            dotted = f"{prefix}.{key}" if prefix else key
+            line = key_node.start_mark.line + 1
+            if key in first and key != "<<":
+                raise ConfigError(
+                    dotted, f"duplicate key in {source} (lines {first[key]} and {line})"
+                )
+            first[key] = line
+            _refuse_duplicates(value_node, dotted, source, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicates(item, f"{prefix}.{i}" if prefix else str(i), source, seen)
+
+
+def refuse_yte(path: str | Path) -> None:
+    """Refuse a config file that asks Snakemake to run it through yte (``__use_yte__``): yte
+    evaluates Python expressions, so such a file is a program, not settings. Read as text:
+    a yte template need not be plain YAML."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if re.search(r"^[\"']?__use_yte__[\"']?\s*:", text, re.MULTILINE) or re.search(
+        r"[{,]\s*[\"']?__use_yte__[\"']?\s*:", text
+    ):
+        raise ConfigError("__use_yte__", f"{path}: {YTE_REFUSED}")
+
+
+def check_config_files(paths: Sequence[str | Path]) -> None:
+    """Re-read the config files Snakemake was given with our loader: Snakemake parsed them
+    already, keeping the last of duplicate keys; this refuses duplicates and yte files."""
+    for path in paths:
+        refuse_yte(path)
+        read_yaml(path)
+
+
+def cli_config_entries(argv: Sequence[str]) -> list[str]:
+    """The ``key=value`` entries after ``--config``/``-C`` on a snakemake command line."""
+    entries: list[str] = []
+    taking = False
+    for arg in argv[1:]:
+        if arg in ("--config", "-C"):
+            taking = True
+        elif arg.startswith("--config="):
+            taking = True
+            entries.append(arg.split("=", 1)[1])
+        elif arg.startswith("-") and not arg[1:2].isdigit():
+            taking = False
+        elif taking:
+            entries.append(arg)
+    return entries
+
+
+def check_cli_config(argv: Sequence[str]) -> None:
+    """``--config`` overrides: a key given twice (``seed=1 seed=2``) or a duplicate key inside
+    a mapping value is refused, as in a file (Snakemake keeps the last)."""
+    seen: set[str] = set()
+    for entry in cli_config_entries(argv):
+        key, _, value = entry.partition("=")
+        if key in seen:
+            raise ConfigError(key, "given twice on --config")
+        seen.add(key)
+        try:
+            node = yaml.compose(value, Loader=yaml.BaseLoader)
+        except yaml.YAMLError:
+            continue  # Snakemake then takes it as a plain string
+        _refuse_duplicates(node, key, "--config", set())
+
+
+def rule_names_in(folder: str | Path) -> list[str]:
+    """Names of the rules defined in a workflow's ``*.smk`` files, active or not."""
+    names: list[str] = []
+    for path in sorted(Path(folder).glob("*.smk")):
+        names += re.findall(r"^\s*(?:local)?rule\s+(\w+)\s*:", path.read_text(), re.MULTILINE)
+    return names
+
+
+def check_rule_names(config: Mapping[str, Any], rules: Sequence[str]) -> None:
+    """``resources:`` keys are rule names of this workflow (or ``default``): a typo would
+    otherwise be ignored and the rule would run with the defaults."""
+    known = set(rules) | {"default"}
+    for name in config.get("resources", {}) or {}:
+        if name not in known:
+            raise ConfigError(
+                f"resources.{name}",
+                f"no rule named {name!r}; rules: {', '.join(sorted(known))}",
+            )
 
 
 @cache
@@ -91,11 +204,93 @@ def _fill_defaults(instance: Any, node: dict, root: dict) -> None:
                 _fill_defaults(value, extra, root)
 
 
+# A name that becomes one path component (run, encoder, category ...): starts with a letter,
+# digit or underscore, so '.', '..', '-x' and hidden names are out; no '/' or '\\' anywhere.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_MAX_NAME = 128
+
+
+def safe_name(key: str, value: Any) -> str:
+    """``value`` if it can be used as one path component, else a ConfigError naming ``key``.
+
+    Why: an encoder named ``..`` made its stage-2 folder the run's LLM folder, and Snakemake's
+    clean-up of the failed job then deleted it. Names never hold a separator, never start with a
+    dot or a dash (options, hidden files) and never are ``.``/``..``.
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or len(value) > _MAX_NAME:
+        raise ConfigError(
+            key,
+            f"{value!r} cannot name a file or folder: use letters, digits and _ . + - "
+            f"(not first: . or - or +), at most {_MAX_NAME} characters",
+        )
+    return value
+
+
+def _named_components(config: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every config string that becomes a path component somewhere."""
+    yield "run", config.get("run")
+    for name, entry in _mapping(config.get("encoders")).items():
+        yield "encoders", name
+        for i, member in enumerate(_mapping(entry).get("members") or []):
+            yield f"encoders.{name}.members.{i}", member
+    for i, bench in enumerate(_sequence(config.get("benchmarks"))):
+        yield f"benchmarks.{i}", bench
+    synthetic = _mapping(_mapping(config.get("data")).get("synthetic"))
+    for i, category in enumerate(_sequence(synthetic.get("spair_categories"))):
+        yield f"data.synthetic.spair_categories.{i}", category
+    train = _mapping(config.get("train"))
+    for name in _mapping(train.get("recipes")):
+        yield "train.recipes", name
+    lmvr = _mapping(config.get("lmvr"))
+    for i, name in enumerate(_sequence(lmvr.get("encoders"))):
+        yield f"lmvr.encoders.{i}", name
+    references = _mapping(_mapping(config.get("a_score")).get("references"))
+    for suffix, name in references.items():
+        yield "a_score.references", suffix
+        yield f"a_score.references.{suffix}", name
+    tasks = _mapping(_mapping(config.get("eval")).get("tasks"))
+    for bench, task in tasks.items():
+        yield "eval.tasks", bench
+        yield f"eval.tasks.{bench}", task
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def check_names(config: Mapping[str, Any]) -> None:
+    """Every config string that becomes a path component is a safe single component."""
+    for key, value in _named_components(config):
+        if value is not None:  # a missing value is the schema's to report
+            safe_name(key, value)
+
+
+def check_finite(node: Any, key: str = "<root>") -> None:
+    """No number anywhere in the config is inf or nan (YAML's ``.inf``/``.nan`` pass the
+    schema's bounds: ``lr: .inf`` satisfies exclusiveMinimum 0)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(key, f"{node!r} is not a finite number")
+    if isinstance(node, Mapping):
+        for sub, value in node.items():
+            check_finite(value, str(sub) if key == "<root>" else f"{key}.{sub}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            check_finite(value, f"{key}.{i}")
+
+
 def check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Validate against the schema and return a deep copy with defaults filled in."""
     if not isinstance(config, Mapping):
         raise ConfigError("<root>", "the config must be a mapping")
     config = copy.deepcopy(dict(config))
+    if "__use_yte__" in config:
+        raise ConfigError("__use_yte__", YTE_REFUSED)
+    check_finite(config)
+    check_names(config)
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), e.path))
     if errors:

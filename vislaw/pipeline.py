@@ -2,7 +2,8 @@
 
 ``load_checked_config`` is what the Snakefile and every entry point call: the schema check
 (vislaw.config) plus the checks that need the encoder zoo (fusion members, token grids) and
-the training recipes (an encoder must support the recipe it is given).
+the training recipes (an encoder must support the recipe it is given), then the semantic checks
+of vislaw.checks (what the config and the models' config files tell before the first job).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vislaw.checks import check_semantics
 from vislaw.config import check_config, load_config
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import resolve_encoders
@@ -24,4 +26,5 @@ def load_checked_config(
     config = check_config(source) if isinstance(source, Mapping) else load_config(source)
     specs = resolve_encoders(config)
     check_recipes(config, specs)
+    check_semantics(config, specs)  # grids, layers, timesteps, batches (vislaw.checks)
     return config, specs

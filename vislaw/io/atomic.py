@@ -1,16 +1,56 @@
 """Write to a temporary name beside the target, rename on success.
 
 A killed job then leaves either the complete old file or nothing under the final name, never a
-truncated file that Snakemake (or a user) would mistake for a finished output.
+truncated file that Snakemake (or a user) would mistake for a finished output. What a SIGKILLed
+writer does leave, its ``.<name>.tmp-<pid>`` (or ``.old-<pid>``) beside the target, is removed by
+the next write of the same target once that pid is no longer running.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another user's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Delete the temporaries earlier writers of ``target`` left behind when they were killed:
+    ``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>`` whose pid is not this process and no
+    longer runs. A live pid is kept (it may be a writer right now, or a reused pid: harmless).
+    On a cluster a temporary from another node whose pid happens to be alive here is kept too;
+    Snakemake never runs two jobs for one output, so nothing else is writing it."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)")
+    for path in target.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _pid_running(pid):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -19,6 +59,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     without an exception, delete it otherwise."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp
@@ -40,6 +81,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     name)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

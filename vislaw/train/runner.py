@@ -40,6 +40,7 @@ from vislaw.train.engine import (
     read_deepspeed_config,
     zero_stage,
 )
+from vislaw.train.guard import DivergenceGuard
 from vislaw.train.plan import PlanSampler, StepPlan
 from vislaw.train.recipes import (
     Phase,
@@ -403,8 +404,10 @@ def _run_steps(
     fingerprint: str,
     losses: LossLog,
     callbacks: Sequence[StepCallback],
+    guard: DivergenceGuard,
 ) -> StepLog | None:
-    """Optimizer steps ``start`` .. ``total``; the last step's log."""
+    """Optimizer steps ``start`` .. ``total``; the last step's log. The trained weights are
+    checked after every step (``guard``): a non-finite or diverged weight stops the run."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -448,6 +451,7 @@ def _run_steps(
                 engine.backward(loss)
                 micro_losses.append(float(loss.detach()))
             grad_norm = engine.step()
+            guard.check_model(engine.model, step + 1)
             last = StepLog(
                 step=step + 1,
                 epoch=round((step + 1) / run.plan.steps_per_epoch, 6),
@@ -482,11 +486,14 @@ def _export(
     ds_config: dict[str, Any] | None,
     last: StepLog | None,
     fingerprint: str,
+    guard: DivergenceGuard,
 ) -> None:
-    """Write the stage folder (rank 0; gathering ZeRO-3 weights involves every rank)."""
+    """Write the stage folder (rank 0; gathering ZeRO-3 weights involves every rank), after
+    checking every weight to export (non-finite or diverged: DivergenceError, no vlm.json)."""
     state = engine.full_state_dict()
     if not run.dist.main:
         return
+    guard.check_state(state, last.step if last else None)
     settings, lm, phase = run.settings, engine.model.llm, run.phase
     projector_state = {
         k[len("projector.") :]: v for k, v in state.items() if k.startswith("projector.")
@@ -617,13 +624,19 @@ def train_phase(
 
         keep_alive = HfDeepSpeedConfig(ds_config)
     engine = _build_engine(run, ds_config)
+    # Scales of the trained weights as the phase starts (before a resume loads a checkpoint).
+    guard = DivergenceGuard.start(
+        engine.model,
+        f"{phase.label} '{encoder_name}'",
+        f"Lower {run.settings.key('lr')} (now {run.settings.lr:g}) or check the data.",
+    )
     start = _resume_step(run.checkpoints, fingerprint, engine, run.dist)
     losses = LossLog(run.out_dir / "loss.csv", start, run.dist.main)
     try:
-        last = _run_steps(run, engine, start, fingerprint, losses, callbacks)
+        last = _run_steps(run, engine, start, fingerprint, losses, callbacks, guard)
     finally:
         losses.close()
-    _export(run, engine, ds_config, last, fingerprint)
+    _export(run, engine, ds_config, last, fingerprint, guard)
     barrier()
     del keep_alive  # kept until the ZeRO-3 weights were gathered for the export
     return run.out_dir
