@@ -136,7 +136,12 @@ def embedding_job(
     from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE, load_vlm
 
     settings = config["a_score"]
-    vlm = load_vlm(stage1_dir, device=device)
+    # bf16 on the GPU (a 7B model in fp32 would need ~28 GB); fp32 on the CPU (demo, tests).
+    import torch
+
+    vlm = load_vlm(
+        stage1_dir, device=device, dtype=torch.bfloat16 if device.startswith("cuda") else None
+    )
     # The stage's trained weights: the projector, plus the encoder tensors a ConvLLaVA-style
     # recipe trains (encoder.safetensors), so the hash changes whenever the embeddings can.
     trained = [Path(stage1_dir) / PROJECTOR_FILE, Path(stage1_dir) / ENCODER_FILE]
