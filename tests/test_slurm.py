@@ -39,6 +39,7 @@ SACCT_FIELDS = [
     "AllocCPUS",
     "ReqMem",
     "Timelimit",
+    "AllocTRES",
     "Comment",
 ]
 # rule_resources() in rules/common.smk falls back to these when the config names nothing.
@@ -54,6 +55,9 @@ def _script_constant(name: str) -> str:
 
 ACCOUNT = _script_constant("ACCOUNT")
 PARTITION = _script_constant("PARTITION")
+GPU_MODEL = _script_constant("GPU_MODEL")
+# The real run asks for the node's gres GPUs in this rule (the jobs still compute on the CPU).
+GPU_RULE = "features"
 
 
 def _load_profile(name: str) -> dict:
@@ -289,10 +293,17 @@ def _node_cpus() -> int:
     return min(int(value) for value in out.split())
 
 
-def _test_config(tmp_path: Path, node_cpus: int) -> Path:
+def _test_config(tmp_path: Path, node_cpus: int, gpus: int = 0) -> Path:
     """config/slurm_test.yaml with its results (and generated data) inside tmp_path, and no
-    rule asking for more CPUs than the node has."""
+    rule asking for more CPUs than the node has; with ``gpus``, GPU_RULE asks for that many of
+    the cluster's fake gres GPUs."""
     config = yaml.safe_load(CONFIG.read_text())
+    if gpus:
+        config["resources"][GPU_RULE] = {
+            **config["resources"].get(GPU_RULE, {}),
+            "gpus": gpus,
+            "gpu_model": GPU_MODEL,
+        }
     config["results_dir"] = str(tmp_path / "results")
     config["data"]["root"] = str(tmp_path / "results" / config["run"] / "data")
     for resources in config["resources"].values():
@@ -392,7 +403,7 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
     if reason:
         pytest.skip(reason)
     tmp_path = tmp_path_factory.mktemp("slurm")
-    path = _test_config(tmp_path, _node_cpus())
+    path = _test_config(tmp_path, _node_cpus(), gpus=1)
     config = yaml.safe_load(path.read_text())
     start = time.monotonic()
     result = _snakemake(
@@ -485,3 +496,24 @@ def test_slurm_jobs_got_the_resources_their_rule_asked_for(slurm_run):
         assert got == {k: want[k] for k in got}, (rule, job)
         asked_for.add(tuple(sorted(got.items())))
     assert len(asked_for) >= 2  # the test config gives rules different resources
+
+
+def _tres(value: str) -> dict[str, str]:
+    """sacct AllocTRES 'cpu=1,gres/gpu=1,...' as a dict."""
+    return dict(item.split("=", 1) for item in value.split(",") if "=" in item)
+
+
+def test_gpu_rule_was_submitted_with_its_gres_gpus(slurm_run):
+    """The GPU rule's jobs got the node's (fake) GPUs as SLURM allocated them; no other job
+    holds one. The executor plugin turned resources gpu + gpu_model into --gpus=<model>:<n>."""
+    gpu_jobs = 0
+    for job in slurm_run.jobs:
+        rule, _ = _rule_of(job["Comment"])
+        tres = _tres(job["AllocTRES"])
+        if rule == GPU_RULE:
+            gpu_jobs += 1
+            assert tres.get("gres/gpu") == "1", job
+            assert tres.get(f"gres/gpu:{GPU_MODEL}") == "1", job
+        else:
+            assert "gres/gpu" not in tres, job
+    assert gpu_jobs == len(slurm_run.config["encoders"])
