@@ -137,3 +137,66 @@ def test_multirank_two_node_rendezvous_on_localhost(base, reference, tmp_path):
     assert "--standalone" not in agent and "--nnodes=2" in agent
     _run([agent, agent])  # two "nodes", one rank each
     _assert_same_curve(_losses(out), reference)
+
+
+# --- evaluation: lmms-eval under accelerate launch -------------------------------------------
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory):
+    """test_eval's tiny stage-2 model (overfitted to name each square's colour) and its two
+    local tasks (multiple choice and generation, 3 questions: uneven over 2 ranks)."""
+    import test_eval
+
+    sets = test_eval.write_set(tmp_path_factory.mktemp("sets") / "colours")
+    tasks = tmp_path_factory.mktemp("tasks")
+    test_eval.write_task_folder(sets, tasks, test_eval.MC.task)
+    test_eval.write_task_folder(sets, tasks, test_eval.GEN.task, output_type="generate_until")
+    stage2 = test_eval.stage2.__wrapped__(tmp_path_factory)
+    return stage2, tasks, [test_eval.MC, test_eval.GEN]
+
+
+def _evaluate(eval_inputs, out: Path, processes: int) -> dict[str, list]:
+    from vislaw.eval.results import benchmark_rows
+    from vislaw.eval.runner import evaluate_benchmarks
+
+    stage2, tasks, benchmarks = eval_inputs
+    outputs = {b.name: out / f"{b.name}.json" for b in benchmarks}
+    samples = {b.name: out / f"{b.name}.samples.jsonl" for b in benchmarks}
+    env = _env()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        evaluate_benchmarks(
+            stage2,
+            benchmarks,
+            outputs,
+            include_path=tasks,
+            max_new_tokens=8,
+            batch_size=2,
+            samples=samples,
+            processes=processes,
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    scores = {
+        b.name: [r.score for r in benchmark_rows("m", b, outputs[b.name])] for b in benchmarks
+    }
+    answers = {
+        b.name: sorted(
+            (json.loads(line)["doc_id"], json.dumps(json.loads(line)["filtered_resps"]))
+            for line in samples[b.name].read_text().splitlines()
+        )
+        for b in benchmarks
+    }
+    return {"scores": scores, "answers": answers}
+
+
+def test_multirank_evaluation_two_processes_match_one(eval_inputs, tmp_path):
+    one = _evaluate(eval_inputs, tmp_path / "one", 1)
+    two = _evaluate(eval_inputs, tmp_path / "two", 2)
+    assert two["scores"] == one["scores"]
+    assert two["answers"] == one["answers"]  # every question answered once, as alone
+    assert all(len(v) == 3 for v in two["answers"].values())
