@@ -200,3 +200,40 @@ def test_multirank_evaluation_two_processes_match_one(eval_inputs, tmp_path):
     assert two["scores"] == one["scores"]
     assert two["answers"] == one["answers"]  # every question answered once, as alone
     assert all(len(v) == 3 for v in two["answers"].values())
+
+
+# --- features: the images split across ranks --------------------------------------------------
+def test_multirank_features_two_ranks_match_one(tmp_path):
+    """Two --shard processes merged give the one-process file: same ids in the same order,
+    same features."""
+    import numpy as np
+    from PIL import Image
+
+    from vislaw.features import extract_features_on_ranks, main
+    from vislaw.io.hdf5 import read_features
+
+    folder = tmp_path / "data" / "SPair-71k" / "JPEGImages"
+    rng = np.random.default_rng(0)
+    for category in ("bird", "cat"):
+        (folder / category).mkdir(parents=True)
+        for i in range(3 if category == "bird" else 2):  # 5 images: uneven over 2 ranks
+            pixels = rng.integers(0, 255, size=(40, 50, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / category / f"{i}.jpg")
+    config = {
+        "run": "mr",
+        "results_dir": str(tmp_path / "results"),
+        "device": "cpu",
+        "encoders": {
+            "clip_t": {"family": "clip", "tiny": True, "input_size": 56, "patch_size": 14}
+        },
+        "data": {"root": str(tmp_path / "data"), "spair": {"root": "SPair-71k"}},
+        "features": {"batch_size": 2, "dtype": "float32"},
+    }
+    path = tmp_path / "config.yaml"
+    write_run_config(config, path)
+    main(["--config", str(path), "--encoder", "clip_t", "--out", str(tmp_path / "one.h5")])
+    extract_features_on_ranks(path, "clip_t", tmp_path / "two.h5", 2, threads=1)
+    one, two = read_features(tmp_path / "one.h5"), read_features(tmp_path / "two.h5")
+    assert two.ids == one.ids and len(one.ids) == 5
+    np.testing.assert_allclose(two.features, one.features, rtol=1e-5, atol=1e-6)
+    assert not list(tmp_path.glob("two.rank*"))  # shards removed after the merge

@@ -56,8 +56,10 @@ def _script_constant(name: str) -> str:
 ACCOUNT = _script_constant("ACCOUNT")
 PARTITION = _script_constant("PARTITION")
 GPU_MODEL = _script_constant("GPU_MODEL")
-# The real run asks for the node's gres GPUs in this rule (the jobs still compute on the CPU).
+# The real run asks for the node's 2 gres GPUs in this rule (the jobs still compute on the CPU,
+# one process per GPU, each encoding its share of the images: vislaw.features).
 GPU_RULE = "features"
+GPU_REQUEST = 2
 
 
 def _load_profile(name: str) -> dict:
@@ -403,7 +405,7 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
     if reason:
         pytest.skip(reason)
     tmp_path = tmp_path_factory.mktemp("slurm")
-    path = _test_config(tmp_path, _node_cpus(), gpus=1)
+    path = _test_config(tmp_path, _node_cpus(), gpus=GPU_REQUEST)
     config = yaml.safe_load(path.read_text())
     start = time.monotonic()
     result = _snakemake(
@@ -512,8 +514,14 @@ def test_gpu_rule_was_submitted_with_its_gres_gpus(slurm_run):
         tres = _tres(job["AllocTRES"])
         if rule == GPU_RULE:
             gpu_jobs += 1
-            assert tres.get("gres/gpu") == "1", job
-            assert tres.get(f"gres/gpu:{GPU_MODEL}") == "1", job
+            assert tres.get("gres/gpu") == str(GPU_REQUEST), job
+            assert tres.get(f"gres/gpu:{GPU_MODEL}") == str(GPU_REQUEST), job
         else:
             assert "gres/gpu" not in tres, job
     assert gpu_jobs == len(slurm_run.config["encoders"])
+    # each features job ran one process per GPU, merged into one file
+    from vislaw.io.hdf5 import read_features
+
+    for name in slurm_run.config["encoders"]:
+        meta = read_features(slurm_run.run_dir / "features" / f"{name}.h5").meta
+        assert meta.get("ranks") == GPU_REQUEST, (name, meta)
