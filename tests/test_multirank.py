@@ -237,3 +237,55 @@ def test_multirank_features_two_ranks_match_one(tmp_path):
     assert two.ids == one.ids and len(one.ids) == 5
     np.testing.assert_allclose(two.features, one.features, rtol=1e-5, atol=1e-6)
     assert not list(tmp_path.glob("two.rank*"))  # shards removed after the merge
+
+
+# --- embeddings (A score): images and captions split across ranks -----------------------------
+def test_multirank_embeddings_two_ranks_match_one(tmp_path):
+    """Two processes merged give the one-process embeddings (same ids and order) and the same
+    caption log-likelihood (the mean over every caption)."""
+    import numpy as np
+    from llava_samples import draw, train_config
+    from test_a_score import stage1 as stage1_fixture
+
+    from vislaw.config import check_config
+    from vislaw.eval.images import write_sample
+    from vislaw.io.hdf5 import read_features
+    from vislaw.scores.embeddings import embedding_job, embedding_job_on_ranks
+
+    stage1 = stage1_fixture.__wrapped__(_Factory(tmp_path))
+    config = train_config(tmp_path / "run")
+    config["benchmarks"] = ["mme"]
+    config["a_score"] = {"n_images": 3, "n_captions": 5, "batch_size": 2, "dtype": "float32"}
+    config = check_config(config)
+    items = []
+    for i, colour in enumerate(["red", "blue", "green"]):
+        draw(colour, "square").save(tmp_path / f"{i}.png")
+        items.append({"id": f"img{i}", "path": str(tmp_path / f"{i}.png")})
+    write_sample(tmp_path / "mme.json", "mme", 0, items)
+    samples = {"mme": tmp_path / "mme.json"}
+    one = {"mme": tmp_path / "one" / "mme.h5"}
+    embedding_job(config, stage1, samples, one, tmp_path / "one" / "loglik.json")
+    path = tmp_path / "config.yaml"
+    write_run_config(config, path)
+    two = {"mme": tmp_path / "two" / "mme.h5"}
+    embedding_job_on_ranks(path, stage1, samples, two, tmp_path / "two" / "loglik.json", 2)
+    a, b = read_features(one["mme"]), read_features(two["mme"])
+    assert b.ids == a.ids == ["img0", "img1", "img2"]
+    np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-6)
+    la = json.loads((tmp_path / "one" / "loglik.json").read_text())
+    lb = json.loads((tmp_path / "two" / "loglik.json").read_text())
+    assert lb["n_captions"] == la["n_captions"] == 5
+    assert lb["a_loglik"] == pytest.approx(la["a_loglik"], abs=1e-5)
+    assert not list((tmp_path / "two").glob("*rank*"))
+
+
+class _Factory:
+    """tmp_path_factory's mktemp for calling a module fixture's function directly."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def mktemp(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True)
+        return path
