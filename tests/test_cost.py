@@ -49,3 +49,35 @@ def test_cost_cli_prints_the_table():
     assert result.returncode == 0, result.stderr
     assert "| features |" in result.stdout and "GPU-hours" in result.stdout
     assert "| stage2 |" not in result.stdout
+
+
+def test_multi_node_training_asks_per_node_and_launches_srun(monkeypatch, tmp_path):
+    import pytest
+
+    from vislaw.config import ConfigError
+    from vislaw.resources import job_gpus
+    from vislaw.train.launch import srun_command, torchrun_command
+
+    monkeypatch.setenv("VISLAW_GPU_MODEL", "a100")
+    config = load_config(ROOT / "config.yaml")
+    config["resources"]["stage2"] = {**config["resources"]["stage2"], "gpus": 16, "nodes": 2}
+    res = rule_resources(config, "stage2", "clip224")
+    assert (res["nodes"], res["gres"]) == (2, "gpu:a100:8") and "gpu" not in res
+    assert job_gpus(res) == (8, 2)
+    config["resources"]["stage2"]["gpus"] = 15
+    with pytest.raises(ConfigError, match="resources.stage2.gpus"):
+        rule_resources(config, "stage2")
+    agent = torchrun_command(
+        tmp_path / "c.yaml",
+        2,
+        "clip224",
+        tmp_path,
+        8,
+        nodes=2,
+        rdzv_endpoint="node1:29400",
+        rdzv_id="123",
+    )
+    command = srun_command(agent, 2)
+    assert command[:2] == ["srun", "--nodes=2"] and "--ntasks-per-node=1" in command
+    assert "--nnodes=2" in agent and "--rdzv-endpoint=node1:29400" in agent
+    assert "--nproc_per_node=8" in agent
