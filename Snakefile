@@ -16,6 +16,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+# The conda envs install vislaw from this checkout (pip line -e ${VISLAW_ROOT}[extra]).
+from vislaw.deploy import export_package_root
+
+export_package_root(workflow.basedir)
+
+
 include: "rules/common.smk"
 
 

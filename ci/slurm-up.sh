@@ -18,6 +18,11 @@ set -euo pipefail
 CLUSTER=vislaw
 ACCOUNT=vislaw
 PARTITION=local
+# Fake GPUs: SLURM schedules them as generic resources (gres) like real ones; each "device"
+# is a symlink to /dev/null (Slurm 22.05 drops a gres entry without File=).
+GPU_MODEL=a100
+GPU_COUNT=2
+GPU_DEV_DIR=/var/spool/slurmd/fake-gpus
 DB_NAME=slurm_acct_db
 DB_USER=slurm
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
@@ -71,7 +76,8 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt_failed "apt-get install ${missing[*]} failed"
 fi
 
-install -d -m 755 "$ETC" "$LOGDIR" /var/spool/slurmctld /var/spool/slurmd
+install -d -m 755 "$ETC" "$LOGDIR" /var/spool/slurmctld /var/spool/slurmd "$GPU_DEV_DIR"
+for ((i = 0; i < GPU_COUNT; i++)); do ln -sfn /dev/null "$GPU_DEV_DIR/gpu$i"; done
 
 # Write $1 with mode $2 from stdin when its content changed; prints "changed" if it did.
 put_file() {
@@ -184,17 +190,27 @@ SlurmdLogFile=$LOGDIR/slurmd.log
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
+# GPUs as generic resources, recorded per job so that sacct shows the allocation (AllocTRES).
+GresTypes=gpu
+AccountingStorageTRES=gres/gpu,gres/gpu:$GPU_MODEL
 # Snakemake puts the rule and wildcards in the job comment: keep it for sacct -o Comment.
 AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 MinJobAge=300
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REAL_MEM Gres=gpu:$GPU_MODEL:$GPU_COUNT State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 )
 conf_changed=$changed
+changed=$(
+    put_file "$ETC/gres.conf" 644 <<EOF
+# Written by ci/slurm-up.sh: $GPU_COUNT fake $GPU_MODEL GPUs (symlinks to /dev/null).
+NodeName=$HOST Name=gpu Type=$GPU_MODEL File=$GPU_DEV_DIR/gpu[0-$((GPU_COUNT - 1))]
+EOF
+)
+conf_changed=$conf_changed$changed
 [ -z "$dbd_changed$conf_changed" ] || say "configuration written to $ETC (CPUs=$CPUS RealMemory=$REAL_MEM MB)"
 
 # Stop a daemon via its pid file (only the process we started, by id).
@@ -253,4 +269,4 @@ if ! wait_for 30 node_ready; then
     wait_for 15 node_ready ||
         die 4 "node $HOST is '$(node_state)', not idle; see $LOGDIR/slurmd.log and slurmctld.log"
 fi
-say "cluster '$CLUSTER' up: node $HOST $(node_state), partition '$PARTITION', account '$ACCOUNT'"
+say "cluster '$CLUSTER' up: node $HOST $(node_state) with $GPU_COUNT fake $GPU_MODEL GPUs, partition '$PARTITION', account '$ACCOUNT'"

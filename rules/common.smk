@@ -88,21 +88,13 @@ def trained_encoder_stage1(wildcards):
 
 
 def rule_resources(rule_name):
-    """Config resources for a rule: resources.<rule> over resources.default."""
-    merged = {
-        **config["resources"].get("default", {}),
-        **config["resources"].get(rule_name, {}),
-    }
-    out = {
-        "cpus_per_task": merged.get("cpus", 1),
-        "mem_mb": merged.get("mem_mb", 4000),
-        "runtime": merged.get("runtime", 60),
-    }
-    if merged.get("gpus"):
-        model = merged.get("gpu_model")
-        out["gpu"] = merged["gpus"]
-        if model:
-            out["gpu_model"] = model
+    """A rule's resources, derived in one place (vislaw/resources.py): config resources.<rule>
+    over resources.default, GPUs for the rules that load a model on the GPU, time limits from
+    the cost estimate (per encoder job, hence a function of the wildcards)."""
+    from vislaw.resources import rule_resources as derive
+
+    out = derive(config, rule_name)
+    out["runtime"] = lambda wc: derive(config, rule_name, wc.get("encoder"))["runtime"]
     return out
 
 

@@ -23,6 +23,8 @@ from vislaw.encoders.registry import FAMILIES
 ROOT = Path(__file__).resolve().parents[1]
 ENV_DIR = ROOT / "envs"
 ENV_FILES = sorted(ENV_DIR.glob("*.yaml"))
+# How an env file installs vislaw: from the checkout named by VISLAW_ROOT (vislaw/deploy.py).
+VISLAW_LINE = re.compile(r"-e \$\{VISLAW_ROOT\}(?:\[([\w,]+)\])?")
 
 # import name -> distribution name, for every third-party module the project imports.
 DISTRIBUTION = {
@@ -91,7 +93,7 @@ def env_packages(path: Path) -> set[str]:
     for dep in env["dependencies"]:
         if isinstance(dep, dict):
             for item in dep["pip"]:
-                match = re.fullmatch(r"-e \.\.(?:\[([\w,]+)\])?", item.split("#")[0].strip())
+                match = VISLAW_LINE.fullmatch(item.split(" #")[0].strip())
                 if match:
                     names |= core
                     for extra in (match.group(1) or "").split(","):
@@ -139,7 +141,7 @@ def test_env_file_parses_and_pins(path):
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "torch==2.14.1" in pip, f"{path.name} must pin torch"
-    assert any(item.startswith("-e ..") for item in pip), f"{path.name} must install vislaw"
+    assert any(VISLAW_LINE.fullmatch(item) for item in pip), f"{path.name} must install vislaw"
 
 
 def test_every_family_env_exists():
@@ -182,3 +184,123 @@ def test_area_env_provides_its_imports(area):
 def test_open_clip_env_names_open_clip():
     assert "open-clip-torch" in env_packages(ENV_DIR / "open_clip.yaml")
     assert "lmms-eval" in env_packages(ENV_DIR / "lmms_eval.yaml")
+
+
+# --- building the envs where Snakemake builds them ---------------------------------------------
+# Snakemake (deployment/conda.py, Env.create) copies an env file to <conda-prefix>/<hash>.yaml
+# and runs `conda env create --file <copy> --prefix <conda-prefix>/<hash>`; conda writes the
+# file's pip list to condaenv.*.requirements.txt beside the copy and runs
+# `pip install -U -r <that file>` from the copy's folder. This reproduces those steps without
+# conda: the third-party lines must parse as requirements, and the vislaw line really installs
+# (--no-deps, into a venv that sees this one's site-packages, so no index is needed).
+
+
+def _snakemake_copy(env_file: Path, conda_prefix: Path) -> Path:
+    """The copy Snakemake makes: <conda-prefix>/<md5 of prefix + content>.yaml."""
+    import hashlib
+    import os
+
+    content = env_file.read_bytes()
+    digest = hashlib.md5(usedforsecurity=False)
+    digest.update(os.path.realpath(conda_prefix).encode())
+    digest.update(content)
+    conda_prefix.mkdir(parents=True, exist_ok=True)
+    copy = conda_prefix / f"{digest.hexdigest()}.yaml"
+    copy.write_bytes(content)
+    return copy
+
+
+def _conda_requirements(copy: Path) -> tuple[Path, list[str]]:
+    """conda's pip step: the pip list written beside the copy; returns (file, vislaw lines)."""
+    import tempfile
+
+    env = yaml.safe_load(copy.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    # vislaw's line: an editable/path install (or one naming vislaw); the rest are requirements
+    others = [i for i in pip if not i.startswith(("-e", ".", "/", "$")) and "vislaw" not in i]
+    for item in others:
+        Requirement(item)  # every third-party line is a plain requirement
+    ours = [item for item in pip if item not in others]
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="condaenv.", suffix=".requirements.txt", dir=copy.parent, delete=False
+    ) as handle:
+        handle.write("\n".join(ours) + "\n")
+    return Path(handle.name), ours
+
+
+@pytest.fixture(scope="module")
+def scratch_venv(tmp_path_factory) -> Path:
+    """A venv on top of this one (its packages visible through a .pth file, since a venv made
+    from a venv would see only the base interpreter's): pip installs only vislaw into it."""
+    import site
+    import subprocess
+
+    venv = tmp_path_factory.mktemp("envs") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site_dir,) = (venv / "lib").glob("python*/site-packages")
+    (site_dir / "_outer_venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return venv
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PIP_REQUIRE_VIRTUALENV"}}
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INDEX="1", **extra)
+    return env
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=[p.stem for p in ENV_FILES])
+def test_env_installs_vislaw_from_snakemake_copy(path, tmp_path, scratch_venv):
+    import subprocess
+
+    from vislaw.deploy import export_package_root
+
+    copy = _snakemake_copy(path, tmp_path / "project" / ".snakemake" / "conda")
+    requirements, ours = _conda_requirements(copy)
+    assert len(ours) == 1, f"{path.name}: one pip line installs vislaw, got {ours}"
+    # What the Snakefile exports before Snakemake builds any env.
+    root = {"VISLAW_ROOT": str(ROOT)}
+    import os
+
+    saved = os.environ.pop("VISLAW_ROOT", None)
+    try:
+        root["VISLAW_ROOT"] = str(export_package_root(ROOT))
+    finally:
+        os.environ.pop("VISLAW_ROOT", None)
+        if saved is not None:
+            os.environ["VISLAW_ROOT"] = saved
+    python = scratch_venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-U", "--no-deps", "--no-build-isolation"]
+        + ["-r", str(requirements)],
+        cwd=copy.parent,
+        env=_clean_env(**root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    extra = VISLAW_LINE.fullmatch(ours[0].split(" #")[0].strip())
+    assert extra, f"{path.name}: {ours[0]!r} must be -e ${{VISLAW_ROOT}}[extra]"
+    assert extra.group(1) in _pyproject_extras()[1], f"{path.name}: no such extra"
+    probe = subprocess.run(
+        [str(python), "-c", "import vislaw.deploy, sys; print(vislaw.deploy.__file__)"],
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert Path(probe.stdout.strip()).resolve().is_relative_to(ROOT), probe.stdout
+
+
+def test_package_root_refuses_a_folder_without_vislaw(tmp_path, monkeypatch):
+    from vislaw.deploy import export_package_root
+
+    monkeypatch.setenv("VISLAW_ROOT", str(tmp_path))
+    with pytest.raises(RuntimeError, match="VISLAW_ROOT=.* is not a vislaw checkout"):
+        export_package_root(ROOT)
+    monkeypatch.delenv("VISLAW_ROOT")
+    assert export_package_root(ROOT) == ROOT

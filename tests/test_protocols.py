@@ -27,7 +27,13 @@ from vislaw.encoders.diffusion import space_to_depth
 from vislaw.encoders.preprocess import letterbox
 from vislaw.encoders.registry import build_encoder, resolve_encoders
 
-torch.set_grad_enabled(False)
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """Inference only, per test: a module-level set_grad_enabled(False) leaked into every test
+    collected after this file (training tests then had no gradients)."""
+    with torch.no_grad():
+        yield
 
 
 def _photo(width: int = 90, height: int = 60, seed: int = 0) -> Image.Image:

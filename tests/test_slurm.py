@@ -39,6 +39,7 @@ SACCT_FIELDS = [
     "AllocCPUS",
     "ReqMem",
     "Timelimit",
+    "AllocTRES",
     "Comment",
 ]
 # rule_resources() in rules/common.smk falls back to these when the config names nothing.
@@ -54,6 +55,11 @@ def _script_constant(name: str) -> str:
 
 ACCOUNT = _script_constant("ACCOUNT")
 PARTITION = _script_constant("PARTITION")
+GPU_MODEL = _script_constant("GPU_MODEL")
+# The real run asks for the node's 2 gres GPUs in this rule (the jobs still compute on the CPU,
+# one process per GPU, each encoding its share of the images: vislaw.features).
+GPU_RULE = "features"
+GPU_REQUEST = 2
 
 
 def _load_profile(name: str) -> dict:
@@ -92,10 +98,9 @@ def test_real_cluster_profile_deploys_conda_on_shared_storage():
     assert real["software-deployment-method"] == "conda"
     assert real["conda-prefix"] == "$VISLAW_CONDA_PREFIX"
     assert real["default-resources"]["slurm_account"] == "$VISLAW_SLURM_ACCOUNT"
-    gpu_rules = real["set-resources"]
-    assert "features" in gpu_rules
-    for rule, resources in gpu_rules.items():
-        assert resources["gpu_model"] == "$VISLAW_GPU_MODEL", rule
+    # GPU needs are derived per rule (vislaw/resources.py), not listed again in the profile.
+    assert "set-resources" not in real
+    assert real["slurm-requeue"] is True
 
 
 def _dry_run_resources(tmp_path: Path, *args: str) -> dict[str, list[dict[str, str]]]:
@@ -116,19 +121,127 @@ def _dry_run_resources(tmp_path: Path, *args: str) -> dict[str, list[dict[str, s
     return jobs
 
 
-def test_real_cluster_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path, monkeypatch):
+def _slurm_env(monkeypatch, tmp_path: Path) -> None:
     for var, value in {"ACCOUNT": "lab", "PARTITION": "cpu", "GPU_PARTITION": "gpu"}.items():
         monkeypatch.setenv(f"VISLAW_SLURM_{var}", value)
     monkeypatch.setenv("VISLAW_GPU_MODEL", "a100")
     monkeypatch.setenv("VISLAW_CONDA_PREFIX", str(tmp_path / "conda"))
+
+
+def test_real_cluster_profile_keeps_a_cpu_config_off_the_gpu_partition(tmp_path, monkeypatch):
+    _slurm_env(monkeypatch, tmp_path)
     # CI has no conda binary: swap the deployment method for one no rule uses.
     jobs = _dry_run_resources(tmp_path, "--profile", "profiles/slurm", "--sdm", "env-modules")
     for rule, planned in jobs.items():
         for resources in planned:
             assert resources["slurm_account"] == "lab", rule
-            gpu_rule = rule in _load_profile("slurm")["set-resources"]
-            assert resources["slurm_partition"] == ("gpu" if gpu_rule else "cpu"), rule
-            assert (resources.get("gpu_model") == "a100") == gpu_rule, rule
+            # device: cpu and no explicit gpus: nothing asks for a GPU
+            assert resources["slurm_partition"] == "cpu", rule
+            assert "gpu" not in resources and "gpu_model" not in resources, rule
+
+
+# --- the paper's config on a real cluster, planned (no cluster needed) -------------------------
+PAPER_CONFIG = ROOT / "config.yaml"
+# Least memory (MB) a job needs at the paper's size: encoders up to SD3 / SDXL in fp32, a bf16
+# 7B MLLM staged through host memory (~14 GB) per process, DeepSpeed's host-side buffers.
+MIN_MEM_MB = {
+    "features": 24000,
+    "stage1": 128000,
+    "stage2": 256000,
+    "embeddings": 32000,
+    "evaluate": 32000,  # per GPU (one lmms-eval process each)
+    "lmvr": 32000,
+}
+
+
+def _placeholder_data(workdir: Path, config: dict) -> None:
+    """Empty stand-ins for the prepared data under the configured paths, so that the paper's
+    config plans as it would once the data are in place (nothing is read in a dry run)."""
+    root = workdir / config["data"]["root"]
+    for value in config["data"].values():
+        if not isinstance(value, dict):
+            continue
+        for item, path in value.items():
+            if not isinstance(path, str) or item not in {"json", "image_folder", "root"}:
+                continue
+            target = root / path
+            if target.suffix == ".json":
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text("[]")
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+    folder = config.get("lmvr", {}).get("image_folder")
+    if folder:
+        (root / folder / "placeholder_class").mkdir(parents=True, exist_ok=True)
+
+
+def _planned_jobs_with_wildcards(out: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(rule, wildcards, resources) of every job a dry run prints."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", out):
+        head = re.match(r"(?:local)?rule (\w+):\n", block)
+        resources = re.search(r"^    resources: (.*)$", block, re.MULTILINE)
+        if not head or not resources:
+            continue
+        wildcards = re.search(r"^    wildcards: (.*)$", block, re.MULTILINE)
+        parse = lambda text: dict(kv.split("=", 1) for kv in text.split(", "))  # noqa: E731
+        jobs.append(
+            (
+                head.group(1),
+                parse(wildcards.group(1)) if wildcards else {},
+                parse(resources.group(1)),
+            )
+        )
+    return jobs
+
+
+def test_slurm_resources_of_the_paper_config(tmp_path, monkeypatch):
+    """config.yaml through profiles/slurm: every job's partition, GPUs, memory and time."""
+    from vislaw.config import load_config
+    from vislaw.cost import cost_lines, job_hours
+    from vislaw.resources import GPU_RULES
+
+    _slurm_env(monkeypatch, tmp_path)
+    config = yaml.safe_load(PAPER_CONFIG.read_text())
+    _placeholder_data(tmp_path, config)
+    result = _snakemake(
+        "-n",
+        "--profile",
+        "profiles/slurm",
+        "--sdm",
+        "env-modules",
+        "--configfile",
+        str(PAPER_CONFIG),
+        "--directory",
+        str(tmp_path),
+        timeout=300,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    jobs = _planned_jobs_with_wildcards(out)
+    checked = load_config(PAPER_CONFIG)
+    seen: Counter = Counter()
+    for rule, wildcards, res in jobs:
+        seen[rule] += 1
+        assert res["slurm_account"] == "lab", rule
+        if rule not in GPU_RULES:
+            assert res["slurm_partition"] == "cpu" and "gpu" not in res, (rule, res)
+            continue
+        gpus = int(res["gpu"])
+        assert res["slurm_partition"] == "gpu" and res["gpu_model"] == "a100", (rule, res)
+        assert gpus >= 1, (rule, res)
+        per_process = int(res["mem_mb"]) / (gpus if rule == "evaluate" else 1)
+        assert per_process >= MIN_MEM_MB[rule], (rule, res)
+        # The time limit covers the estimated cost of this very job, with room to spare.
+        hours = job_hours(checked, rule, gpus, wildcards.get("encoder"))
+        assert hours * 60 * 1.2 <= int(res["runtime"]) <= 7 * 24 * 60, (rule, wildcards, res)
+    # every GPU stage of the paper is planned, and the cost table counts the same jobs
+    assert set(seen) >= GPU_RULES, seen
+    table = {line.rule: line for line in cost_lines(checked)}
+    assert {rule: table[rule].jobs for rule in GPU_RULES} == {r: seen[r] for r in GPU_RULES}
+    # training uses a node's 8 GPUs; ConvLLaVA's longer stage 1 gets a longer limit
+    stage1 = {w["encoder"]: int(r["runtime"]) for rule, w, r in jobs if rule == "stage1"}
+    assert stage1["convllava_768"] > stage1["clip224"]
 
 
 @pytest.mark.parametrize("profile", ["slurm-local", "local"])
@@ -182,10 +295,17 @@ def _node_cpus() -> int:
     return min(int(value) for value in out.split())
 
 
-def _test_config(tmp_path: Path, node_cpus: int) -> Path:
+def _test_config(tmp_path: Path, node_cpus: int, gpus: int = 0) -> Path:
     """config/slurm_test.yaml with its results (and generated data) inside tmp_path, and no
-    rule asking for more CPUs than the node has."""
+    rule asking for more CPUs than the node has; with ``gpus``, GPU_RULE asks for that many of
+    the cluster's fake gres GPUs."""
     config = yaml.safe_load(CONFIG.read_text())
+    if gpus:
+        config["resources"][GPU_RULE] = {
+            **config["resources"].get(GPU_RULE, {}),
+            "gpus": gpus,
+            "gpu_model": GPU_MODEL,
+        }
     config["results_dir"] = str(tmp_path / "results")
     config["data"]["root"] = str(tmp_path / "results" / config["run"] / "data")
     for resources in config["resources"].values():
@@ -285,7 +405,7 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
     if reason:
         pytest.skip(reason)
     tmp_path = tmp_path_factory.mktemp("slurm")
-    path = _test_config(tmp_path, _node_cpus())
+    path = _test_config(tmp_path, _node_cpus(), gpus=GPU_REQUEST)
     config = yaml.safe_load(path.read_text())
     start = time.monotonic()
     result = _snakemake(
@@ -378,3 +498,30 @@ def test_slurm_jobs_got_the_resources_their_rule_asked_for(slurm_run):
         assert got == {k: want[k] for k in got}, (rule, job)
         asked_for.add(tuple(sorted(got.items())))
     assert len(asked_for) >= 2  # the test config gives rules different resources
+
+
+def _tres(value: str) -> dict[str, str]:
+    """sacct AllocTRES 'cpu=1,gres/gpu=1,...' as a dict."""
+    return dict(item.split("=", 1) for item in value.split(",") if "=" in item)
+
+
+def test_gpu_rule_was_submitted_with_its_gres_gpus(slurm_run):
+    """The GPU rule's jobs got the node's (fake) GPUs as SLURM allocated them; no other job
+    holds one. The executor plugin turned resources gpu + gpu_model into --gpus=<model>:<n>."""
+    gpu_jobs = 0
+    for job in slurm_run.jobs:
+        rule, _ = _rule_of(job["Comment"])
+        tres = _tres(job["AllocTRES"])
+        if rule == GPU_RULE:
+            gpu_jobs += 1
+            assert tres.get("gres/gpu") == str(GPU_REQUEST), job
+            assert tres.get(f"gres/gpu:{GPU_MODEL}") == str(GPU_REQUEST), job
+        else:
+            assert "gres/gpu" not in tres, job
+    assert gpu_jobs == len(slurm_run.config["encoders"])
+    # each features job ran one process per GPU, merged into one file
+    from vislaw.io.hdf5 import read_features
+
+    for name in slurm_run.config["encoders"]:
+        meta = read_features(slurm_run.run_dir / "features" / f"{name}.h5").meta
+        assert meta.get("ranks") == GPU_REQUEST, (name, meta)

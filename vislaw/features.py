@@ -143,6 +143,86 @@ def fuse_feature_files(
                 writer.append(first.ids[i : i + 1], np.concatenate(parts, axis=-1))
 
 
+def shard_ids(ids: Sequence[str], rank: int, world: int) -> list[str]:
+    """Rank ``rank`` of ``world`` encodes every ``world``-th image from its own offset, so the
+    shards are even to one image and interleave back in the original order."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside 0..{world - 1}")
+    return list(ids[rank::world])
+
+
+def merge_shards(parts: Sequence[str | Path], ids: Sequence[str], out_path: str | Path) -> None:
+    """One feature file in the order of ``ids`` from the ranks' files (shard_ids layout)."""
+    from contextlib import ExitStack
+
+    world = len(parts)
+    with ExitStack() as stack:
+        shards = [stack.enter_context(open_features(p)) for p in parts]
+        for rank, shard in enumerate(shards):
+            if shard.ids != shard_ids(ids, rank, world):
+                raise ValueError(f"{parts[rank]}: not shard {rank} of {world} of the image set")
+        first = shards[0]
+        meta = {**first.meta, "ranks": world}
+        with write_features(
+            out_path,
+            len(ids),
+            first.features.shape[1],
+            first.features.shape[2],
+            dtype=str(first.features.dtype),
+            grid=first.grid,
+            meta=meta,
+        ) as writer:
+            for i, image_id in enumerate(ids):
+                row = shards[i % world].features[i // world : i // world + 1]
+                writer.append([image_id], row)
+
+
+def extract_features_on_ranks(
+    config_path: str | Path,
+    encoder: str,
+    out_path: str | Path,
+    processes: int,
+    *,
+    stage1: str | Path | None = None,
+    threads: int = 2,
+) -> None:
+    """The features job across ``processes`` GPUs: one ``python -m vislaw.features --shard``
+    process per GPU (no collectives needed: each encodes its share of the images), then the
+    shards merged in image order. Each process sees one of the job's GPUs."""
+    import os
+    import subprocess
+    import sys
+
+    from vislaw.pipeline import load_checked_config
+
+    config, _ = load_checked_config(config_path)
+    _, ids = image_set(config)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    devices = visible.split(",") if visible else [str(i) for i in range(processes)]
+    out_path = Path(out_path)
+    parts = [
+        out_path.with_name(f"{out_path.stem}.rank{r}of{processes}.h5") for r in range(processes)
+    ]
+    procs = []
+    for rank, part in enumerate(parts):
+        command = [sys.executable, "-m", "vislaw.features", "--config", str(config_path)]
+        command += ["--encoder", encoder, "--out", str(part), "--threads", str(threads)]
+        command += ["--shard", f"{rank}/{processes}"]
+        if stage1:
+            command += ["--stage1", str(stage1)]
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices[rank % len(devices)]}
+        procs.append(subprocess.Popen(command, env=env))
+    codes = [proc.wait() for proc in procs]
+    try:
+        failed = [rank for rank, code in enumerate(codes) if code != 0]
+        if failed:
+            raise RuntimeError(f"features of {encoder}: rank(s) {failed} of {processes} failed")
+        merge_shards(parts, ids, out_path)
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.jobs import apply_runtime_settings, pick_device
     from vislaw.pipeline import load_checked_config
@@ -158,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--stage1", help="stage-1 folder whose trained encoder tensors to use (ConvLLaVA recipe)"
     )
+    parser.add_argument("--shard", help="R/N: encode only rank R's share of N (see shard_ids)")
     args = parser.parse_args(argv)
     config, specs = load_checked_config(args.config)
     if args.encoder not in specs:
@@ -167,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if spec.family == "fusion":
         parser.error("fusions are made from their members' files (see rule fuse_features)")
     folder, ids = image_set(config)
+    if args.shard:
+        rank, world = (int(x) for x in args.shard.split("/"))
+        ids = shard_ids(ids, rank, world)
     trained = {}
     if args.stage1:
         from vislaw.vlm.checkpoints import read_encoder_weights

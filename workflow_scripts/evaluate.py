@@ -36,4 +36,6 @@ with job_log(snakemake.log[0]):
         limit=settings["limit"],
         seed=config["seed"],
         samples=by_benchmark(snakemake.output.samples),
+        # accelerate launch across the job's GPUs (one lmms-eval process each)
+        processes=max(1, int(snakemake.resources.get("gpu", 0) or 0)),
     )

@@ -4,12 +4,11 @@ from vislaw.jobs import apply_runtime_settings, job_log, pick_device
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
-with job_log(snakemake.log[0]):
-    apply_runtime_settings(snakemake.config, snakemake.threads)
-    from vislaw.features import extract_features, image_set
-    from vislaw.pipeline import load_checked_config
 
-    config, specs = load_checked_config(snakemake.config)
+def extract_here(config, specs):
+    """One process (CPU or one GPU): the whole image set."""
+    from vislaw.features import extract_features, image_set
+
     folder, ids = image_set(config)
     # An encoder its recipe trains (ConvLLaVA) is read with stage 1's trained tensors.
     trained, source = {}, ""
@@ -31,3 +30,32 @@ with job_log(snakemake.log[0]):
         trained=trained,
         trained_source=source,
     )
+
+
+with job_log(snakemake.log[0]):
+    apply_runtime_settings(snakemake.config, snakemake.threads)
+    from vislaw.pipeline import load_checked_config
+
+    config, specs = load_checked_config(snakemake.config)
+    gpus = int(snakemake.resources.get("gpu", 0) or 0)
+    if gpus > 1:  # one process per GPU, each on its share of the images (vislaw.features)
+        from pathlib import Path
+
+        from vislaw.features import extract_features_on_ranks
+        from vislaw.train.launch import write_run_config
+
+        out = Path(snakemake.output[0])
+        run_config = out.with_name(f"{out.stem}.run_config.yaml")
+        write_run_config(config, run_config)
+        stage1 = snakemake.input.get("stage1")
+        extract_features_on_ranks(
+            run_config,
+            snakemake.wildcards.encoder,
+            out,
+            gpus,
+            stage1=Path(stage1).parent if stage1 else None,
+            threads=max(1, snakemake.threads // gpus),
+        )
+        run_config.unlink(missing_ok=True)
+    else:
+        extract_here(config, specs)

@@ -10,15 +10,18 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.pipeline import load_checked_config
+    from vislaw.resources import job_gpus
     from vislaw.train.launch import launch_stage
 
     config, _ = load_checked_config(snakemake.config)
     stage1_dir = snakemake.params.get("stage1")
+    gpus_per_node, nodes = job_gpus(snakemake.resources)
     launch_stage(
         config,
         stage=int(snakemake.params.stage),
         encoder=snakemake.wildcards.encoder,
         out_dir=snakemake.params.out,
-        gpus=int(snakemake.resources.get("gpu", 0)),
+        gpus=gpus_per_node,
+        nodes=nodes,
         **({"stage1_dir": stage1_dir} if stage1_dir else {}),
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
@@ -159,6 +160,8 @@ class VislawLMM(lmms):
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r}: expected one of {sorted(DTYPES)}")
         self.device = str(device or "cpu")
+        if self.device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per launched rank
+            self.device = f"cuda:{os.environ['LOCAL_RANK']}"
         self.batch_size = max(1, int(batch_size or 1))
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens else None
         self.vlm = load_model(pretrained, self.device, DTYPES[dtype], config, encoder)

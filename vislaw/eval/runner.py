@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -233,9 +234,9 @@ def _write_not_scored(
 
 def _run_task(
     lm: Any, bench: Benchmark, task_manager: Any, cli_args: argparse.Namespace, work_dir: Path
-) -> tuple[Path, Path | None]:
+) -> tuple[Path, Path | None] | None:
     """``simple_evaluate`` on one task, saved by lmms-eval's own tracker; returns the results
-    and samples files it wrote for this model.
+    and samples files it wrote for this model (None on a non-main rank, which gets no results).
 
     The paths are the ones the tracker builds (``<output>/<model_name_sanitized>/<date>_*``),
     not whatever matches a pattern: tasks write files of their own beside them (MMBench's
@@ -265,8 +266,13 @@ def _run_task(
         cli_args=cli_args,
         datetime_str=stamp,
         process_docs_parallel=cli_args.process_docs_parallel,
+        # several ranks: accelerate's gather on GPUs; on the CPU accelerate sees no devices to
+        # gather across, so lmms-eval's torchrun path (a gloo process group) collects them
+        distributed_executor_backend="accelerate" if "cuda" in str(lm.device) else "torchrun",
     )
     if results is None:
+        if _rank() != 0:  # under accelerate launch only the main process gets the results
+            return None
         raise RuntimeError("lmms-eval returned no results (not the main process?)")
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=stamp)
@@ -319,7 +325,10 @@ def evaluate_one(
     if cli_args.limit:
         print(f"[vislaw] {bench.name}: limit {cli_args.limit} documents (eval.limit)")
     with count_judge_failures() as judge_failures:
-        produced, sample_file = _run_task(lm, bench, task_manager, cli_args, work_dir)
+        written = _run_task(lm, bench, task_manager, cli_args, work_dir)
+    if written is None:  # a non-main rank: the main process writes the outputs
+        return Path(out_path)
+    produced, sample_file = written
     if bench.judge is not None and judge_failures:
         reason = (
             f"{bench.judge.name} judge failed on {len(judge_failures)} answer(s) (API errors; "
@@ -367,12 +376,17 @@ def evaluate_benchmarks(
     work_dir: str | Path | None = None,
     samples: Mapping[str, str | Path] | None = None,
     model_extra: Mapping[str, Any] | None = None,
+    processes: int = 1,
 ) -> dict[str, Path]:
     """Evaluate one model on ``benchmarks``; ``outputs[name]`` receives each results JSON.
 
     A benchmark whose external judge is unavailable (no key, endpoint unreachable) is written
     as not scored with the reason, before the model loads; ``limit`` is rounded up per task to
     whole document groups (:func:`task_limit`).
+
+    ``processes`` > 1: the same call under ``accelerate launch`` with that many processes (one
+    per GPU of the job; lmms-eval splits every task's questions across them and gathers the
+    answers on the main process, which writes the outputs).
 
     Raises :class:`EvaluationError` listing every benchmark that failed, after writing the
     others. ``work_dir`` holds lmms-eval's own (timestamped) files while it runs and is removed
@@ -383,6 +397,23 @@ def evaluate_benchmarks(
         raise ValueError(f"no output path for benchmark(s) {missing}")
     if any(b.local for b in benchmarks) and include_path is None:
         raise ValueError("local benchmarks need include_path (their task folders)")
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        call = dict(
+            pretrained=str(pretrained),
+            benchmarks=[dataclasses.asdict(b) for b in benchmarks],
+            outputs={k: str(v) for k, v in outputs.items()},
+            include_path=str(include_path) if include_path is not None else None,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            seed=seed,
+            work_dir=str(work_dir) if work_dir else None,
+            samples={k: str(v) for k, v in (samples or {}).items()},
+            model_extra=dict(model_extra or {}),
+        )
+        return _launch_processes(call, processes, device)
     model_args = model_args_string(pretrained, device, dtype, max_new_tokens, model_extra)
     argv = lmms_eval_argv(
         model_args, [b.task for b in benchmarks], batch_size, seed, include_path, limit
@@ -432,15 +463,74 @@ def evaluate_benchmarks(
     return written
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def accelerate_command(job_file: str | Path, processes: int, device: str) -> list[str]:
+    """``accelerate launch`` of this module on a saved call, ``processes`` ranks on one node."""
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    command += [f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no"]
+    command += ["--dynamo_backend=no", f"--main_process_port={_free_port()}"]
+    # --multi_gpu is accelerate's torchrun launcher; on a CPU machine its ranks use gloo
+    # (accelerate's --cpu would start one process unless MPI is set up).
+    command.append("--multi_gpu")
+    return [*command, "-m", "vislaw.eval.runner", "--call", str(job_file)]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch_processes(call: dict[str, Any], processes: int, device: str) -> dict[str, Path]:
+    """Run ``evaluate_benchmarks(**call)`` in ``processes`` ranks; the outputs it wrote."""
+    import json
+    import subprocess
+    import tempfile
+
+    first = Path(next(iter(call["outputs"].values())))
+    first.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".json", prefix=".eval-call-", dir=first.parent, delete=False
+    ) as handle:
+        json.dump(call, handle)
+    try:
+        command = accelerate_command(handle.name, processes, device)
+        print(" ".join(command), flush=True)
+        done = subprocess.run(command, stdout=sys.stdout, stderr=sys.stderr, check=False)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"accelerate launch of {processes} lmms-eval processes failed")
+    return {name: Path(path) for name, path in call["outputs"].items()}
+
+
+def _run_saved_call(path: str) -> None:
+    """A rank of ``accelerate launch``: the saved evaluate_benchmarks call."""
+    import json
+
+    call = json.loads(Path(path).read_text())
+    call["benchmarks"] = [
+        Benchmark(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()})
+        for b in call["benchmarks"]
+    ]
+    evaluate_benchmarks(**call)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.eval.runner",
         description="Evaluate a vislaw stage folder on benchmarks with lmms-eval.",
     )
-    parser.add_argument("--pretrained", required=True, help="stage-2 folder (vlm.json)")
-    parser.add_argument("--benchmark", action="append", required=True, help="repeatable")
+    parser.add_argument("--call", help=argparse.SUPPRESS)  # a rank of accelerate launch
+    parser.add_argument("--pretrained", help="stage-2 folder (vlm.json)")
+    parser.add_argument("--benchmark", action="append", help="repeatable")
     parser.add_argument("--include-path", help="folder of local task folders")
-    parser.add_argument("--out-dir", required=True, help="receives <benchmark>.json")
+    parser.add_argument("--out-dir", help="receives <benchmark>.json")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -448,6 +538,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="questions per task (testing only)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.call:
+        _run_saved_call(args.call)
+        return
+    if not args.pretrained or not args.benchmark or not args.out_dir:
+        parser.error("--pretrained, --benchmark and --out-dir are required")
     benchmarks = [get_benchmark(name) for name in args.benchmark]
     out = Path(args.out_dir)
     written = evaluate_benchmarks(

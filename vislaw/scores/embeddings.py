@@ -86,6 +86,17 @@ def caption_loglik(
 
     Tokenised with the stage's own template (``plain`` for stage 1: only the caption is target).
     """
+    return float(np.mean(caption_logliks(vlm, samples, image_folder, batch_size=batch_size)))
+
+
+def caption_logliks(
+    vlm: LoadedVlm,
+    samples: Sequence[LlavaSample],
+    image_folder: str | Path,
+    *,
+    batch_size: int = 8,
+) -> list[float]:
+    """Each caption's mean per-token log-likelihood, in sample order (ranks merge these)."""
     from vislaw.data.llava import LlavaCollator, LlavaDataset
     from vislaw.vlm.model import map_pixels, preprocess_images
 
@@ -113,7 +124,7 @@ def caption_loglik(
             batch["image_mask"].to(device),
         )
         per_sample.extend((-nll).tolist())
-    return float(np.mean(per_sample))
+    return per_sample
 
 
 def embedding_job(
@@ -124,6 +135,7 @@ def embedding_job(
     loglik_out: str | Path,
     *,
     device: str = "cpu",
+    shard: tuple[int, int] = (0, 1),
 ) -> None:
     """One encoder: load its stage-1 model once, embed every benchmark's image sample, then
     score the caption log-likelihood; all outputs atomic."""
@@ -136,13 +148,19 @@ def embedding_job(
     from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE, load_vlm
 
     settings = config["a_score"]
-    vlm = load_vlm(stage1_dir, device=device)
+    # bf16 on the GPU (a 7B model in fp32 would need ~28 GB); fp32 on the CPU (demo, tests).
+    import torch
+
+    vlm = load_vlm(
+        stage1_dir, device=device, dtype=torch.bfloat16 if device.startswith("cuda") else None
+    )
     # The stage's trained weights: the projector, plus the encoder tensors a ConvLLaVA-style
     # recipe trains (encoder.safetensors), so the hash changes whenever the embeddings can.
     trained = [Path(stage1_dir) / PROJECTOR_FILE, Path(stage1_dir) / ENCODER_FILE]
     checkpoint = ":".join(file_sha256(p) for p in trained if p.exists())
     for bench, out_path in outputs.items():
         sample = read_sample(samples[bench])
+        sample["items"] = sample["items"][shard[0] :: shard[1]]
         meta = {
             "encoder": vlm.info.encoder.name,
             "benchmark": bench,
@@ -160,11 +178,108 @@ def embedding_job(
         )
     json_path, image_folder = stage_data(config, 1)
     captions = sample_captions(read_llava_json(json_path), settings["n_captions"], config["seed"])
-    value = caption_loglik(vlm, captions, image_folder, batch_size=settings["batch_size"])
+    n_captions = len(captions)
+    captions = captions[shard[0] :: shard[1]]
+    values = caption_logliks(vlm, captions, image_folder, batch_size=settings["batch_size"])
     record = {
         "encoder": vlm.info.encoder.name,
-        "a_loglik": value,
-        "n_captions": len(captions),
+        "a_loglik": float(np.mean(values)),
+        "n_captions": n_captions,
         "checkpoint_sha256": checkpoint,
     }
+    if shard[1] > 1:  # a rank's share: the job merges the values (embedding_job_on_ranks)
+        record.update(per_sample=values, shard=list(shard))
     write_text_atomic(loglik_out, json.dumps(record, indent=1))
+
+
+def embedding_job_on_ranks(
+    config_path: str | Path,
+    stage1_dir: str | Path,
+    samples: dict[str, str | Path],
+    outputs: dict[str, str | Path],
+    loglik_out: str | Path,
+    processes: int,
+) -> None:
+    """The embeddings job across ``processes`` GPUs: one process per GPU on every ``processes``-th
+    image of each sample and every ``processes``-th caption, then the shards merged in order
+    (the same files as one process writes, plus ``ranks`` in the meta)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from vislaw.eval.images import read_sample
+    from vislaw.features import merge_shards
+    from vislaw.io.atomic import write_text_atomic
+
+    def part(path: str | Path, rank: int) -> Path:
+        path = Path(path)
+        return path.with_name(f"{path.stem}.rank{rank}of{processes}{path.suffix}")
+
+    call = {
+        "config": str(config_path),
+        "stage1": str(stage1_dir),
+        "samples": {k: str(v) for k, v in samples.items()},
+        "outputs": {k: str(v) for k, v in outputs.items()},
+        "loglik": str(loglik_out),
+    }
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    devices = visible.split(",") if visible else [str(i) for i in range(processes)]
+    procs = []
+    for rank in range(processes):
+        mine = {
+            **call,
+            "outputs": {k: str(part(v, rank)) for k, v in outputs.items()},
+            "loglik": str(part(loglik_out, rank)),
+            "shard": [rank, processes],
+        }
+        command = [sys.executable, "-m", "vislaw.scores.embeddings", json.dumps(mine)]
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices[rank % len(devices)]}
+        procs.append(subprocess.Popen(command, env=env))
+    codes = [proc.wait() for proc in procs]
+    try:
+        failed = [rank for rank, code in enumerate(codes) if code != 0]
+        if failed:
+            raise RuntimeError(f"embeddings: rank(s) {failed} of {processes} failed")
+        for bench, out in outputs.items():
+            ids = [item["id"] for item in read_sample(samples[bench])["items"]]
+            merge_shards([part(out, r) for r in range(processes)], ids, out)
+        records = [json.loads(part(loglik_out, r).read_text()) for r in range(processes)]
+        values = [
+            records[i % processes]["per_sample"][i // processes]
+            for i in range(sum(len(r["per_sample"]) for r in records))
+        ]
+        record = {k: v for k, v in records[0].items() if k not in {"per_sample", "shard"}}
+        record["a_loglik"] = float(np.mean(values))
+        write_text_atomic(loglik_out, json.dumps(record, indent=1))
+    finally:
+        for rank in range(processes):
+            part(loglik_out, rank).unlink(missing_ok=True)
+            for out in outputs.values():
+                part(out, rank).unlink(missing_ok=True)
+
+
+def _rank_main(argv: Sequence[str]) -> None:
+    """One rank of embedding_job_on_ranks: its JSON call as the only argument."""
+    import json
+
+    from vislaw.jobs import pick_device
+    from vislaw.pipeline import load_checked_config
+
+    call = json.loads(argv[0])
+    config, _ = load_checked_config(call["config"])
+    embedding_job(
+        config,
+        call["stage1"],
+        call["samples"],
+        call["outputs"],
+        call["loglik"],
+        device=pick_device(config),
+        shard=tuple(call["shard"]),
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    _rank_main(sys.argv[1:])

@@ -44,6 +44,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _skip_cpu_shm_kernel() -> None:
+    """On the CPU, DeepSpeed's process group JIT-compiles a shared-memory all-reduce kernel
+    (minutes on a busy machine, and again for every checkout path, since the include paths
+    change); gloo does the same reductions, so the CPU ranks use gloo alone."""
+    import deepspeed.comm.torch as ds_torch
+
+    ds_torch.build_shm_op = lambda: None
+
+
 def init_distributed(use_deepspeed: bool, device: str) -> DistEnv:
     """Rank and device from torchrun/deepspeed's environment (single process without it).
 
@@ -64,6 +73,8 @@ def init_distributed(use_deepspeed: bool, device: str) -> DistEnv:
         import deepspeed
 
         if not torch.distributed.is_initialized():
+            if not device.startswith("cuda"):
+                _skip_cpu_shm_kernel()
             os.environ.setdefault("RANK", str(rank))
             os.environ.setdefault("WORLD_SIZE", str(world))
             os.environ.setdefault("LOCAL_RANK", str(local_rank))

@@ -4,6 +4,11 @@ With ``gpus`` > 0 (from the rule's resources) the checked config is written next
 outputs and ``torchrun --standalone --nproc_per_node gpus -m vislaw.train ...`` runs one
 process per GPU (DeepSpeed picks them up); its output goes to the job's log. Without GPUs the
 stage runs in this process, which saves a second interpreter start (seconds per demo job).
+
+Several nodes (``resources.<stage>.nodes`` > 1): the job's batch step runs on the first node
+of its allocation, so it hosts the rendezvous; ``srun`` starts one torchrun agent per node and
+the agents meet there (c10d rendezvous, ``--nnodes N``), each starting ``gpus`` ranks.
+tests/test_multirank.py runs the same torchrun command as two "nodes" on localhost.
 """
 
 from __future__ import annotations
@@ -17,7 +22,17 @@ from typing import Any
 
 from vislaw.io.atomic import write_text_atomic
 
-RUN_CONFIG = "run_config.json"
+# YAML, not JSON: load_config reads YAML, and YAML 1.1 reads JSON's "2e-05" as a string, so a
+# JSON copy of a config with lr 2e-5 failed its own check in every torchrun rank.
+RUN_CONFIG = "run_config.yaml"
+
+
+def write_run_config(config: Mapping[str, Any], path: Path) -> None:
+    """The checked config as YAML that load_config reads back unchanged (paths as strings)."""
+    import yaml
+
+    plain = json.loads(json.dumps(dict(config), default=str))
+    write_text_atomic(path, yaml.safe_dump(plain, sort_keys=False))
 
 
 def torchrun_command(
@@ -27,12 +42,29 @@ def torchrun_command(
     out_dir: Path,
     gpus: int,
     stage1_dir: str | Path | None = None,
+    *,
+    nodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str = "vislaw",
 ) -> list[str]:
+    """torchrun for one node (standalone) or one of ``nodes`` agents meeting at
+    ``rdzv_endpoint`` (host:port)."""
+    if nodes > 1:
+        if not rdzv_endpoint:
+            raise ValueError("a multi-node launch needs a rendezvous endpoint (host:port)")
+        rendezvous = [
+            f"--nnodes={nodes}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={rdzv_endpoint}",
+            f"--rdzv-id={rdzv_id}",
+        ]
+    else:
+        rendezvous = ["--standalone"]
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *rendezvous,
         f"--nproc_per_node={gpus}",
         "-m",
         "vislaw.train",
@@ -50,6 +82,31 @@ def torchrun_command(
     return command
 
 
+def srun_command(torchrun: list[str], nodes: int) -> list[str]:
+    """One torchrun agent per node of the job's allocation. ``--overlap``: the job's own step
+    (the Snakemake job) holds the allocation, the agents share it."""
+    return [
+        "srun",
+        f"--nodes={nodes}",
+        f"--ntasks={nodes}",
+        "--ntasks-per-node=1",
+        "--overlap",
+        "--kill-on-bad-exit=1",
+        *torchrun,
+    ]
+
+
+def rendezvous_endpoint() -> str:
+    """host:port on this (the allocation's first) node, where the agents meet."""
+    import os
+    import socket
+
+    from vislaw.train.engine import _free_port
+
+    host = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    return f"{host}:{_free_port()}"
+
+
 def launch_stage(
     config: Mapping[str, Any],
     stage: int,
@@ -57,13 +114,31 @@ def launch_stage(
     out_dir: str | Path,
     gpus: int = 0,
     stage1_dir: str | Path | None = None,
+    nodes: int = 1,
 ) -> None:
+    """Train one stage: in this process without GPUs, else torchrun with ``gpus`` ranks per
+    node on ``nodes`` nodes (srun-launched agents when more than one)."""
     out_dir = Path(out_dir)
     if gpus > 0:
+        import os
+
         config_path = out_dir / RUN_CONFIG
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(config_path, json.dumps(dict(config), indent=1, default=str))
+        write_run_config(config, config_path)
         command = torchrun_command(config_path, stage, encoder, out_dir, gpus, stage1_dir)
+        if nodes > 1:
+            torchrun = torchrun_command(
+                config_path,
+                stage,
+                encoder,
+                out_dir,
+                gpus,
+                stage1_dir,
+                nodes=nodes,
+                rdzv_endpoint=rendezvous_endpoint(),
+                rdzv_id=os.environ.get("SLURM_JOB_ID", "vislaw"),
+            )
+            command = srun_command(torchrun, nodes)
         print(" ".join(command), flush=True)
         sys.stdout.flush()
         subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)

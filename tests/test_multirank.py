@@ -1,0 +1,302 @@
+"""Several ranks on one CPU machine (gloo), as on a GPU node (select with ``pytest -k multirank``).
+
+Stage 1 with 2 ranks, plain data parallel (DeepSpeed ZeRO-0) and ZeRO-2 and ZeRO-3, gives the
+loss curve of 1 plain process at the same global batch; two torchrun agents meeting in a c10d
+rendezvous on localhost (the multi-node launch of vislaw.train.launch, without srun) give it
+too. Tolerance: the per-step losses agree to 1e-4 relative (fp32; the ranks' gradient
+all-reduce sums in another order than one process's accumulation).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vislaw.train.engine import _free_port
+from vislaw.train.launch import torchrun_command, write_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TOLERANCE = 1e-4
+STEPS = 3
+ZEROS = ["zero0", "zero2", "zero3"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """In-process baselines (vislaw.features.main, lmms-eval) set torch's thread count; later
+    tests that compare runs bit for bit must not inherit it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _losses(folder: Path) -> list[float]:
+    with (folder / "loss.csv").open() as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+def _env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}
+    }
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    return env
+
+
+def _config(base: dict, tmp: Path, deepspeed: str | None) -> Path:
+    """The run's config with 2 samples per rank per step and a global batch of 4."""
+    stage = {
+        "max_steps": STEPS,
+        "save_steps": 100,
+        "per_device_batch": 2,
+        "global_batch": 4,
+        "deepspeed": deepspeed,
+    }
+    config = {
+        **base,
+        "train": {
+            **base["train"],
+            "use_deepspeed": "always" if deepspeed else "never",
+            "stage1": {**base["train"]["stage1"], **stage},
+        },
+    }
+    path = tmp / f"config-{Path(deepspeed).stem if deepspeed else 'single'}.yaml"
+    write_run_config(config, path)  # as launch_stage writes it for torchrun
+    return path
+
+
+def _run(commands: list[list[str]], timeout: int = 240) -> None:
+    """Start every command at once (the agents of one rendezvous) and wait for all."""
+    procs = [
+        subprocess.Popen(
+            c, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for c in commands
+    ]
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    for proc, out in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, out[-4000:]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_train import setup_run
+
+    return setup_run(tmp_path_factory.mktemp("multirank"))
+
+
+@pytest.fixture(scope="module")
+def reference(base, tmp_path_factory) -> list[float]:
+    """1 process, plain PyTorch, the same global batch by gradient accumulation (in-process:
+    no process group, nothing leaks)."""
+    from vislaw.config import load_config
+    from vislaw.train.runner import train_stage
+
+    tmp = tmp_path_factory.mktemp("single")
+    out = train_stage(load_config(_config(base, tmp, None)), 1, "clip_t", tmp / "s1")
+    losses = _losses(Path(out))
+    assert len(losses) == STEPS
+    return losses
+
+
+@pytest.fixture(scope="module")
+def two_ranks(base, tmp_path_factory) -> dict[str, Path]:
+    """One torchrun with 2 ranks trains stage 1 under ZeRO-0 (plain data parallel), ZeRO-2 and
+    ZeRO-3 in turn (tests/multirank_driver.py: one start for the three)."""
+    tmp = tmp_path_factory.mktemp("two_ranks")
+    outs = {zero: tmp / zero for zero in ZEROS}
+    pairs = [f"{_config(base, tmp, f'resources/deepspeed/{z}.json')}={outs[z]}" for z in ZEROS]
+    driver = str(ROOT / "tests" / "multirank_driver.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    _run([[*torchrun, "--nproc_per_node=2", driver, *pairs]])
+    return outs
+
+
+def _assert_same_curve(got: list[float], want: list[float]) -> None:
+    assert len(got) == len(want) == STEPS
+    for step, (a, b) in enumerate(zip(got, want, strict=True), 1):
+        assert abs(a - b) <= TOLERANCE * abs(b), f"step {step}: {a} vs {b} (1 rank)"
+
+
+@pytest.mark.parametrize("zero", ZEROS)
+def test_multirank_stage1_two_ranks_match_one(zero, two_ranks, reference):
+    out = two_ranks[zero]
+    _assert_same_curve(_losses(out), reference)
+    info = json.loads((out / "vlm.json").read_text())
+    assert info["training"]["deepspeed_zero_stage"] == int(zero[-1])
+    assert info["training"].get("world_size", 2) == 2
+
+
+def test_multirank_two_node_rendezvous_on_localhost(base, reference, tmp_path):
+    config = _config(base, tmp_path, "resources/deepspeed/zero2.json")
+    out = tmp_path / "s1"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    agent = torchrun_command(
+        config, 1, "clip_t", out, 1, nodes=2, rdzv_endpoint=endpoint, rdzv_id="multirank-test"
+    )
+    assert "--standalone" not in agent and "--nnodes=2" in agent
+    _run([agent, agent])  # two "nodes", one rank each
+    _assert_same_curve(_losses(out), reference)
+
+
+# --- evaluation: lmms-eval under accelerate launch -------------------------------------------
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory):
+    """test_eval's tiny stage-2 model (overfitted to name each square's colour) and its two
+    local tasks (multiple choice and generation, 3 questions: uneven over 2 ranks)."""
+    import test_eval
+
+    sets = test_eval.write_set(tmp_path_factory.mktemp("sets") / "colours")
+    tasks = tmp_path_factory.mktemp("tasks")
+    test_eval.write_task_folder(sets, tasks, test_eval.MC.task)
+    test_eval.write_task_folder(sets, tasks, test_eval.GEN.task, output_type="generate_until")
+    stage2 = test_eval.stage2.__wrapped__(tmp_path_factory)
+    return stage2, tasks, [test_eval.MC, test_eval.GEN]
+
+
+def _evaluate(eval_inputs, out: Path, processes: int) -> dict[str, list]:
+    from vislaw.eval.results import benchmark_rows
+    from vislaw.eval.runner import evaluate_benchmarks
+
+    stage2, tasks, benchmarks = eval_inputs
+    outputs = {b.name: out / f"{b.name}.json" for b in benchmarks}
+    samples = {b.name: out / f"{b.name}.samples.jsonl" for b in benchmarks}
+    env = _env()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        evaluate_benchmarks(
+            stage2,
+            benchmarks,
+            outputs,
+            include_path=tasks,
+            max_new_tokens=8,
+            batch_size=2,
+            samples=samples,
+            processes=processes,
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    scores = {
+        b.name: [r.score for r in benchmark_rows("m", b, outputs[b.name])] for b in benchmarks
+    }
+    answers = {
+        b.name: sorted(
+            (json.loads(line)["doc_id"], json.dumps(json.loads(line)["filtered_resps"]))
+            for line in samples[b.name].read_text().splitlines()
+        )
+        for b in benchmarks
+    }
+    return {"scores": scores, "answers": answers}
+
+
+def test_multirank_evaluation_two_processes_match_one(eval_inputs, tmp_path):
+    one = _evaluate(eval_inputs, tmp_path / "one", 1)
+    two = _evaluate(eval_inputs, tmp_path / "two", 2)
+    assert two["scores"] == one["scores"]
+    assert two["answers"] == one["answers"]  # every question answered once, as alone
+    assert all(len(v) == 3 for v in two["answers"].values())
+
+
+# --- features: the images split across ranks --------------------------------------------------
+def test_multirank_features_two_ranks_match_one(tmp_path):
+    """Two --shard processes merged give the one-process file: same ids in the same order,
+    same features."""
+    import numpy as np
+    from PIL import Image
+
+    from vislaw.features import extract_features_on_ranks, main
+    from vislaw.io.hdf5 import read_features
+
+    folder = tmp_path / "data" / "SPair-71k" / "JPEGImages"
+    rng = np.random.default_rng(0)
+    for category in ("bird", "cat"):
+        (folder / category).mkdir(parents=True)
+        for i in range(3 if category == "bird" else 2):  # 5 images: uneven over 2 ranks
+            pixels = rng.integers(0, 255, size=(40, 50, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / category / f"{i}.jpg")
+    config = {
+        "run": "mr",
+        "results_dir": str(tmp_path / "results"),
+        "device": "cpu",
+        "encoders": {
+            "clip_t": {"family": "clip", "tiny": True, "input_size": 56, "patch_size": 14}
+        },
+        "data": {"root": str(tmp_path / "data"), "spair": {"root": "SPair-71k"}},
+        "features": {"batch_size": 2, "dtype": "float32"},
+    }
+    path = tmp_path / "config.yaml"
+    write_run_config(config, path)
+    main(["--config", str(path), "--encoder", "clip_t", "--out", str(tmp_path / "one.h5")])
+    extract_features_on_ranks(path, "clip_t", tmp_path / "two.h5", 2, threads=1)
+    one, two = read_features(tmp_path / "one.h5"), read_features(tmp_path / "two.h5")
+    assert two.ids == one.ids and len(one.ids) == 5
+    np.testing.assert_allclose(two.features, one.features, rtol=1e-5, atol=1e-6)
+    assert not list(tmp_path.glob("two.rank*"))  # shards removed after the merge
+
+
+# --- embeddings (A score): images and captions split across ranks -----------------------------
+def test_multirank_embeddings_two_ranks_match_one(tmp_path):
+    """Two processes merged give the one-process embeddings (same ids and order) and the same
+    caption log-likelihood (the mean over every caption)."""
+    import numpy as np
+    from llava_samples import draw, train_config
+    from test_a_score import stage1 as stage1_fixture
+
+    from vislaw.config import check_config
+    from vislaw.eval.images import write_sample
+    from vislaw.io.hdf5 import read_features
+    from vislaw.scores.embeddings import embedding_job, embedding_job_on_ranks
+
+    stage1 = stage1_fixture.__wrapped__(_Factory(tmp_path))
+    config = train_config(tmp_path / "run")
+    config["benchmarks"] = ["mme"]
+    config["a_score"] = {"n_images": 3, "n_captions": 5, "batch_size": 2, "dtype": "float32"}
+    config = check_config(config)
+    items = []
+    for i, colour in enumerate(["red", "blue", "green"]):
+        draw(colour, "square").save(tmp_path / f"{i}.png")
+        items.append({"id": f"img{i}", "path": str(tmp_path / f"{i}.png")})
+    write_sample(tmp_path / "mme.json", "mme", 0, items)
+    samples = {"mme": tmp_path / "mme.json"}
+    one = {"mme": tmp_path / "one" / "mme.h5"}
+    embedding_job(config, stage1, samples, one, tmp_path / "one" / "loglik.json")
+    path = tmp_path / "config.yaml"
+    write_run_config(config, path)
+    two = {"mme": tmp_path / "two" / "mme.h5"}
+    embedding_job_on_ranks(path, stage1, samples, two, tmp_path / "two" / "loglik.json", 2)
+    a, b = read_features(one["mme"]), read_features(two["mme"])
+    assert b.ids == a.ids == ["img0", "img1", "img2"]
+    np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-6)
+    la = json.loads((tmp_path / "one" / "loglik.json").read_text())
+    lb = json.loads((tmp_path / "two" / "loglik.json").read_text())
+    assert lb["n_captions"] == la["n_captions"] == 5
+    assert lb["a_loglik"] == pytest.approx(la["a_loglik"], abs=1e-5)
+    assert not list((tmp_path / "two").glob("*rank*"))
+
+
+class _Factory:
+    """tmp_path_factory's mktemp for calling a module fixture's function directly."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def mktemp(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True)
+        return path
