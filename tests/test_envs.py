@@ -50,6 +50,7 @@ DISTRIBUTION = {
     "matplotlib": "matplotlib",
     "sklearn": "scikit-learn",
     "peft": "peft",
+    "loguru": "loguru",
 }
 
 # Library areas that run in a given env (besides the encoder families, which declare theirs).
