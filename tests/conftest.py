@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,26 @@ def _restore_environment():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_state():
+    """Undo torch's process-wide settings a test changes in-process: entry points called in
+    the test's process set the thread count (vislaw.jobs.apply_runtime_settings), which makes
+    later bit-for-bit comparisons with a subprocess differ; a disabled grad mode would break
+    every training test after it. Looked up only when a test has imported torch."""
+    torch = sys.modules.get("torch")
+    # Not imported yet: what a fresh process starts with (torch reads OMP_NUM_THREADS, set above).
+    saved = (
+        (torch.get_num_threads(), torch.is_grad_enabled())
+        if torch
+        else (int(os.environ["OMP_NUM_THREADS"]), True)
+    )
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(saved[0])
+        torch.set_grad_enabled(saved[1])
 
 
 @pytest.fixture

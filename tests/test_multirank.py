@@ -27,17 +27,6 @@ STEPS = 3
 ZEROS = ["zero0", "zero2", "zero3"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """In-process baselines (vislaw.features.main, lmms-eval) set torch's thread count; later
-    tests that compare runs bit for bit must not inherit it."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _losses(folder: Path) -> list[float]:
     with (folder / "loss.csv").open() as handle:
         return [float(row["loss"]) for row in csv.DictReader(handle)]

@@ -315,10 +315,10 @@ def _snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_dry_run_with_nothing_prepared_refuses_and_names_prepare(tmp_path):
-    """config.yaml in an empty checkout (the Snakefile, rules and config, no data/)."""
-    for name in ("Snakefile", "config.yaml"):
+    """config.yaml in an empty checkout (a fresh clone's files, no data/)."""
+    for name in ("Snakefile", "config.yaml", "pyproject.toml"):
         (tmp_path / name).write_text((ROOT / name).read_text())
-    for folder in ("rules", "workflow_scripts", "envs", "report", "resources"):
+    for folder in ("rules", "workflow_scripts", "envs", "report", "resources", "vislaw"):
         os.symlink(ROOT / folder, tmp_path / folder)
     result = _snakemake("-n", "--configfile", "config.yaml", cwd=tmp_path)
     out = result.stdout + result.stderr

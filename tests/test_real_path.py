@@ -61,6 +61,9 @@ def _config(tmp_path: Path, url: str, archive: bytes) -> dict:
     config["benchmarks"] = []
     config.get("eval", {}).pop("tasks", None)  # its task overrides name the dropped benchmarks
     config["llm"] = {"tiny": True}
+    # LMVR's layers are the 7B LLM's (16); the tiny LLM has 2 (the config check refuses 16)
+    config["lmvr"]["layers"] = [-1]
+    config["lmvr"]["maps"]["layer"] = -1
     config["train"]["recipes"] = {}
     config["features"] = {"image_set": "spair", "batch_size": 4, "dtype": "float32"}
     config["resources"] = {"default": {"cpus": 1, "mem_mb": 2000, "runtime": 10}}

@@ -173,6 +173,15 @@ def _placeholder_data(workdir: Path, config: dict) -> None:
     folder = config.get("lmvr", {}).get("image_folder")
     if folder:
         (root / folder / "placeholder_class").mkdir(parents=True, exist_ok=True)
+    # and `prepare`'s markers (data sources, Hub repos), without which a run refuses to plan
+    from vislaw.pipeline import load_checked_config
+    from vislaw.prepare.status import all_requirements
+
+    checked, specs = load_checked_config(PAPER_CONFIG)
+    for req in all_requirements(checked, specs):
+        marker = workdir / req.marker  # relative markers resolve in the run's --directory
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")
 
 
 def _planned_jobs_with_wildcards(out: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
