@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from vislaw.config import load_config
+from vislaw.train.engine import close_distributed
 from vislaw.train.runner import train_stage
 
 
@@ -13,6 +14,7 @@ def main(args: list[str]) -> None:
     for pair in args:
         config_path, out = pair.split("=", 1)
         train_stage(load_config(config_path), 1, "clip_t", out)
+    close_distributed()
 
 
 if __name__ == "__main__":

@@ -84,6 +84,18 @@ def init_distributed(use_deepspeed: bool, device: str) -> DistEnv:
     return DistEnv(rank, world, local_rank, device)
 
 
+def close_distributed() -> None:
+    """Leave the process group once every rank is done (a no-op in a lone process).
+
+    A rank that exits with its gloo group still alive can abort in the C++ teardown
+    ("terminate called without an active exception", SIGABRT) after its work is finished, and
+    torchrun then reports the whole run as failed; the entry points call this last.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def all_finite(value: torch.Tensor) -> bool:
     """Whether ``value`` is finite on every process (so all ranks stop together)."""
     flag = torch.isfinite(value.detach()).all().float()
