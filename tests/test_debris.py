@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vislaw.io.atomic import atomic_dir, remove_stale_temporaries
 from vislaw.io.hdf5 import read_features, write_features
@@ -18,6 +19,7 @@ from vislaw.io.hdf5 import read_features, write_features
 WRITER = """
 import sys, time
 import numpy as np
+import pytest
 from vislaw.io.hdf5 import write_features
 
 with write_features(sys.argv[1], 4, 2, 3, dtype="float32") as writer:
@@ -80,3 +82,18 @@ def test_folder_outputs_clean_up_too(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "vlm.json").write_text("{}")
     assert not stale.exists() and (target / "vlm.json").is_file()
+
+
+def test_write_csv_is_atomic_and_refuses_ragged_rows(tmp_path: Path) -> None:
+    from vislaw.io.atomic import csv_text, write_csv
+
+    target = tmp_path / "t.csv"
+    write_csv(target, [{"a": 1, "b": 2.5}, {"a": 3, "b": None}])
+    assert target.read_text() == "a,b\n1,2.5\n3,\n"
+    with pytest.raises(ValueError, match="row 1 has columns"):
+        write_csv(target, [{"a": 1, "b": 2}, {"a": 1, "c": 2}])
+    assert target.read_text() == "a,b\n1,2.5\n3,\n"  # the failed write left the old file
+    assert not [p for p in tmp_path.iterdir() if p.name != "t.csv"]  # and no temporary
+    assert csv_text([], columns=["x", "y"]) == "x,y\n"
+    with pytest.raises(ValueError, match="no rows"):
+        csv_text([])

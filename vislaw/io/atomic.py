@@ -9,11 +9,14 @@ the next write of the same target once that pid is no longer running.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _pid_running(pid: int) -> bool:
@@ -94,3 +97,31 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """CSV text of ``rows`` (header first). ``columns`` default to the first row's keys; every
+    row must have exactly those keys, so a typo'd column fails here, not in a reader later."""
+    rows = list(rows)
+    if columns is None:
+        if not rows:
+            raise ValueError("no rows to write and no columns given")
+        columns = list(rows[0])
+    for i, row in enumerate(rows):
+        if set(row) != set(columns):
+            raise ValueError(f"row {i} has columns {list(row)}, expected {list(columns)}")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv(
+    target: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+) -> Path:
+    """The project's one CSV writer: :func:`csv_text`, written atomically to ``target``."""
+    write_text_atomic(target, csv_text(rows, columns))
+    return Path(target)
