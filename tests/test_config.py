@@ -145,3 +145,13 @@ def test_shipped_configs_are_valid(project_root, name):
     config, specs = load_checked_config(project_root / name)
     assert specs, name
     assert set(specs) == set(config["encoders"])
+
+
+def test_encoder_spec_names_the_configured_encoders(project_root) -> None:
+    from vislaw.config import ConfigError
+    from vislaw.pipeline import encoder_spec, load_checked_config
+
+    _, specs = load_checked_config(project_root / "config" / "demo.yaml")
+    assert encoder_spec(specs, "clip224").name == "clip224"
+    with pytest.raises(ConfigError, match=r"'clip999' is not in demo.yaml \(\['clip224'"):
+        encoder_spec(specs, "clip999", "demo.yaml")
