@@ -46,6 +46,7 @@ include: "rules/law.smk"
 include: "rules/policy_common.smk"
 include: "rules/policy.smk"
 include: "rules/report.smk"
+include: "rules/warm.smk"
 
 
 # Every rule is known now: a resources: key that names none of them is a typo. Rules that only

@@ -159,6 +159,32 @@ def test_demo_dag_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     assert report.stat().st_size > 100_000
 
+    _same_outputs_without_warm_start(path, run_dir)
+
+
+def _same_outputs_without_warm_start(config_path: Path, run_dir: Path) -> None:
+    """The demo ran with warm_start (jobs forked from one preloaded process): rerun a few jobs
+    each in its own interpreter and get the same bytes and arrays (vislaw.warm)."""
+    from vislaw.io.hdf5 import read_features
+
+    targets = {
+        "features": run_dir / "features" / "sd15.h5",
+        "c_score": run_dir / "scores" / "c_score" / "clip224.csv",
+        "stage1": run_dir / "stage1" / "dinov2" / "projector.safetensors",
+    }
+    warm = {k: p.read_bytes() for k, p in targets.items() if k != "features"}
+    warm_features = read_features(targets["features"])
+    result = snakemake(
+        "--cores", "2", "--configfile", str(config_path), "--profile", "profiles/local",
+        "--config", "warm_start=False", "-f", *map(str, targets.values()),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for key, before in warm.items():
+        assert targets[key].read_bytes() == before, key
+    cold_features = read_features(targets["features"])
+    assert cold_features.ids == warm_features.ids
+    assert (cold_features.features == warm_features.features).all()
+
 
 def test_missing_a_score_reference_is_named_when_a_scores_are_planned(tmp_path):
     config = isolate(yaml.safe_load((ROOT / "config/demo.yaml").read_text()), tmp_path)

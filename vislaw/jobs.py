@@ -5,23 +5,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+STEP_SECONDS = "[vislaw] step seconds:"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def apply_runtime_settings(config: dict[str, Any], threads: int) -> None:
-    """Offline switches and thread count; call before importing torch-heavy modules."""
+def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
+    """The environment variables a config asks every job to run with: the prepared HF cache and
+    the offline switches. Libraries read them when imported, so they are set before any heavy
+    import (and before a warm-start server preloads: vislaw.warm)."""
+    env = {"TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
     hf_home = (config.get("cache") or {}).get("hf_home")
     if hf_home:  # the cache `prepare` filled (vislaw.prepare.hub): read it, never the network
-        os.environ["HF_HOME"] = str(Path(hf_home).resolve())
+        env["HF_HOME"] = str(Path(hf_home).resolve())
     if config.get("offline") or hf_home:
-        for var in OFFLINE_VARS:
-            os.environ[var] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.update(dict.fromkeys(OFFLINE_VARS, "1"))
+    return env
+
+
+def apply_runtime_settings(config: Mapping[str, Any], threads: int) -> None:
+    """Offline switches and thread count; call before importing torch-heavy modules."""
+    os.environ.update(runtime_environment(config))
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
@@ -38,7 +47,14 @@ def pick_device(config: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def job_log(path: str | Path | None) -> Iterator[None]:
-    """Send stdout and stderr (progress bars included) to the rule's log file."""
+    """Send stdout and stderr (progress bars included) to the rule's log file.
+
+    Every workflow script enters this first, so it is also where a job hands itself to the
+    warm-start server of a local run (vislaw.warm.delegate: returns here when there is none).
+    """
+    from vislaw.warm import delegate
+
+    delegate()
     if not path:
         yield
         return
@@ -48,8 +64,11 @@ def job_log(path: str | Path | None) -> Iterator[None]:
         contextlib.redirect_stdout(handle),
         contextlib.redirect_stderr(handle),
     ):
+        started = time.perf_counter()
         try:
             yield
         except BaseException:
             traceback.print_exc(file=handle)
             raise
+        # the job's own seconds, after interpreter start-up (benchmarks/bench_demo.py reads it)
+        print(f"{STEP_SECONDS} {time.perf_counter() - started:.3f}", file=handle)
