@@ -43,7 +43,8 @@ JOB = textwrap.dedent(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server preloading one light module (``decimal``) that no job imports itself."""
     saved = os.environ.get(warm.SOCKET_VAR)
-    process = warm.start(modules=["decimal"])
+    log = tmp_path_factory.mktemp("warm") / "server.log"
+    process = warm.start(modules=["decimal"], log=log)
     address = os.environ[warm.SOCKET_VAR]
     deadline = time.monotonic() + 60
     while not Path(address).exists():
@@ -53,6 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield address
     warm.stop(process)
     assert not Path(address).exists(), "the server left its socket behind"
+    assert log.exists()  # the server's own output went to its log, not the terminal
     if saved is not None:
         os.environ[warm.SOCKET_VAR] = saved
 

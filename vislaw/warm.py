@@ -314,14 +314,29 @@ def serve(address: str, parent: int, modules: Sequence[str] = PRELOAD) -> None:
 # -- the workflow's side ----------------------------------------------------------------------
 
 
-def start(parent: int | None = None, modules: Sequence[str] = PRELOAD) -> subprocess.Popen:
-    """Start a server for this process's jobs and point them at it (``SOCKET_VAR``)."""
+def start(
+    parent: int | None = None,
+    modules: Sequence[str] = PRELOAD,
+    log: str | Path | None = None,
+) -> subprocess.Popen:
+    """Start a server for this process's jobs and point them at it (``SOCKET_VAR``); its own
+    output (library warnings while preloading) goes to ``log`` when given."""
     parent = os.getpid() if parent is None else parent
     address = str(Path(tempfile.gettempdir()) / f"vislaw-warm-{parent}.sock")
     Path(address).unlink(missing_ok=True)
     command = [sys.executable, "-m", "vislaw.warm", "--socket", address, "--parent", str(parent)]
     command += ["--preload", ",".join(modules)]
-    process = subprocess.Popen(command, start_new_session=True)  # noqa: S603 - our own module
+    output = None
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        output = open(log, "w")  # noqa: SIM115 - handed to the server process
+    try:
+        process = subprocess.Popen(  # noqa: S603 - our own module
+            command, start_new_session=True, stdout=output, stderr=output
+        )
+    finally:
+        if output is not None:
+            output.close()
     os.environ[SOCKET_VAR] = address
     return process
 
