@@ -14,7 +14,7 @@ with job_log(snakemake.log[0]):
     config = check_config(snakemake.config)
     law = config["law"]
     fmt = law["table_format"] if law["scores_table"] else "tidy"
-    wanted = config.get("benchmarks") or None
+    wanted = config["benchmarks"] or None
     if wanted and not law["scores_table"]:
         # this run's own scores: law_input left out benchmarks that were not scored (NaN with
         # a reason in benchmarks.csv, e.g. a GPT judge without a key); fit the others

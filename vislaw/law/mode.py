@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,56 +26,15 @@ import pandas as pd
 
 from vislaw.law.fit import LAW_MODEL, fit_coefficients, minmax, predict, r2_score
 from vislaw.law.policy import next_region_pick, ranking_scores
+from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import (
     PRIOR_STRATEGIES,
-    BayesParams,
     BenchmarkState,
     joint_acquisition,
     joint_step,
     law_coefficients,
     make_prior,
 )
-
-MODE_STRATEGIES = ("bayes_ucb", "bayes_ei", "ucb", "region", "random")
-DEFAULT_STRATEGY = "bayes_ucb"  # picks jointly over the benchmarks: joint_bayes_ucb simulated
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    """Config key ``policy`` (see the schema for each key's meaning)."""
-
-    strategy: str = DEFAULT_STRATEGY
-    budget: int = 4
-    per_round: int = 1
-    min_finetunes: int = 2
-    stop_z: float = 1.0
-    k: int = 3
-    weights: Mapping[str, float] = field(default_factory=dict)
-    params: BayesParams = BayesParams()
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> PolicySettings:
-        policy = config.get("policy", {})
-        strategy = policy.get("strategy", DEFAULT_STRATEGY)
-        if strategy not in MODE_STRATEGIES:
-            raise ValueError(f"policy.strategy: '{strategy}' is not one of {MODE_STRATEGIES}")
-        return cls(
-            strategy=strategy,
-            budget=int(policy.get("budget", cls.budget)),
-            per_round=int(policy.get("per_round", cls.per_round)),
-            min_finetunes=int(policy.get("min_finetunes", cls.min_finetunes)),
-            stop_z=float(policy.get("stop_z", cls.stop_z)),
-            k=int(policy.get("k", cls.k)),
-            weights=dict(policy.get("weights") or {}),
-            params=BayesParams(
-                noise=float(policy.get("noise", 0.01)),
-                beta=float(policy.get("beta", 0.5)),
-                ridge=float(policy.get("ridge", 1.0)),
-                shrink=float(policy.get("shrink", 1.0)),
-            ),
-            seed=int(config.get("seed", 0)),
-        )
 
 
 @dataclass
@@ -508,7 +467,7 @@ def run_round(
         ],
         columns=["encoder", "benchmark", "score"],
     )
-    supplied = read_scores_file(config["policy"].get("scores_file"))
+    supplied = read_scores_file(settings.scores_file)
     state = build_state(
         pd.read_csv(a_scores),
         pd.read_csv(c_scores),
@@ -519,8 +478,7 @@ def run_round(
     )
     prior = None
     if settings.strategy in PRIOR_STRATEGIES:
-        policy = config["policy"]
-        prior = prior_coefficients(read_scores_table(policy["prior_table"], policy["prior_format"]))
+        prior = prior_coefficients(read_scores_table(settings.prior_table, settings.prior_format))
     return decide_round(round_index, state, ordered, settings, prior)
 
 

@@ -7,7 +7,6 @@ written atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +18,7 @@ from vislaw.io.atomic import atomic_path, write_text_atomic
 from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
 from vislaw.law.plot import law_figure, overview_figure, save_figure
 from vislaw.law.policy import recall_curve, simulate
+from vislaw.law.settings import LawSettings
 
 R2_COLUMNS = (
     "benchmark",
@@ -43,36 +43,6 @@ OUTPUT_FILES = (
     "law_overview.png",
     "summary.md",
 )
-
-
-@dataclass(frozen=True)
-class LawSettings:
-    """The knobs of a law run (config key ``law``; see the schema for their meaning)."""
-
-    seed: int = 0
-    trials: int = 1000
-    k: int = 3
-    budgets: tuple[int, ...] = (3, 4)
-    bootstrap: int = 1000
-    random_draws: int = 100
-    confidence: float = 0.95
-    source: str = ""  # where the scores came from, for summary.md
-    strategies: bool = False  # also write policy_strategies.csv (vislaw.law.simulate)
-
-    @classmethod
-    def from_config(cls, config: dict, source: str = "") -> LawSettings:
-        law = config.get("law", {})
-        return cls(
-            seed=int(config.get("seed", 0)),
-            trials=int(law.get("trials", cls.trials)),
-            k=int(law.get("k", cls.k)),
-            budgets=tuple(int(b) for b in law.get("budgets", cls.budgets)),
-            bootstrap=int(law.get("bootstrap", cls.bootstrap)),
-            random_draws=int(law.get("random_draws", cls.random_draws)),
-            confidence=float(law.get("confidence", cls.confidence)),
-            source=source,
-            strategies=bool(law.get("strategies", False)),
-        )
 
 
 def r2_table(fits: dict[str, BenchmarkFit]) -> pd.DataFrame:
@@ -288,10 +258,9 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_law_outputs(
-    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings | None = None
+    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings
 ) -> dict[str, Path]:
     """Fit, simulate, plot and write :data:`OUTPUT_FILES` into ``out_dir``; returns their paths."""
-    settings = settings or LawSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fits = fit_all(

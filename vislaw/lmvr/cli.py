@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vislaw.lmvr.settings import (
+    SyntheticImages,
     lmvr_settings,
     require_image_folder,
-    synthetic_images,
 )
 
 
@@ -30,7 +30,7 @@ def lmvr_dir(config: dict) -> Path:
 def _images(args: argparse.Namespace, config: dict) -> int:
     from vislaw.data.imagefolder import write_shape_folder
 
-    spec = synthetic_images(config)
+    spec = SyntheticImages.from_config(config)
     out = Path(args.out) if args.out else require_image_folder(config)
     items = write_shape_folder(out, spec.classes, spec.per_class, spec.image_size, config["seed"])
     print(f"wrote {len(items)} images in {len(spec.classes)} classes to {out}")
