@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from vislaw.law.report import write_law_outputs
 from vislaw.law.settings import LawSettings
-from vislaw.law.tables import TABLE_FORMATS, TableError, read_candidates, read_scores_table
+from vislaw.law.steps import run_law
+from vislaw.law.tables import TABLE_FORMATS, TableError, read_candidates
 from vislaw.sections import section_values
 
 
@@ -40,9 +39,9 @@ def law_settings(args: argparse.Namespace) -> LawSettings:
 
 def _fit(args: argparse.Namespace) -> int:
     settings = law_settings(args)
-    table = read_scores_table(args.scores, settings.table_format, args.benchmarks)
-    settings = replace(settings, source=f"{args.scores} ({settings.table_format})")
-    paths = write_law_outputs(table, args.out_dir, settings)
+    paths = run_law(
+        settings, args.scores, settings.table_format, args.out_dir, benchmarks=args.benchmarks or ()
+    )
     print(paths["summary.md"].read_text())
     print(f"wrote {len(paths)} files to {args.out_dir}")
     return 0

@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from vislaw.law.strategies import (
     law_coefficients,
     make_prior,
 )
+
+if TYPE_CHECKING:
+    from vislaw.eval.tasks import Benchmark
 
 
 @dataclass
@@ -435,35 +439,37 @@ def read_scores_file(path: str | Path | None) -> pd.DataFrame:
     return table[["encoder", "benchmark", "score"]]
 
 
-def run_round(
-    config: Mapping,
+def decide_from_scores(
+    settings: PolicySettings,
+    a_definition: str,
+    encoders: Sequence[str],
+    benchmarks: Sequence[Benchmark],
     round_index: int,
     a_scores: str | Path,
     c_scores: str | Path,
     results: Sequence[tuple[str, str, str | Path]],
     previous: str | Path | None,
 ) -> dict:
-    """Round ``round_index`` of the policy mode from the rule's inputs.
+    """Round ``round_index`` of the policy mode from the rule's inputs (vislaw.law.steps).
 
-    ``results`` are (encoder, benchmark, lmms-eval results JSON) of the finetuned encoders.
+    ``results`` are (encoder, benchmark, lmms-eval results JSON) of the finetuned encoders;
+    ``a_definition`` names the A column (``law.a_definition``).
     """
     from vislaw.eval.results import collect_rows
-    from vislaw.eval.tasks import resolve_benchmarks
     from vislaw.law.inputs import A_COLUMNS
     from vislaw.law.tables import read_scores_table
 
-    settings = PolicySettings.from_config(config)
-    benchmarks = {b.name: b for b in resolve_benchmarks(config)}
+    by_name = {b.name: b for b in benchmarks}
     ordered: list[str] = []
     if previous is not None:
         last = read_round(previous)
         ordered = list(last["ordered"]) + list(last["picks"])
-    rows = collect_rows([(e, benchmarks[b], path) for e, b, path in results])
+    rows = collect_rows([(e, by_name[b], path) for e, b, path in results])
     measured = pd.DataFrame(
         [
             (r.encoder, r.benchmark, r.score)
             for r in rows
-            if r.metric == benchmarks[r.benchmark].metric
+            if r.metric == by_name[r.benchmark].metric
         ],
         columns=["encoder", "benchmark", "score"],
     )
@@ -472,9 +478,9 @@ def run_round(
         pd.read_csv(a_scores),
         pd.read_csv(c_scores),
         pd.concat([supplied, measured], ignore_index=True),
-        list(config["encoders"]),
-        list(benchmarks),
-        A_COLUMNS[config["law"]["a_definition"]],
+        list(encoders),
+        list(by_name),
+        A_COLUMNS[a_definition],
     )
     prior = None
     if settings.strategy in PRIOR_STRATEGIES:
@@ -488,11 +494,11 @@ def write_policy_outputs(
     """rounds.csv, recommendation.md and predicted_vs_measured.png from the round JSONs."""
     import matplotlib.pyplot as plt
 
-    from vislaw.io.atomic import atomic_path, write_text_atomic
+    from vislaw.io.atomic import atomic_path, write_frame, write_text_atomic
+    from vislaw.law.tables import FLOAT_FORMAT
 
     decisions = [read_round(p) for p in round_files]
-    with atomic_path(out["rounds"]) as tmp:
-        rounds_table(decisions).to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(out["rounds"], rounds_table(decisions), FLOAT_FORMAT)
     write_text_atomic(out["recommendation"], recommendation_markdown(decisions, budget))
     fig = predicted_vs_measured_figure(decisions, measured_scores(decisions[-1]))
     with atomic_path(out["plot"]) as tmp:

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vislaw.io.atomic import atomic_path, write_text_atomic
+from vislaw.io.atomic import write_frame, write_text_atomic
 from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
 from vislaw.law.plot import law_figure, overview_figure, save_figure
 from vislaw.law.policy import recall_curve, simulate
 from vislaw.law.settings import LawSettings
+from vislaw.law.tables import FLOAT_FORMAT
 
 R2_COLUMNS = (
     "benchmark",
@@ -252,11 +253,6 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-
-
 def write_law_outputs(
     table: pd.DataFrame, out_dir: str | Path, settings: LawSettings
 ) -> dict[str, Path]:
@@ -273,13 +269,13 @@ def write_law_outputs(
     paths = {name: out_dir / name for name in OUTPUT_FILES}
     r2 = r2_table(fits)
     stats = fit_stats_table(fits)
-    _write_csv(r2, paths["r2.csv"])
-    _write_csv(coefficients_table(fits), paths["coefficients.csv"])
-    _write_csv(stats, paths["fit_stats.csv"])
-    _write_csv(predictions_table(fits), paths["predictions.csv"])
+    write_frame(paths["r2.csv"], r2, FLOAT_FORMAT)
+    write_frame(paths["coefficients.csv"], coefficients_table(fits), FLOAT_FORMAT)
+    write_frame(paths["fit_stats.csv"], stats, FLOAT_FORMAT)
+    write_frame(paths["predictions.csv"], predictions_table(fits), FLOAT_FORMAT)
     policy, curves = policy_tables(fits, settings)
-    _write_csv(policy, paths["policy.csv"])
-    _write_csv(curves, paths["policy_curves.csv"])
+    write_frame(paths["policy.csv"], policy, FLOAT_FORMAT)
+    write_frame(paths["policy_curves.csv"], curves, FLOAT_FORMAT)
     fig = law_figure(fits)
     save_figure(fig, paths["law.png"])
     save_figure(fig, paths["law.svg"])
@@ -295,5 +291,5 @@ def write_law_outputs(
             fits, settings.trials, settings.k, settings.budgets, settings.seed
         )
         paths["policy_strategies.csv"] = out_dir / "policy_strategies.csv"
-        _write_csv(table, paths["policy_strategies.csv"])
+        write_frame(paths["policy_strategies.csv"], table, FLOAT_FORMAT)
     return paths

@@ -43,6 +43,12 @@ class LawSettings(Section):
         """From a checked config: the ``law`` section and the top-level ``seed``."""
         return super().from_config(config, seed=config["seed"], source=source, **derived)
 
+    @property
+    def input_format(self) -> str:
+        """The format of the table the rule fits: ``table_format`` for ``scores_table``, tidy
+        for this run's own law_input.csv."""
+        return self.table_format if self.scores_table else "tidy"
+
 
 @dataclass(frozen=True)
 class PolicySettings(Section):
