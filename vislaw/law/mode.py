@@ -20,7 +20,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,9 +35,6 @@ from vislaw.law.strategies import (
     law_coefficients,
     make_prior,
 )
-
-if TYPE_CHECKING:
-    from vislaw.eval.tasks import Benchmark
 
 
 @dataclass
@@ -437,55 +433,6 @@ def read_scores_file(path: str | Path | None) -> pd.DataFrame:
     if missing:
         raise ValueError(f"policy.scores_file {path}: missing columns {sorted(missing)}")
     return table[["encoder", "benchmark", "score"]]
-
-
-def decide_from_scores(
-    settings: PolicySettings,
-    a_definition: str,
-    encoders: Sequence[str],
-    benchmarks: Sequence[Benchmark],
-    round_index: int,
-    a_scores: str | Path,
-    c_scores: str | Path,
-    results: Sequence[tuple[str, str, str | Path]],
-    previous: str | Path | None,
-) -> dict:
-    """Round ``round_index`` of the policy mode from the rule's inputs (vislaw.law.steps).
-
-    ``results`` are (encoder, benchmark, lmms-eval results JSON) of the finetuned encoders;
-    ``a_definition`` names the A column (``law.a_definition``).
-    """
-    from vislaw.eval.results import collect_rows
-    from vislaw.law.inputs import A_COLUMNS
-    from vislaw.law.tables import read_scores_table
-
-    by_name = {b.name: b for b in benchmarks}
-    ordered: list[str] = []
-    if previous is not None:
-        last = read_round(previous)
-        ordered = list(last["ordered"]) + list(last["picks"])
-    rows = collect_rows([(e, by_name[b], path) for e, b, path in results])
-    measured = pd.DataFrame(
-        [
-            (r.encoder, r.benchmark, r.score)
-            for r in rows
-            if r.metric == by_name[r.benchmark].metric
-        ],
-        columns=["encoder", "benchmark", "score"],
-    )
-    supplied = read_scores_file(settings.scores_file)
-    state = build_state(
-        pd.read_csv(a_scores),
-        pd.read_csv(c_scores),
-        pd.concat([supplied, measured], ignore_index=True),
-        list(encoders),
-        list(by_name),
-        A_COLUMNS[a_definition],
-    )
-    prior = None
-    if settings.strategy in PRIOR_STRATEGIES:
-        prior = prior_coefficients(read_scores_table(settings.prior_table, settings.prior_format))
-    return decide_round(round_index, state, ordered, settings, prior)
 
 
 def write_policy_outputs(

@@ -168,23 +168,11 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def summary_markdown(
-    r2: pd.DataFrame,
-    stats: pd.DataFrame,
-    policy: pd.DataFrame,
-    curves: pd.DataFrame,
-    settings: LawSettings,
-) -> str:
-    """A short human-readable report of the run (the CSVs hold the full numbers)."""
-    law = stats[stats["model"] == LAW_MODEL].set_index("benchmark")
-    n = int(law["n_encoders"].iloc[0])
+def _fit_lines(r2: pd.DataFrame, law: pd.DataFrame, settings: LawSettings, n: int) -> list[str]:
+    """The fit section: per benchmark, R² of the main models and the law's honest numbers
+    (``law``: fit_stats.csv's rows of the law's model, indexed by benchmark)."""
     level = round(100 * settings.confidence)
     lines = [
-        "# The AC law",
-        "",
-        f"Scores: {settings.source or 'tidy table'}; {n} encoders per benchmark; seed "
-        f"{settings.seed}. A, C and the score are min-max normalised per benchmark.",
-        "",
         "## Fit: score ~ [1, A, C, A², AC, C²]",
         "",
         f"| benchmark | R² A quad | R² C quad | R² AC lin | R² AC quad [{level}% CI] | LOO R² | "
@@ -203,17 +191,25 @@ def summary_markdown(
             f"{_fmt(row['r2_ac_linear'])} | {_fmt(row['r2_ac_quadratic'])}{ci} | "
             f"{_fmt(row['loo_r2_ac_quadratic'])} | {rho} | {_fmt(row['r2_random_quadratic'])} |"
         )
-    k = settings.k
-    recall_cols = [f"recall_at_{k}_budget_{b}" for b in settings.budgets]
-    random_recall = curves[curves["strategy"] == "random"].pivot(
-        index="benchmark", columns="budget", values="recall_at_k"
-    )
-    lines += [
+    return lines + [
         "",
         f"In-sample R² on {n} points flatters a 6-term model: random inputs already reach the "
         "last column. Leave-one-out R² (each encoder predicted by the law fitted on the others) "
         "and its rank correlation ρ are the honest numbers.",
         "",
+    ]
+
+
+def _policy_lines(
+    policy: pd.DataFrame, curves: pd.DataFrame, settings: LawSettings, n: int
+) -> list[str]:
+    """The AC policy section: finetunes needed and Recall@k per budget, AC against random."""
+    k = settings.k
+    recall_cols = [f"recall_at_{k}_budget_{b}" for b in settings.budgets]
+    random_recall = curves[curves["strategy"] == "random"].pivot(
+        index="benchmark", columns="budget", values="recall_at_k"
+    )
+    lines = [
         f"## AC policy ({settings.trials} trials per strategy, stop when the best encoder is in "
         f"the top-{k})",
         "",
@@ -240,12 +236,33 @@ def summary_markdown(
         f"{_fmt(policy['mean_finetunes_random'].mean())} | {mean_recalls} |"
     )
     no_law = ", ".join(f"{b / n:.2f} at budget {b}" for b in settings.budgets)
-    lines += [
+    return lines + [
         "",
         "Random: a uniformly random finetuning order, ranked by the same law. Without any law "
         f"(finetune in random order until the best one is measured) Recall@{k} is budget / "
         f"{n}: {no_law}, and the mean number of finetunes is {(n + 1) / 2:.1f}.",
         "",
+    ]
+
+
+def summary_markdown(
+    r2: pd.DataFrame,
+    stats: pd.DataFrame,
+    policy: pd.DataFrame,
+    curves: pd.DataFrame,
+    settings: LawSettings,
+) -> str:
+    """A short human-readable report of the run (the CSVs hold the full numbers)."""
+    law = stats[stats["model"] == LAW_MODEL].set_index("benchmark")
+    n = int(law["n_encoders"].iloc[0])
+    lines = [
+        "# The AC law",
+        "",
+        f"Scores: {settings.source or 'tidy table'}; {n} encoders per benchmark; seed "
+        f"{settings.seed}. A, C and the score are min-max normalised per benchmark.",
+        "",
+        *_fit_lines(r2, law, settings, n),
+        *_policy_lines(policy, curves, settings, n),
         "Files: r2.csv, fit_stats.csv, coefficients.csv, predictions.csv, policy.csv, "
         "policy_curves.csv, law.png / law.svg (surface per benchmark), law_overview.png.",
         "",
@@ -269,13 +286,17 @@ def write_law_outputs(
     paths = {name: out_dir / name for name in OUTPUT_FILES}
     r2 = r2_table(fits)
     stats = fit_stats_table(fits)
-    write_frame(paths["r2.csv"], r2, FLOAT_FORMAT)
-    write_frame(paths["coefficients.csv"], coefficients_table(fits), FLOAT_FORMAT)
-    write_frame(paths["fit_stats.csv"], stats, FLOAT_FORMAT)
-    write_frame(paths["predictions.csv"], predictions_table(fits), FLOAT_FORMAT)
     policy, curves = policy_tables(fits, settings)
-    write_frame(paths["policy.csv"], policy, FLOAT_FORMAT)
-    write_frame(paths["policy_curves.csv"], curves, FLOAT_FORMAT)
+    tables = {
+        "r2.csv": r2,
+        "coefficients.csv": coefficients_table(fits),
+        "fit_stats.csv": stats,
+        "predictions.csv": predictions_table(fits),
+        "policy.csv": policy,
+        "policy_curves.csv": curves,
+    }
+    for name, frame in tables.items():
+        write_frame(paths[name], frame, FLOAT_FORMAT)
     fig = law_figure(fits)
     save_figure(fig, paths["law.png"])
     save_figure(fig, paths["law.svg"])

@@ -92,21 +92,44 @@ def run_policy_round(
 ) -> dict:
     """Checkpoint ``policy_round``: round ``round_index``'s picks (or stop), written to
     ``output`` as JSON. ``results``: (encoder, benchmark, lmms-eval results JSON) of the
-    encoders finetuned so far; ``previous``: the last round's JSON (None in round 0)."""
-    from vislaw.law.mode import decide_from_scores, write_round
+    encoders finetuned so far; ``previous``: the last round's JSON (None in round 0);
+    ``a_definition`` names the A column (``law.a_definition``)."""
+    import pandas as pd
 
-    decision = decide_from_scores(
-        settings,
-        a_definition,
-        encoders,
-        benchmarks,
-        round_index,
-        a_scores,
-        c_scores,
-        results,
-        previous,
+    from vislaw.eval.results import collect_rows
+    from vislaw.law import mode
+    from vislaw.law.inputs import A_COLUMNS
+    from vislaw.law.strategies import PRIOR_STRATEGIES
+    from vislaw.law.tables import read_scores_table
+
+    by_name = {b.name: b for b in benchmarks}
+    ordered: list[str] = []
+    if previous is not None:
+        last = mode.read_round(previous)
+        ordered = list(last["ordered"]) + list(last["picks"])
+    rows = collect_rows([(e, by_name[b], path) for e, b, path in results])
+    measured = pd.DataFrame(
+        [
+            (r.encoder, r.benchmark, r.score)
+            for r in rows
+            if r.metric == by_name[r.benchmark].metric
+        ],
+        columns=["encoder", "benchmark", "score"],
     )
-    write_round(output, decision)
+    state = mode.build_state(
+        pd.read_csv(a_scores),
+        pd.read_csv(c_scores),
+        pd.concat([mode.read_scores_file(settings.scores_file), measured], ignore_index=True),
+        list(encoders),
+        list(by_name),
+        A_COLUMNS[a_definition],
+    )
+    prior = None
+    if settings.strategy in PRIOR_STRATEGIES:
+        table = read_scores_table(settings.prior_table, settings.prior_format)
+        prior = mode.prior_coefficients(table)
+    decision = mode.decide_round(round_index, state, ordered, settings, prior)
+    mode.write_round(output, decision)
     return decision
 
 
