@@ -7,7 +7,9 @@ written atomically.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -200,6 +202,17 @@ def _fit_lines(r2: pd.DataFrame, law: pd.DataFrame, settings: LawSettings, n: in
     ]
 
 
+def _policy_row(row: Mapping[str, Any], recalls: list[tuple[float, float]]) -> str:
+    """One row of the policy table: a benchmark's (or the mean's) finetunes and Recall@k
+    pairs, AC / random."""
+    pairs = " | ".join(f"{_fmt(ac)} / {_fmt(random)}" for ac, random in recalls)
+    best = f" {row['best_encoder']} " if row["best_encoder"] else " "
+    return (
+        f"| {row['benchmark']} |{best}| {_fmt(row['mean_finetunes_ac'])} | "
+        f"{_fmt(row['mean_finetunes_random'])} | {pairs} |"
+    )
+
+
 def _policy_lines(
     policy: pd.DataFrame, curves: pd.DataFrame, settings: LawSettings, n: int
 ) -> list[str]:
@@ -218,23 +231,13 @@ def _policy_lines(
         + " |",
         "|---|---|---|---|" + "---|" * len(settings.budgets),
     ]
+    columns = list(zip(recall_cols, settings.budgets, strict=True))
     for _, row in policy.iterrows():
-        recalls = " | ".join(
-            f"{_fmt(row[col])} / {_fmt(random_recall.at[row['benchmark'], b])}"
-            for col, b in zip(recall_cols, settings.budgets, strict=True)
-        )
-        lines.append(
-            f"| {row['benchmark']} | {row['best_encoder']} | {_fmt(row['mean_finetunes_ac'])} | "
-            f"{_fmt(row['mean_finetunes_random'])} | {recalls} |"
-        )
-    mean_recalls = " | ".join(
-        f"{_fmt(policy[col].mean())} / {_fmt(random_recall[b].mean())}"
-        for col, b in zip(recall_cols, settings.budgets, strict=True)
-    )
-    lines.append(
-        f"| mean | | {_fmt(policy['mean_finetunes_ac'].mean())} | "
-        f"{_fmt(policy['mean_finetunes_random'].mean())} | {mean_recalls} |"
-    )
+        recalls = [(row[col], random_recall.at[row["benchmark"], b]) for col, b in columns]
+        lines.append(_policy_row(row, recalls))
+    mean = policy[["mean_finetunes_ac", "mean_finetunes_random"]].mean()
+    recalls = [(policy[col].mean(), random_recall[b].mean()) for col, b in columns]
+    lines.append(_policy_row({"benchmark": "mean", "best_encoder": "", **mean.to_dict()}, recalls))
     no_law = ", ".join(f"{b / n:.2f} at budget {b}" for b in settings.budgets)
     return lines + [
         "",
