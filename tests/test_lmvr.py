@@ -62,6 +62,7 @@ from vislaw.lmvr.settings import (
     lmvr_settings,
     require_image_folder,
 )
+from vislaw.lmvr.steps import run_lmvr_probe
 from vislaw.vlm.checkpoints import VlmInfo, load_vlm, write_stage
 from vislaw.vlm.model import LlavaStyleModel
 from vislaw.vlm.projector import build_projector
@@ -467,6 +468,9 @@ def test_extract_encoder_and_probe_rows(stage2, shapes, tmp_path):
     out = write_probe_csv(rows, tmp_path / "probe.csv")
     with out.open() as handle:
         assert tuple(next(csv.reader(handle))) == PROBE_COLUMNS
+    # the rule's step: the same rows for lmvr.encoders, read from <lmvr dir>/features/<encoder>
+    assert run_lmvr_probe(settings, tmp_path, tmp_path / "step.csv") == rows
+    assert (tmp_path / "step.csv").read_text() == out.read_text()
 
 
 def test_bad_layers_name_their_key(stage2):
