@@ -12,7 +12,8 @@ from vislaw.config import ConfigError, check_config
 from vislaw.law import fit as F
 from vislaw.law import policy as P
 from vislaw.law.cli import main
-from vislaw.law.report import OUTPUT_FILES, R2_COLUMNS, LawSettings, write_law_outputs
+from vislaw.law.report import OUTPUT_FILES, R2_COLUMNS, write_law_outputs
+from vislaw.law.settings import LawSettings
 from vislaw.law.tables import (
     PAPER_ENCODERS,
     TableError,
@@ -263,7 +264,9 @@ def test_recall_curve_is_the_share_found_by_each_budget():
 def paper_run(tmp_path_factory, project_root):
     out = tmp_path_factory.mktemp("law")
     table = read_paper_table(project_root / PAPER)
-    settings = LawSettings(trials=200, bootstrap=100, random_draws=20, source="paper")
+    settings = LawSettings.from_values(
+        {"trials": 200, "bootstrap": 100, "random_draws": 20}, seed=0, source="paper"
+    )
     return write_law_outputs(table, out, settings)
 
 

@@ -3,33 +3,16 @@ writes every output of the law from the shipped table (into a temporary results 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake_runner import run_snakemake
 
 from vislaw.law.report import OUTPUT_FILES, R2_COLUMNS
 from vislaw.law.tables import PAPER_ENCODERS
 from vislaw.pipeline import load_checked_config
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def _snakemake(*args: str) -> subprocess.CompletedProcess:
-    exe = BIN / "snakemake"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [str(exe) if exe.exists() else (shutil.which("snakemake") or "snakemake"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
 
 
 def test_paper_v1_config_names_the_tables_encoders():
@@ -42,11 +25,11 @@ def test_paper_v1_config_names_the_tables_encoders():
 
 def test_paper_v1_reproduces_the_law(tmp_path):
     args = ["--configfile", "config/paper_v1.yaml", "--config", f"results_dir={tmp_path}"]
-    dry = _snakemake("-n", *args)
+    dry = run_snakemake("-n", *args, timeout=600)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "law" in dry.stdout
 
-    run = _snakemake("--cores", "1", *args)
+    run = run_snakemake("--cores", "1", *args, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     out = tmp_path / "paper_v1" / "law"
     for name in OUTPUT_FILES:

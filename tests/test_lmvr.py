@@ -57,12 +57,12 @@ from vislaw.lmvr.probe import (
 )
 from vislaw.lmvr.settings import (
     LmvrSettings,
-    MapSettings,
     ProbeSettings,
     image_folder,
     lmvr_settings,
     require_image_folder,
 )
+from vislaw.lmvr.steps import run_lmvr_probe
 from vislaw.vlm.checkpoints import VlmInfo, load_vlm, write_stage
 from vislaw.vlm.model import LlavaStyleModel
 from vislaw.vlm.projector import build_projector
@@ -77,6 +77,11 @@ TEXTS = [
     "a green triangle at the bottom right",
 ] * 3
 PROMPT = "Describe the image briefly."
+
+
+def lmvr_config(**values) -> LmvrSettings:
+    """LMVR settings with these keys, the schema's defaults for the others (seed 0)."""
+    return LmvrSettings.from_values(values, seed=0)
 
 
 # ---- fixtures: a tiny stage-2 folder and a small labelled set ------------------------------------
@@ -299,7 +304,7 @@ def test_split_is_stratified_seeded_and_disjoint():
 
 def test_probe_learns_a_separable_set_and_is_deterministic():
     x, labels = _blobs()
-    settings = ProbeSettings(test_fraction=0.25, seed=0)
+    settings = ProbeSettings.from_values({"test_fraction": 0.25, "seed": 0})
     clean = probe_accuracies({("clean", 0): x}, labels, settings)
     assert clean == {("clean", 0): 1.0}
     noisy = x + np.random.default_rng(1).normal(0, 1, x.shape)
@@ -320,11 +325,11 @@ def test_probe_protocols_differ_as_documented():
     x, labels = _blobs()
     flipped = -x  # a class's clean direction now points at another class
     data = {("clean", 0): x, ("flip", 1): flipped}
-    on_clean = probe_accuracies(data, labels, ProbeSettings(train_on="clean"))
-    on_same = probe_accuracies(data, labels, ProbeSettings(train_on="same"))
+    on_clean = probe_accuracies(data, labels, ProbeSettings.from_values({"train_on": "clean"}))
+    on_same = probe_accuracies(data, labels, ProbeSettings.from_values({"train_on": "same"}))
     assert on_clean[("flip", 1)] < 0.5 and on_same[("flip", 1)] == 1.0
     with pytest.raises(ValueError, match="clean features"):
-        probe_accuracies({("flip", 1): x}, labels, ProbeSettings())
+        probe_accuracies({("flip", 1): x}, labels, ProbeSettings.from_values())
 
 
 # ---- maps --------------------------------------------------------------------------------------
@@ -413,17 +418,17 @@ def test_shape_folder_is_seeded_and_listed(tmp_path, shapes):
 
 
 def test_extract_encoder_and_probe_rows(stage2, shapes, tmp_path):
-    settings = LmvrSettings(
-        encoders=("clip_t",),
+    settings = lmvr_config(
+        encoders=["clip_t"],
         prompt=PROMPT,
         max_new_tokens=4,
         min_new_tokens=4,
         batch_size=3,
-        pooling=("all", "response"),
-        layers=(-1, 1),
-        corruptions={"jpeg": (2,)},
-        probe=ProbeSettings(test_fraction=0.25),
-        maps=MapSettings(similarity=("attention", "cosine"), first_words=1, n_images=2, size=64),
+        pooling=["all", "response"],
+        layers=[-1, 1],
+        corruptions={"jpeg": [2]},
+        probe={"test_fraction": 0.25},
+        maps={"similarity": ["attention", "cosine"], "first_words": 1, "n_images": 2, "size": 64},
     )
     features = tmp_path / "features" / "clip_t"
     maps = tmp_path / "maps" / "clip_t"
@@ -463,13 +468,16 @@ def test_extract_encoder_and_probe_rows(stage2, shapes, tmp_path):
     out = write_probe_csv(rows, tmp_path / "probe.csv")
     with out.open() as handle:
         assert tuple(next(csv.reader(handle))) == PROBE_COLUMNS
+    # the rule's step: the same rows for lmvr.encoders, read from <lmvr dir>/features/<encoder>
+    assert run_lmvr_probe(settings, tmp_path, tmp_path / "step.csv") == rows
+    assert (tmp_path / "step.csv").read_text() == out.read_text()
 
 
 def test_bad_layers_name_their_key(stage2):
     with pytest.raises(ConfigError, match="lmvr.layers"):
-        check_layers(LmvrSettings(encoders=("x",), layers=(5,)), n_layers=2)
+        check_layers(lmvr_config(encoders=["x"], layers=[5]), n_layers=2)
     with pytest.raises(ConfigError, match="lmvr.maps.layer"):
-        check_layers(LmvrSettings(encoders=("x",), maps=MapSettings(layer=0)), n_layers=2)
+        check_layers(lmvr_config(encoders=["x"], maps={"layer": 0}), n_layers=2)
 
 
 # ---- settings, rules, CLI ----------------------------------------------------------------------

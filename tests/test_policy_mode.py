@@ -4,34 +4,18 @@ finetunes on disk, and a second run with a larger budget continues without repea
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from snakemake_runner import run_snakemake
 
 pytestmark = pytest.mark.slow  # two Snakemake runs of a small DAG (about 2-3 min on 2 cores)
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 ENCODERS = ["clip224", "clip336", "dinov2"]  # the two CLIPs are the A references
-
-
-def _snakemake(*args: str) -> subprocess.CompletedProcess:
-    exe = BIN / "snakemake"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [str(exe) if exe.exists() else (shutil.which("snakemake") or "snakemake"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
 
 
 def small_config(results: Path) -> dict:
@@ -57,7 +41,7 @@ def small_config(results: Path) -> dict:
 
 def _run(config: dict, path: Path) -> subprocess.CompletedProcess:
     path.write_text(yaml.safe_dump(config))
-    result = _snakemake("--cores", "2", "--configfile", str(path))
+    result = run_snakemake("--cores", "2", "--configfile", str(path))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
     return result
 

@@ -10,12 +10,18 @@ import pandas as pd
 import pytest
 
 from vislaw.law.fit import LAW_MODEL, design_matrix, fit_all, fit_coefficients
-from vislaw.law.mode import PolicySettings, PolicyState, decide_round, rounds_table
+from vislaw.law.mode import PolicyState, decide_round, rounds_table
+from vislaw.law.settings import PolicySettings
 from vislaw.law.simulate import Problem, lobo_needed, strategy_table
 from vislaw.law.strategies import Prior, posterior
 from vislaw.law.tables import read_scores_table
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def policy(**values) -> PolicySettings:
+    """Policy settings with these keys, the schema's defaults for the others."""
+    return PolicySettings.from_values(values, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +88,7 @@ def _state(known: dict[str, float]) -> PolicyState:
 @pytest.mark.parametrize("strategy", ["bayes_ucb", "bayes_ei", "ucb", "region", "random"])
 def test_round_picks_unmeasured_encoders_and_stops_at_the_budget(strategy):
     prior = np.array([[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.1, 0.4, 0.6, 0.0, 0.0, 0.0]])
-    settings = PolicySettings(strategy=strategy, budget=2, per_round=2, stop_z=10.0)
+    settings = policy(strategy=strategy, budget=2, per_round=2, stop_z=10.0)
     first = decide_round(0, _state({"e0": 1.0}), [], settings, prior)
     assert len(first["picks"]) == 2 and "e0" not in first["picks"]
     assert first["finetuned"] == ["e0"]  # supplied elsewhere: measured, no budget spent
@@ -96,26 +102,26 @@ def test_round_picks_unmeasured_encoders_and_stops_at_the_budget(strategy):
 def test_settled_stop_when_no_unmeasured_encoder_can_win():
     scores = {f"e{i}": float(i) for i in range(5)}  # e4: best measured; e5 predicted low
     settled = decide_round(
-        3, _state(scores), list(scores), PolicySettings(strategy="ucb", budget=10, stop_z=1.0)
+        3, _state(scores), list(scores), policy(strategy="ucb", budget=10, stop_z=1.0)
     )
     assert settled["stop"] and settled["why"].startswith("settled"), settled["why"]
     assert settled["top_k"][0]["encoder"] == "e4" and settled["top_k"][0]["measured"]
     # a wide enough bound keeps e5 in play: not settled, e5 is the one left to finetune
     open_ = decide_round(
-        3, _state(scores), list(scores), PolicySettings(strategy="ucb", budget=10, stop_z=10.0)
+        3, _state(scores), list(scores), policy(strategy="ucb", budget=10, stop_z=10.0)
     )
     assert not open_["stop"] and open_["picks"] == ["e5"]
 
 
 def test_unknown_weights_name_the_key():
-    settings = PolicySettings(strategy="ucb", weights={"nope": 1.0})
+    settings = policy(strategy="ucb", weights={"nope": 1.0})
     with pytest.raises(ValueError, match="policy.weights"):
         decide_round(0, _state({}), [], settings)
 
 
 def test_prior_strategies_need_a_prior():
     with pytest.raises(ValueError, match="prior_table"):
-        decide_round(0, _state({}), [], PolicySettings(strategy="bayes_ucb"))
+        decide_round(0, _state({}), [], policy(strategy="bayes_ucb"))
 
 
 def test_rounds_table_is_empty_safe():
@@ -131,7 +137,7 @@ def test_strategy_table_needs_three_benchmarks(paper_fits):
 def test_batch_picks_start_with_the_single_pick():
     prior = np.array([[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.1, 0.4, 0.6, 0.0, 0.0, 0.0]])
     state = _state({"e0": 1.0, "e3": 2.0})
-    one = decide_round(0, state, [], PolicySettings(budget=5, per_round=1), prior)
-    three = decide_round(0, state, [], PolicySettings(budget=5, per_round=3), prior)
+    one = decide_round(0, state, [], policy(budget=5, per_round=1), prior)
+    three = decide_round(0, state, [], policy(budget=5, per_round=3), prior)
     assert three["picks"][0] == one["picks"][0]
     assert len(set(three["picks"])) == 3 and not {"e0", "e3"} & set(three["picks"])

@@ -29,10 +29,13 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
-from vislaw.config import ConfigError
+from vislaw.config import ConfigError, _fill_defaults, schema
 
 # Modules that define Section models: the drift test imports them all.
-SECTION_MODULES: tuple[str, ...] = ()
+SECTION_MODULES: tuple[str, ...] = (
+    "vislaw.law.settings",
+    "vislaw.lmvr.settings",
+)
 
 
 def config_section(config: Mapping[str, Any], dotted: str) -> Any:
@@ -90,6 +93,12 @@ class Section:
         """The model of ``cls.SECTION`` from a checked config (vislaw.config.check_config)."""
         return cls.from_mapping(config_section(config, cls.SECTION), cls.SECTION, **derived)
 
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any] | None = None, **derived: Any) -> Self:
+        """The model from a few of its keys, the schema's defaults for the others
+        (:func:`section_values`): for CLIs and tests that have no whole config."""
+        return cls.from_mapping(section_values(cls.SECTION, dict(values or {})), **derived)
+
 
 def section_models() -> list[type[Section]]:
     """Every Section model of the library (importing :data:`SECTION_MODULES`)."""
@@ -104,3 +113,48 @@ def section_models() -> list[type[Section]]:
     # only the library's own models (a test may define a throwaway subclass)
     found = [m for m in found if m.__module__ in SECTION_MODULES]
     return sorted(found, key=lambda m: (m.SECTION, m.__qualname__))
+
+
+def _schema_node(dotted: str) -> dict[str, Any]:
+    """The schema node of ``dotted`` (``""``: the root), local ``$ref`` followed."""
+    root = schema()
+    node: dict[str, Any] = root
+    for part in dotted.split(".") if dotted else []:
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            raise ConfigError(dotted, "not a key of the config schema")
+        if "$ref" in node:
+            node = root["$defs"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def _thaw(value: Any) -> Any:
+    """Tuples back to lists (JSON arrays) so the schema validates them."""
+    if isinstance(value, list | tuple):
+        return [_thaw(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+def section_values(dotted: str, values: Any = None) -> Any:
+    """The value of config key ``dotted`` built from ``values`` (None: nothing given), validated
+    against the key's schema node and with its defaults filled in, as check_config would.
+
+    The schema stays the one home of the defaults where there is no whole config: a CLI that
+    takes a few settings as options, a test that changes one key. ConfigError names the key.
+    """
+    import jsonschema
+
+    node = _schema_node(dotted)
+    if values is None:
+        if "default" not in node:
+            raise ConfigError(dotted, "not given and the schema has no default")
+        values = node["default"]
+    instance = _thaw(values)
+    validator = jsonschema.Draft202012Validator({**node, "$defs": schema().get("$defs", {})})
+    for error in validator.iter_errors(instance):
+        key = ".".join([dotted, *(str(p) for p in error.absolute_path)]).strip(".")
+        raise ConfigError(key or "<root>", error.message)
+    _fill_defaults(instance, node, schema())
+    return instance

@@ -5,14 +5,15 @@ from vislaw.jobs import job_log
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
-    from vislaw.io.atomic import write_text_atomic
-    from vislaw.law.inputs import build_law_input
+    from vislaw.config import check_config
+    from vislaw.law.settings import LawSettings
+    from vislaw.law.steps import run_law_input
 
-    table = build_law_input(
+    table = run_law_input(
+        LawSettings.from_config(check_config(snakemake.config)),
         snakemake.input.a,
         snakemake.input.c,
         snakemake.input.benchmarks,
-        snakemake.config["law"]["a_definition"],
+        snakemake.output[0],
     )
-    write_text_atomic(snakemake.output[0], table.to_csv(index=False))
     print(table.to_string(index=False))

@@ -8,17 +8,17 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
-    from vislaw.lmvr.extract import extract_encoder
-    from vislaw.lmvr.settings import lmvr_settings
+    from vislaw.lmvr.settings import LmvrSettings
+    from vislaw.lmvr.steps import run_lmvr
     from vislaw.pipeline import load_checked_config
 
     config, _ = load_checked_config(snakemake.config)
-    summary = extract_encoder(
+    run_lmvr(
+        LmvrSettings.from_config(config),
+        snakemake.wildcards.encoder,
         Path(snakemake.input.stage2).parent,
         snakemake.input.images[0],
-        lmvr_settings(config),
         snakemake.params.features,
         snakemake.output.maps,
         device=pick_device(config),
     )
-    print(f"{snakemake.wildcards.encoder}: {summary}")

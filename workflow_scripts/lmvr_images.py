@@ -6,12 +6,8 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.data.imagefolder import write_shape_folder
-    from vislaw.lmvr.settings import synthetic_images
+    from vislaw.lmvr.settings import SyntheticImages
+    from vislaw.lmvr.steps import run_lmvr_images
 
     config = check_config(snakemake.config)
-    spec = synthetic_images(config)
-    items = write_shape_folder(
-        snakemake.output[0], spec.classes, spec.per_class, spec.image_size, config["seed"]
-    )
-    print(f"wrote {len(items)} images in {len(spec.classes)} classes to {snakemake.output[0]}")
+    run_lmvr_images(SyntheticImages.from_config(config), config["seed"], snakemake.output[0])

@@ -1,25 +1,13 @@
 """Rule `lmvr_probe`: linear probes on every encoder's LMVR and baseline features."""
 
-from pathlib import Path
-
 from vislaw.jobs import job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.lmvr.probe import encoder_rows, write_probe_csv
-    from vislaw.lmvr.settings import lmvr_settings
+    from vislaw.lmvr.settings import LmvrSettings
+    from vislaw.lmvr.steps import run_lmvr_probe
 
-    settings = lmvr_settings(check_config(snakemake.config))
-    rows = []
-    for encoder in settings.encoders:
-        rows += encoder_rows(
-            encoder,
-            Path(snakemake.params.root) / "features" / encoder,
-            settings.conditions,
-            settings.condition_names,
-            settings.probe,
-        )
-    write_probe_csv(rows, snakemake.output[0])
-    print(f"wrote {len(rows)} rows to {snakemake.output[0]}")
+    settings = LmvrSettings.from_config(check_config(snakemake.config))
+    run_lmvr_probe(settings, snakemake.params.root, snakemake.output[0])

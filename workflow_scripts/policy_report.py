@@ -7,7 +7,12 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 with job_log(snakemake.log[0]):
     from pathlib import Path
 
-    from vislaw.law.mode import write_policy_outputs
+    from vislaw.config import check_config
+    from vislaw.law.settings import PolicySettings
+    from vislaw.law.steps import run_policy_report
 
-    write_policy_outputs(list(snakemake.input), snakemake.output, snakemake.params.budget)
-    print(Path(snakemake.output.recommendation).read_text())
+    outputs = {name: snakemake.output[name] for name in ("rounds", "recommendation", "plot")}
+    run_policy_report(
+        PolicySettings.from_config(check_config(snakemake.config)), list(snakemake.input), outputs
+    )
+    print(Path(outputs["recommendation"]).read_text())

@@ -6,16 +6,22 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.law.mode import run_round, write_round
+    from vislaw.eval.tasks import resolve_benchmarks
+    from vislaw.law.settings import LawSettings, PolicySettings
+    from vislaw.law.steps import run_policy_round
 
-    decision = run_round(
-        check_config(snakemake.config),
+    config = check_config(snakemake.config)
+    decision = run_policy_round(
+        PolicySettings.from_config(config),
+        LawSettings.from_config(config).a_definition,
+        list(config["encoders"]),
+        resolve_benchmarks(config),
         int(snakemake.wildcards.round),
         snakemake.input.a,
         snakemake.input.c,
         snakemake.params.results,
         snakemake.input.get("previous"),
+        snakemake.output[0],
     )
-    write_round(snakemake.output[0], decision)
     print(f"round {decision['round']}: picks {decision['picks']}, stop {decision['stop']}")
     print(decision["why"])

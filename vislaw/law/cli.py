@@ -16,23 +16,32 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from vislaw.law.report import LawSettings, write_law_outputs
-from vislaw.law.tables import TABLE_FORMATS, TableError, read_candidates, read_scores_table
+from vislaw.law.settings import LawSettings
+from vislaw.law.steps import run_law
+from vislaw.law.tables import TABLE_FORMATS, TableError, read_candidates
+from vislaw.sections import section_values
+
+
+def law_settings(args: argparse.Namespace) -> LawSettings:
+    """The options given as ``law`` settings; the schema's defaults for the others."""
+    given = {
+        "table_format": args.format,
+        "trials": args.trials,
+        "k": args.k,
+        "budgets": args.budgets,
+        "bootstrap": args.bootstrap,
+        "random_draws": args.random_draws,
+        "confidence": args.confidence,
+    }
+    values = {key: value for key, value in given.items() if value is not None}
+    return LawSettings.from_values(values, seed=section_values("seed", args.seed))
 
 
 def _fit(args: argparse.Namespace) -> int:
-    table = read_scores_table(args.scores, args.format, args.benchmarks)
-    settings = LawSettings(
-        seed=args.seed,
-        trials=args.trials,
-        k=args.k,
-        budgets=tuple(args.budgets),
-        bootstrap=args.bootstrap,
-        random_draws=args.random_draws,
-        confidence=args.confidence,
-        source=f"{args.scores} ({args.format})",
+    settings = law_settings(args)
+    paths = run_law(
+        settings, args.scores, settings.table_format, args.out_dir, benchmarks=args.benchmarks or ()
     )
-    paths = write_law_outputs(table, args.out_dir, settings)
     print(paths["summary.md"].read_text())
     print(f"wrote {len(paths)} files to {args.out_dir}")
     return 0
@@ -42,7 +51,8 @@ def _recommend(args: argparse.Namespace) -> int:
     # Local import: the policy module is only needed here (keeps `fit --help` light).
     from vislaw.law.policy import recommend
 
-    table = read_candidates(args.scores, args.format, args.benchmark)
+    table_format = section_values("law.table_format", args.format)
+    table = read_candidates(args.scores, table_format, args.benchmark)
     if args.finetuned is not None:
         unknown = sorted(set(args.finetuned) - set(table["encoder"]))
         if unknown:
@@ -54,7 +64,7 @@ def _recommend(args: argparse.Namespace) -> int:
         table["A"].to_numpy(),
         table["C"].to_numpy(),
         table["score"].to_numpy(),
-        np.random.default_rng(args.seed),
+        np.random.default_rng(section_values("seed", args.seed)),
     )
     print(f"{int(known.sum())} of {len(table)} encoders finetuned")
     if result.next_encoder is None:
@@ -89,16 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
         "and summary.md into --out-dir.",
     )
     fit.add_argument("--scores", required=True, help="scores table (CSV)")
-    fit.add_argument("--format", choices=TABLE_FORMATS, default="tidy", help="table format")
+    fit.add_argument("--format", choices=TABLE_FORMATS, help="table format (default: tidy)")
     fit.add_argument("--out-dir", required=True, help="folder for the outputs")
     fit.add_argument("--benchmarks", nargs="+", help="only these benchmarks")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--trials", type=int, default=1000, help="policy trials per strategy")
-    fit.add_argument("--k", type=int, default=3, help="success: best encoder in the top-k")
-    fit.add_argument("--budgets", type=int, nargs="+", default=[3, 4], help="for policy.csv")
-    fit.add_argument("--bootstrap", type=int, default=1000, help="resamples (0: none)")
-    fit.add_argument("--random-draws", type=int, default=100, help="random-input baseline")
-    fit.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level")
+    # Defaults (None here): the config schema's (law.*, seed), filled by section_values.
+    fit.add_argument("--seed", type=int)
+    fit.add_argument("--trials", type=int, help="policy trials per strategy")
+    fit.add_argument("--k", type=int, help="success: best encoder in the top-k")
+    fit.add_argument("--budgets", type=int, nargs="+", help="for policy.csv")
+    fit.add_argument("--bootstrap", type=int, help="resamples (0: none)")
+    fit.add_argument("--random-draws", type=int, help="random-input baseline")
+    fit.add_argument("--confidence", type=float, help="bootstrap interval level")
     fit.set_defaults(func=_fit)
 
     rec = sub.add_parser(
@@ -109,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the ranking by measured scores and the law's predictions.",
     )
     rec.add_argument("--scores", required=True, help="table of encoder, A, C, score (CSV)")
-    rec.add_argument("--format", choices=TABLE_FORMATS, default="tidy", help="table format")
+    rec.add_argument("--format", choices=TABLE_FORMATS, help="table format (default: tidy)")
     rec.add_argument("--benchmark", help="benchmark to use when the table holds several")
     rec.add_argument(
         "--finetuned",
         nargs="+",
         help="treat only these encoders as finetuned (hides the others' scores)",
     )
-    rec.add_argument("--seed", type=int, default=0, help="seeds the policy's random pick")
+    rec.add_argument("--seed", type=int, help="seeds the policy's random pick (default: 0)")
     rec.set_defaults(func=_recommend)
     return parser
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,56 +26,15 @@ import pandas as pd
 
 from vislaw.law.fit import LAW_MODEL, fit_coefficients, minmax, predict, r2_score
 from vislaw.law.policy import next_region_pick, ranking_scores
+from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import (
     PRIOR_STRATEGIES,
-    BayesParams,
     BenchmarkState,
     joint_acquisition,
     joint_step,
     law_coefficients,
     make_prior,
 )
-
-MODE_STRATEGIES = ("bayes_ucb", "bayes_ei", "ucb", "region", "random")
-DEFAULT_STRATEGY = "bayes_ucb"  # picks jointly over the benchmarks: joint_bayes_ucb simulated
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    """Config key ``policy`` (see the schema for each key's meaning)."""
-
-    strategy: str = DEFAULT_STRATEGY
-    budget: int = 4
-    per_round: int = 1
-    min_finetunes: int = 2
-    stop_z: float = 1.0
-    k: int = 3
-    weights: Mapping[str, float] = field(default_factory=dict)
-    params: BayesParams = BayesParams()
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> PolicySettings:
-        policy = config.get("policy", {})
-        strategy = policy.get("strategy", DEFAULT_STRATEGY)
-        if strategy not in MODE_STRATEGIES:
-            raise ValueError(f"policy.strategy: '{strategy}' is not one of {MODE_STRATEGIES}")
-        return cls(
-            strategy=strategy,
-            budget=int(policy.get("budget", cls.budget)),
-            per_round=int(policy.get("per_round", cls.per_round)),
-            min_finetunes=int(policy.get("min_finetunes", cls.min_finetunes)),
-            stop_z=float(policy.get("stop_z", cls.stop_z)),
-            k=int(policy.get("k", cls.k)),
-            weights=dict(policy.get("weights") or {}),
-            params=BayesParams(
-                noise=float(policy.get("noise", 0.01)),
-                beta=float(policy.get("beta", 0.5)),
-                ridge=float(policy.get("ridge", 1.0)),
-                shrink=float(policy.get("shrink", 1.0)),
-            ),
-            seed=int(config.get("seed", 0)),
-        )
 
 
 @dataclass
@@ -476,65 +435,17 @@ def read_scores_file(path: str | Path | None) -> pd.DataFrame:
     return table[["encoder", "benchmark", "score"]]
 
 
-def run_round(
-    config: Mapping,
-    round_index: int,
-    a_scores: str | Path,
-    c_scores: str | Path,
-    results: Sequence[tuple[str, str, str | Path]],
-    previous: str | Path | None,
-) -> dict:
-    """Round ``round_index`` of the policy mode from the rule's inputs.
-
-    ``results`` are (encoder, benchmark, lmms-eval results JSON) of the finetuned encoders.
-    """
-    from vislaw.eval.results import collect_rows
-    from vislaw.eval.tasks import resolve_benchmarks
-    from vislaw.law.inputs import A_COLUMNS
-    from vislaw.law.tables import read_scores_table
-
-    settings = PolicySettings.from_config(config)
-    benchmarks = {b.name: b for b in resolve_benchmarks(config)}
-    ordered: list[str] = []
-    if previous is not None:
-        last = read_round(previous)
-        ordered = list(last["ordered"]) + list(last["picks"])
-    rows = collect_rows([(e, benchmarks[b], path) for e, b, path in results])
-    measured = pd.DataFrame(
-        [
-            (r.encoder, r.benchmark, r.score)
-            for r in rows
-            if r.metric == benchmarks[r.benchmark].metric
-        ],
-        columns=["encoder", "benchmark", "score"],
-    )
-    supplied = read_scores_file(config["policy"].get("scores_file"))
-    state = build_state(
-        pd.read_csv(a_scores),
-        pd.read_csv(c_scores),
-        pd.concat([supplied, measured], ignore_index=True),
-        list(config["encoders"]),
-        list(benchmarks),
-        A_COLUMNS[config["law"]["a_definition"]],
-    )
-    prior = None
-    if settings.strategy in PRIOR_STRATEGIES:
-        policy = config["policy"]
-        prior = prior_coefficients(read_scores_table(policy["prior_table"], policy["prior_format"]))
-    return decide_round(round_index, state, ordered, settings, prior)
-
-
 def write_policy_outputs(
     round_files: Sequence[str | Path], out: Mapping[str, str | Path], budget: int
 ) -> None:
     """rounds.csv, recommendation.md and predicted_vs_measured.png from the round JSONs."""
     import matplotlib.pyplot as plt
 
-    from vislaw.io.atomic import atomic_path, write_text_atomic
+    from vislaw.io.atomic import atomic_path, write_frame, write_text_atomic
+    from vislaw.law.tables import FLOAT_FORMAT
 
     decisions = [read_round(p) for p in round_files]
-    with atomic_path(out["rounds"]) as tmp:
-        rounds_table(decisions).to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(out["rounds"], rounds_table(decisions), FLOAT_FORMAT)
     write_text_atomic(out["recommendation"], recommendation_markdown(decisions, budget))
     fig = predicted_vs_measured_figure(decisions, measured_scores(decisions[-1]))
     with atomic_path(out["plot"]) as tmp:

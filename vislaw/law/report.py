@@ -7,18 +7,21 @@ written atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vislaw.io.atomic import atomic_path, write_text_atomic
+from vislaw.io.atomic import write_frame, write_text_atomic
 from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
 from vislaw.law.plot import law_figure, overview_figure, save_figure
 from vislaw.law.policy import recall_curve, simulate
+from vislaw.law.settings import LawSettings
+from vislaw.law.tables import FLOAT_FORMAT
 
 R2_COLUMNS = (
     "benchmark",
@@ -43,36 +46,6 @@ OUTPUT_FILES = (
     "law_overview.png",
     "summary.md",
 )
-
-
-@dataclass(frozen=True)
-class LawSettings:
-    """The knobs of a law run (config key ``law``; see the schema for their meaning)."""
-
-    seed: int = 0
-    trials: int = 1000
-    k: int = 3
-    budgets: tuple[int, ...] = (3, 4)
-    bootstrap: int = 1000
-    random_draws: int = 100
-    confidence: float = 0.95
-    source: str = ""  # where the scores came from, for summary.md
-    strategies: bool = False  # also write policy_strategies.csv (vislaw.law.simulate)
-
-    @classmethod
-    def from_config(cls, config: dict, source: str = "") -> LawSettings:
-        law = config.get("law", {})
-        return cls(
-            seed=int(config.get("seed", 0)),
-            trials=int(law.get("trials", cls.trials)),
-            k=int(law.get("k", cls.k)),
-            budgets=tuple(int(b) for b in law.get("budgets", cls.budgets)),
-            bootstrap=int(law.get("bootstrap", cls.bootstrap)),
-            random_draws=int(law.get("random_draws", cls.random_draws)),
-            confidence=float(law.get("confidence", cls.confidence)),
-            source=source,
-            strategies=bool(law.get("strategies", False)),
-        )
 
 
 def r2_table(fits: dict[str, BenchmarkFit]) -> pd.DataFrame:
@@ -197,23 +170,11 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def summary_markdown(
-    r2: pd.DataFrame,
-    stats: pd.DataFrame,
-    policy: pd.DataFrame,
-    curves: pd.DataFrame,
-    settings: LawSettings,
-) -> str:
-    """A short human-readable report of the run (the CSVs hold the full numbers)."""
-    law = stats[stats["model"] == LAW_MODEL].set_index("benchmark")
-    n = int(law["n_encoders"].iloc[0])
+def _fit_lines(r2: pd.DataFrame, law: pd.DataFrame, settings: LawSettings, n: int) -> list[str]:
+    """The fit section: per benchmark, R² of the main models and the law's honest numbers
+    (``law``: fit_stats.csv's rows of the law's model, indexed by benchmark)."""
     level = round(100 * settings.confidence)
     lines = [
-        "# The AC law",
-        "",
-        f"Scores: {settings.source or 'tidy table'}; {n} encoders per benchmark; seed "
-        f"{settings.seed}. A, C and the score are min-max normalised per benchmark.",
-        "",
         "## Fit: score ~ [1, A, C, A², AC, C²]",
         "",
         f"| benchmark | R² A quad | R² C quad | R² AC lin | R² AC quad [{level}% CI] | LOO R² | "
@@ -232,17 +193,36 @@ def summary_markdown(
             f"{_fmt(row['r2_ac_linear'])} | {_fmt(row['r2_ac_quadratic'])}{ci} | "
             f"{_fmt(row['loo_r2_ac_quadratic'])} | {rho} | {_fmt(row['r2_random_quadratic'])} |"
         )
-    k = settings.k
-    recall_cols = [f"recall_at_{k}_budget_{b}" for b in settings.budgets]
-    random_recall = curves[curves["strategy"] == "random"].pivot(
-        index="benchmark", columns="budget", values="recall_at_k"
-    )
-    lines += [
+    return lines + [
         "",
         f"In-sample R² on {n} points flatters a 6-term model: random inputs already reach the "
         "last column. Leave-one-out R² (each encoder predicted by the law fitted on the others) "
         "and its rank correlation ρ are the honest numbers.",
         "",
+    ]
+
+
+def _policy_row(row: Mapping[str, Any], recalls: list[tuple[float, float]]) -> str:
+    """One row of the policy table: a benchmark's (or the mean's) finetunes and Recall@k
+    pairs, AC / random."""
+    pairs = " | ".join(f"{_fmt(ac)} / {_fmt(random)}" for ac, random in recalls)
+    best = f" {row['best_encoder']} " if row["best_encoder"] else " "
+    return (
+        f"| {row['benchmark']} |{best}| {_fmt(row['mean_finetunes_ac'])} | "
+        f"{_fmt(row['mean_finetunes_random'])} | {pairs} |"
+    )
+
+
+def _policy_lines(
+    policy: pd.DataFrame, curves: pd.DataFrame, settings: LawSettings, n: int
+) -> list[str]:
+    """The AC policy section: finetunes needed and Recall@k per budget, AC against random."""
+    k = settings.k
+    recall_cols = [f"recall_at_{k}_budget_{b}" for b in settings.budgets]
+    random_recall = curves[curves["strategy"] == "random"].pivot(
+        index="benchmark", columns="budget", values="recall_at_k"
+    )
+    lines = [
         f"## AC policy ({settings.trials} trials per strategy, stop when the best encoder is in "
         f"the top-{k})",
         "",
@@ -251,30 +231,41 @@ def summary_markdown(
         + " |",
         "|---|---|---|---|" + "---|" * len(settings.budgets),
     ]
+    columns = list(zip(recall_cols, settings.budgets, strict=True))
     for _, row in policy.iterrows():
-        recalls = " | ".join(
-            f"{_fmt(row[col])} / {_fmt(random_recall.at[row['benchmark'], b])}"
-            for col, b in zip(recall_cols, settings.budgets, strict=True)
-        )
-        lines.append(
-            f"| {row['benchmark']} | {row['best_encoder']} | {_fmt(row['mean_finetunes_ac'])} | "
-            f"{_fmt(row['mean_finetunes_random'])} | {recalls} |"
-        )
-    mean_recalls = " | ".join(
-        f"{_fmt(policy[col].mean())} / {_fmt(random_recall[b].mean())}"
-        for col, b in zip(recall_cols, settings.budgets, strict=True)
-    )
-    lines.append(
-        f"| mean | | {_fmt(policy['mean_finetunes_ac'].mean())} | "
-        f"{_fmt(policy['mean_finetunes_random'].mean())} | {mean_recalls} |"
-    )
+        recalls = [(row[col], random_recall.at[row["benchmark"], b]) for col, b in columns]
+        lines.append(_policy_row(row, recalls))
+    mean = policy[["mean_finetunes_ac", "mean_finetunes_random"]].mean()
+    recalls = [(policy[col].mean(), random_recall[b].mean()) for col, b in columns]
+    lines.append(_policy_row({"benchmark": "mean", "best_encoder": "", **mean.to_dict()}, recalls))
     no_law = ", ".join(f"{b / n:.2f} at budget {b}" for b in settings.budgets)
-    lines += [
+    return lines + [
         "",
         "Random: a uniformly random finetuning order, ranked by the same law. Without any law "
         f"(finetune in random order until the best one is measured) Recall@{k} is budget / "
         f"{n}: {no_law}, and the mean number of finetunes is {(n + 1) / 2:.1f}.",
         "",
+    ]
+
+
+def summary_markdown(
+    r2: pd.DataFrame,
+    stats: pd.DataFrame,
+    policy: pd.DataFrame,
+    curves: pd.DataFrame,
+    settings: LawSettings,
+) -> str:
+    """A short human-readable report of the run (the CSVs hold the full numbers)."""
+    law = stats[stats["model"] == LAW_MODEL].set_index("benchmark")
+    n = int(law["n_encoders"].iloc[0])
+    lines = [
+        "# The AC law",
+        "",
+        f"Scores: {settings.source or 'tidy table'}; {n} encoders per benchmark; seed "
+        f"{settings.seed}. A, C and the score are min-max normalised per benchmark.",
+        "",
+        *_fit_lines(r2, law, settings, n),
+        *_policy_lines(policy, curves, settings, n),
         "Files: r2.csv, fit_stats.csv, coefficients.csv, predictions.csv, policy.csv, "
         "policy_curves.csv, law.png / law.svg (surface per benchmark), law_overview.png.",
         "",
@@ -282,16 +273,10 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-
-
 def write_law_outputs(
-    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings | None = None
+    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings
 ) -> dict[str, Path]:
     """Fit, simulate, plot and write :data:`OUTPUT_FILES` into ``out_dir``; returns their paths."""
-    settings = settings or LawSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fits = fit_all(
@@ -304,13 +289,17 @@ def write_law_outputs(
     paths = {name: out_dir / name for name in OUTPUT_FILES}
     r2 = r2_table(fits)
     stats = fit_stats_table(fits)
-    _write_csv(r2, paths["r2.csv"])
-    _write_csv(coefficients_table(fits), paths["coefficients.csv"])
-    _write_csv(stats, paths["fit_stats.csv"])
-    _write_csv(predictions_table(fits), paths["predictions.csv"])
     policy, curves = policy_tables(fits, settings)
-    _write_csv(policy, paths["policy.csv"])
-    _write_csv(curves, paths["policy_curves.csv"])
+    tables = {
+        "r2.csv": r2,
+        "coefficients.csv": coefficients_table(fits),
+        "fit_stats.csv": stats,
+        "predictions.csv": predictions_table(fits),
+        "policy.csv": policy,
+        "policy_curves.csv": curves,
+    }
+    for name, frame in tables.items():
+        write_frame(paths[name], frame, FLOAT_FORMAT)
     fig = law_figure(fits)
     save_figure(fig, paths["law.png"])
     save_figure(fig, paths["law.svg"])
@@ -326,5 +315,5 @@ def write_law_outputs(
             fits, settings.trials, settings.k, settings.budgets, settings.seed
         )
         paths["policy_strategies.csv"] = out_dir / "policy_strategies.csv"
-        _write_csv(table, paths["policy_strategies.csv"])
+        write_frame(paths["policy_strategies.csv"], table, FLOAT_FORMAT)
     return paths

@@ -16,6 +16,7 @@ import pandas as pd
 
 TIDY_COLUMNS = ("encoder", "benchmark", "A", "C", "score")
 TABLE_FORMATS = ("paper_v1", "tidy")
+FLOAT_FORMAT = "%.6g"  # the tables the law and the policy write: six significant digits
 
 # The paper's model names -> the encoder names of our configs (config.yaml, config/paper_v1.yaml).
 PAPER_ENCODERS: dict[str, str] = {

@@ -14,11 +14,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from vislaw.lmvr.settings import (
-    lmvr_settings,
-    require_image_folder,
-    synthetic_images,
-)
+from vislaw.lmvr.settings import LmvrSettings, SyntheticImages, require_image_folder
 
 
 def lmvr_dir(config: dict) -> Path:
@@ -28,57 +24,46 @@ def lmvr_dir(config: dict) -> Path:
 
 
 def _images(args: argparse.Namespace, config: dict) -> int:
-    from vislaw.data.imagefolder import write_shape_folder
+    from vislaw.lmvr.steps import run_lmvr_images
 
-    spec = synthetic_images(config)
     out = Path(args.out) if args.out else require_image_folder(config)
-    items = write_shape_folder(out, spec.classes, spec.per_class, spec.image_size, config["seed"])
-    print(f"wrote {len(items)} images in {len(spec.classes)} classes to {out}")
+    run_lmvr_images(SyntheticImages.from_config(config), config["seed"], out)
     return 0
 
 
 def _extract(args: argparse.Namespace, config: dict) -> int:
     from vislaw.config import run_dir
     from vislaw.jobs import apply_runtime_settings, pick_device
-    from vislaw.lmvr.extract import extract_encoder
+    from vislaw.lmvr.steps import run_lmvr
 
     apply_runtime_settings(config, args.threads)
-    settings = lmvr_settings(config)
     out = Path(args.out_dir) if args.out_dir else lmvr_dir(config)
     stage2 = Path(args.stage2) if args.stage2 else run_dir(config) / "stage2" / args.encoder
-    summary = extract_encoder(
+    run_lmvr(
+        LmvrSettings.from_config(config),
+        args.encoder,
         stage2,
         Path(args.image_folder) if args.image_folder else require_image_folder(config),
-        settings,
         out / "features" / args.encoder,
         out / "maps" / args.encoder,
         device=args.device or pick_device(config),
     )
-    print(f"{args.encoder}: {summary}")
     return 0
 
 
 def _probe(args: argparse.Namespace, config: dict) -> int:
-    from vislaw.lmvr.probe import encoder_rows, write_probe_csv
+    from vislaw.lmvr.steps import run_lmvr_probe
 
-    settings = lmvr_settings(config)
     root = Path(args.out_dir) if args.out_dir else lmvr_dir(config)
-    rows = []
-    for encoder in args.encoders or settings.encoders:
-        rows += encoder_rows(
-            encoder,
-            root / "features" / encoder,
-            settings.conditions,
-            settings.condition_names,
-            settings.probe,
-        )
-    path = write_probe_csv(rows, args.out or root / "probe.csv")
-    print(f"wrote {len(rows)} rows to {path}")
+    run_lmvr_probe(
+        LmvrSettings.from_config(config), root, args.out or root / "probe.csv", args.encoders
+    )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from vislaw.pipeline import load_checked_config
+    from vislaw.config import ConfigError
+    from vislaw.pipeline import encoder_spec, load_checked_config
 
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.lmvr",
@@ -103,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--out", help="CSV path (default: <lmvr folder>/probe.csv)")
     args = parser.parse_args(argv)
     config, specs = load_checked_config(args.config)
-    if args.command == "extract" and args.encoder not in specs:
-        parser.error(f"encoder {args.encoder!r} is not in {args.config} ({sorted(specs)})")
+    if args.command == "extract":
+        try:
+            encoder_spec(specs, args.encoder, args.config)
+        except ConfigError as error:
+            parser.error(str(error))
     handler = {"images": _images, "extract": _extract, "probe": _probe}[args.command]
     return handler(args, config)

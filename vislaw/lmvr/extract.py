@@ -9,7 +9,6 @@ own response (the model describes what it sees), as the clean image does.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from vislaw.config import ConfigError
 from vislaw.data.imagefolder import LabelledImage, class_names, list_image_folder
-from vislaw.io.atomic import atomic_path
+from vislaw.io.atomic import write_csv, write_text_atomic
 from vislaw.io.hdf5 import write_features
 from vislaw.lmvr.corruptions import CLEAN, condition_name, corrupt, image_seed
 from vislaw.lmvr.features import (
@@ -206,10 +205,7 @@ def write_maps(
                         "file": file,
                     }
                 )
-    with open(out_dir / MAPS_INDEX, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MAP_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out_dir / MAPS_INDEX, rows, MAP_COLUMNS)
     return rows
 
 
@@ -259,8 +255,7 @@ def extract_encoder(
         ]
         if corruption == CLEAN:
             clean_responses = responses
-    with atomic_path(features_dir / RESPONSES_FILE) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_text_atomic(features_dir / RESPONSES_FILE, "\n".join(lines) + "\n")
     with atomic_dir(maps_dir) as tmp:
         map_rows = write_maps(vlm, items, clean_responses, settings, Path(tmp))
     return {"images": len(items), "conditions": len(settings.conditions), "maps": len(map_rows)}

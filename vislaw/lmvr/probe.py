@@ -12,7 +12,6 @@ corruption); ``same`` fits and scores within each condition.
 
 from __future__ import annotations
 
-import csv
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vislaw.io.atomic import atomic_path
+from vislaw.io.atomic import write_csv
 from vislaw.io.hdf5 import read_features
 from vislaw.lmvr.corruptions import CLEAN
 from vislaw.lmvr.settings import ProbeSettings, feature_file
@@ -155,9 +154,5 @@ def encoder_rows(
 
 
 def write_probe_csv(rows: Iterable[Mapping[str, object]], path: str | Path) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PROBE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in PROBE_COLUMNS})
-    return Path(path)
+    """``probe.csv``: the :data:`PROBE_COLUMNS` of every row (other keys are dropped)."""
+    return write_csv(path, [{k: row[k] for k in PROBE_COLUMNS} for row in rows], PROBE_COLUMNS)

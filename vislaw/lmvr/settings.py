@@ -16,12 +16,13 @@ Light on purpose: the Snakefile imports this module while parsing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from vislaw.config import ConfigError
 from vislaw.lmvr.corruptions import condition_name, conditions
+from vislaw.sections import Section
 
 SYNTHETIC_FOLDER = "lmvr_images"
 """Where the demo's synthetic ImageFolder goes, relative to data.root."""
@@ -31,40 +32,83 @@ MAPS_INDEX = "index.csv"
 
 
 @dataclass(frozen=True)
-class ProbeSettings:
-    test_fraction: float = 0.3
-    seed: int = 0
-    C: float = 1.0
-    max_iter: int = 1000
-    train_on: str = "clean"
-    """``clean``: fit on the clean training split, score every condition's test split (the
-    robustness protocol); ``same``: fit and score within each condition."""
+class ProbeSettings(Section):
+    """``lmvr.probe``: the linear probes (vislaw.lmvr.probe). ``train_on``: ``clean`` fits on
+    the clean training split and scores every condition's test split (the robustness
+    protocol); ``same`` fits and scores within each condition."""
+
+    SECTION: ClassVar[str] = "lmvr.probe"
+    test_fraction: float
+    seed: int
+    C: float
+    max_iter: int
+    train_on: str
 
 
 @dataclass(frozen=True)
-class MapSettings:
-    layer: int = -1
-    similarity: tuple[str, ...] = ("attention",)
-    words: tuple[str, ...] = ()
-    first_words: int = 3
-    n_images: int = 4
-    size: int = 256
+class MapSettings(Section):
+    """``lmvr.maps``: the token-level maps of a few clean images (vislaw.lmvr.maps)."""
+
+    SECTION: ClassVar[str] = "lmvr.maps"
+    layer: int
+    similarity: tuple[str, ...]
+    words: tuple[str, ...]
+    first_words: int
+    n_images: int
+    size: int
 
 
 @dataclass(frozen=True)
-class LmvrSettings:
-    encoders: tuple[str, ...]
-    prompt: str = "Describe the image briefly."
-    max_new_tokens: int = 32
-    min_new_tokens: int = 0
-    batch_size: int = 8
-    dtype: str = "float32"
-    pooling: tuple[str, ...] = ("all", "image", "response")
-    layers: tuple[int, ...] = (-1,)
-    corruptions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    seed: int = 0
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
-    maps: MapSettings = field(default_factory=MapSettings)
+class SyntheticImages(Section):
+    """``lmvr.synthetic``: the demo's labelled set, shape classes drawn like the demo data."""
+
+    SECTION: ClassVar[str] = "lmvr.synthetic"
+    classes: tuple[str, ...]
+    per_class: int
+    image_size: int
+
+
+@dataclass(frozen=True)
+class LmvrSettings(Section):
+    """Config key ``lmvr`` (docs/lmvr.md), plus the run's seed (it seeds the corruptions).
+
+    Built by :meth:`from_config`, ``encoders`` is the list of encoders to run (``null`` in the
+    config: every configured encoder), checked against ``encoders``.
+    """
+
+    SECTION: ClassVar[str] = "lmvr"
+    DERIVED: ClassVar[frozenset[str]] = frozenset({"seed"})
+
+    encoders: tuple[str, ...] | None
+    image_folder: str | None
+    synthetic: SyntheticImages
+    prompt: str
+    max_new_tokens: int
+    min_new_tokens: int
+    batch_size: int
+    dtype: str
+    pooling: tuple[str, ...]
+    layers: tuple[int, ...]
+    corruptions: Mapping[str, tuple[int, ...]]
+    probe: ProbeSettings
+    maps: MapSettings
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ConfigError("lmvr.min_new_tokens", "exceeds lmvr.max_new_tokens")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **derived: Any) -> Self:
+        """From a checked config: the ``lmvr`` section with its encoders resolved, and the
+        top-level ``seed``. ConfigError names a bad key."""
+        settings = super().from_config(config, seed=config["seed"], **derived)
+        names = list(config["encoders"])
+        chosen = settings.encoders or tuple(names)
+        missing = [n for n in chosen if n not in names]
+        if missing:
+            raise ConfigError("lmvr.encoders", f"{missing} are not in `encoders` ({names})")
+        return replace(settings, encoders=tuple(chosen))
 
     @property
     def conditions(self) -> list[tuple[str, int]]:
@@ -77,57 +121,15 @@ class LmvrSettings:
 
 
 def lmvr_settings(config: Mapping[str, Any]) -> LmvrSettings:
-    """Settings from a checked config (defaults filled); ConfigError names a bad key."""
-    section = config.get("lmvr", {})
-    names = list(config["encoders"])
-    chosen = section.get("encoders") or names
-    missing = [n for n in chosen if n not in names]
-    if missing:
-        raise ConfigError("lmvr.encoders", f"{missing} are not in `encoders` ({names})")
-    if section.get("min_new_tokens", 0) > section.get(
-        "max_new_tokens", LmvrSettings.max_new_tokens
-    ):
-        raise ConfigError("lmvr.min_new_tokens", "exceeds lmvr.max_new_tokens")
-    probe = section.get("probe", {})
-    maps = section.get("maps", {})
-    corruptions = {k: tuple(v) for k, v in section.get("corruptions", {}).items()}
-    return LmvrSettings(
-        encoders=tuple(chosen),
-        prompt=section.get("prompt", LmvrSettings.prompt),
-        max_new_tokens=section.get("max_new_tokens", LmvrSettings.max_new_tokens),
-        min_new_tokens=section.get("min_new_tokens", LmvrSettings.min_new_tokens),
-        batch_size=section.get("batch_size", LmvrSettings.batch_size),
-        dtype=section.get("dtype", LmvrSettings.dtype),
-        pooling=tuple(section.get("pooling", LmvrSettings.pooling)),
-        layers=tuple(section.get("layers", LmvrSettings.layers)),
-        corruptions=corruptions,
-        seed=int(config.get("seed", 0)),
-        probe=ProbeSettings(**probe),
-        maps=MapSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in maps.items()}),
-    )
-
-
-@dataclass(frozen=True)
-class SyntheticImages:
-    """The demo's labelled set (``lmvr.synthetic``): shape classes drawn like the demo data."""
-
-    classes: tuple[str, ...] = ("circle", "square", "triangle")
-    per_class: int = 14
-    image_size: int = 96
-
-
-def synthetic_images(config: Mapping[str, Any]) -> SyntheticImages:
-    section = dict(config.get("lmvr", {}).get("synthetic", {}))
-    if "classes" in section:
-        section["classes"] = tuple(section["classes"])
-    return SyntheticImages(**section)
+    """Settings from a checked config (:meth:`LmvrSettings.from_config`; what the rules call)."""
+    return LmvrSettings.from_config(config)
 
 
 def image_folder(config: Mapping[str, Any]) -> Path | None:
     """The labelled ImageFolder: ``lmvr.image_folder`` (relative paths under data.root), or the
     generated synthetic one when the data are synthetic; None when neither is given."""
     root = Path(config["data"]["root"])
-    given = config.get("lmvr", {}).get("image_folder")
+    given = config["lmvr"]["image_folder"]
     if given:
         return Path(given) if Path(given).is_absolute() else root / given
     if "synthetic" in config["data"]:

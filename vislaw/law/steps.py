@@ -1,0 +1,145 @@
+"""The law's and the policy mode's pipeline steps, one ``run_<step>`` each.
+
+Each takes settings objects (vislaw.law.settings) and paths; the workflow scripts
+(workflow_scripts/law*.py, policy_*.py) and the CLI (``python -m vislaw.law fit``) only gather
+those and call these. Light on purpose: the numerical stack is imported by the step that runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vislaw.law.settings import LawSettings, PolicySettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vislaw.eval.tasks import Benchmark
+
+
+def _measured_benchmarks(scores: str | Path, wanted: Sequence[str]) -> list[str]:
+    """The wanted benchmarks this run scored: law_input left out those that no encoder scored
+    (NaN with a reason in benchmarks.csv, e.g. a GPT judge without a key); fit the others."""
+    from vislaw.law.tables import read_tidy_table
+
+    present = set(read_tidy_table(scores)["benchmark"])
+    for name in (b for b in wanted if b not in present):
+        print(f"benchmark {name}: not scored for any encoder (see benchmarks.csv); left out")
+    return [b for b in wanted if b in present] or list(wanted)
+
+
+def run_law(
+    settings: LawSettings,
+    scores: str | Path,
+    table_format: str,
+    out_dir: str | Path,
+    *,
+    benchmarks: Sequence[str] = (),
+    encoders: Iterable[str] | None = None,
+    measured: bool = False,
+) -> dict[str, Path]:
+    """Rule ``law``: fit the AC law on ``scores`` and write every file of ``out_dir``
+    (vislaw.law.report.OUTPUT_FILES); returns their paths.
+
+    ``benchmarks``: only these (empty: all of the table). ``encoders``: the config's encoders,
+    to which the table is restricted. ``measured``: the table is this run's own law_input.csv,
+    where a benchmark no encoder scored is missing (left out with a note, not an error).
+    """
+    from vislaw.law.report import write_law_outputs
+    from vislaw.law.tables import read_scores_table, restrict_to_config
+
+    wanted = list(benchmarks) or None
+    if wanted and measured:
+        wanted = _measured_benchmarks(scores, wanted)
+    table = read_scores_table(scores, table_format, wanted)
+    if encoders is not None:
+        table = restrict_to_config(table, encoders, source=scores)
+    settings = replace(settings, source=f"{scores} ({table_format})")
+    return write_law_outputs(table, out_dir, settings)
+
+
+def run_law_input(
+    settings: LawSettings,
+    a_scores: str | Path,
+    c_scores: str | Path,
+    benchmarks: str | Path,
+    output: str | Path,
+) -> pd.DataFrame:
+    """Rule ``law_input``: this run's A, C and benchmark scores joined into the law's tidy
+    table (A as ``law.a_definition`` says), written to ``output``."""
+    from vislaw.io.atomic import write_frame
+    from vislaw.law.inputs import build_law_input
+
+    table = build_law_input(a_scores, c_scores, benchmarks, settings.a_definition)
+    write_frame(output, table)
+    return table
+
+
+def run_policy_round(
+    settings: PolicySettings,
+    a_definition: str,
+    encoders: Sequence[str],
+    benchmarks: Sequence[Benchmark],
+    round_index: int,
+    a_scores: str | Path,
+    c_scores: str | Path,
+    results: Sequence[tuple[str, str, str | Path]],
+    previous: str | Path | None,
+    output: str | Path,
+) -> dict:
+    """Checkpoint ``policy_round``: round ``round_index``'s picks (or stop), written to
+    ``output`` as JSON. ``results``: (encoder, benchmark, lmms-eval results JSON) of the
+    encoders finetuned so far; ``previous``: the last round's JSON (None in round 0);
+    ``a_definition`` names the A column (``law.a_definition``)."""
+    import pandas as pd
+
+    from vislaw.eval.results import collect_rows
+    from vislaw.law import mode
+    from vislaw.law.inputs import A_COLUMNS
+    from vislaw.law.strategies import PRIOR_STRATEGIES
+    from vislaw.law.tables import read_scores_table
+
+    by_name = {b.name: b for b in benchmarks}
+    ordered: list[str] = []
+    if previous is not None:
+        last = mode.read_round(previous)
+        ordered = list(last["ordered"]) + list(last["picks"])
+    rows = collect_rows([(e, by_name[b], path) for e, b, path in results])
+    measured = pd.DataFrame(
+        [
+            (r.encoder, r.benchmark, r.score)
+            for r in rows
+            if r.metric == by_name[r.benchmark].metric
+        ],
+        columns=["encoder", "benchmark", "score"],
+    )
+    state = mode.build_state(
+        pd.read_csv(a_scores),
+        pd.read_csv(c_scores),
+        pd.concat([mode.read_scores_file(settings.scores_file), measured], ignore_index=True),
+        list(encoders),
+        list(by_name),
+        A_COLUMNS[a_definition],
+    )
+    prior = None
+    if settings.strategy in PRIOR_STRATEGIES:
+        table = read_scores_table(settings.prior_table, settings.prior_format)
+        prior = mode.prior_coefficients(table)
+    decision = mode.decide_round(round_index, state, ordered, settings, prior)
+    mode.write_round(output, decision)
+    return decision
+
+
+def run_policy_report(
+    settings: PolicySettings,
+    round_files: Sequence[str | Path],
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """Rule ``policy_report``: ``outputs`` ``rounds`` (rounds.csv), ``recommendation``
+    (recommendation.md) and ``plot`` (predicted_vs_measured.png) from the round JSONs."""
+    from vislaw.law.mode import write_policy_outputs
+
+    write_policy_outputs(round_files, outputs, settings.budget)
