@@ -20,7 +20,7 @@ from vislaw.data.llava import LlavaCollator, LlavaDataset, conversation_texts, r
 from vislaw.train.engine import fill_deepspeed_config, read_deepspeed_config
 from vislaw.train.plan import StepPlan, modality_grouped_order
 from vislaw.train.runner import train_stage
-from vislaw.train.settings import REPO_ROOT, StageSettings, llm_source
+from vislaw.train.settings import REPO_ROOT, LoraSettings, StageSettings, llm_source
 from vislaw.vlm.checkpoints import VlmInfo, load_vlm
 from vislaw.vlm.templates import get_template
 from vislaw.vlm.tiny_llm import write_tiny_llm
@@ -191,6 +191,24 @@ def test_unknown_template_names_the_key(run):
     bad = check_config({**run, "train": {"stage2": {"template": "nope"}}})
     with pytest.raises(ConfigError, match="train.stage2.template"):
         StageSettings.from_config(bad, 2)
+
+
+def test_lora_model_matches_its_schema_node(run):
+    """train.stage2.lora may be null, so the drift test cannot reach it through Stage2Section:
+    compare LoraSettings with its schema node here, and build it from a checked config."""
+    from test_sections import _drift, _resolve, _schema_node
+
+    node = _resolve(_schema_node("train.stage2")["properties"]["lora"])
+    assert _drift(LoraSettings, node, "train.stage2.lora") == []
+    settings = StageSettings.from_config(
+        check_config({**run, "train": {"stage2": {"lora": {}}}}), 2
+    )
+    lora = settings.lora_settings()
+    assert lora is not None and (lora.r, lora.targets) == (
+        8,
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
+    )
+    assert StageSettings.from_config(run, 2).lora_settings() is None
 
 
 def test_step_plan_is_a_function_of_seed_and_step():

@@ -32,7 +32,10 @@ from typing import Any, ClassVar, Self
 from vislaw.config import ConfigError
 
 # Modules that define Section models: the drift test imports them all.
-SECTION_MODULES: tuple[str, ...] = ()
+SECTION_MODULES: tuple[str, ...] = (
+    "vislaw.train.settings",
+    "vislaw.eval.settings",
+)
 
 
 def config_section(config: Mapping[str, Any], dotted: str) -> Any:

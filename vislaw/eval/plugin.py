@@ -127,13 +127,12 @@ def load_model(
         )
     from vislaw.config import load_config
     from vislaw.encoders.registry import resolve_encoders
+    from vislaw.pipeline import encoder_spec
 
-    specs = resolve_encoders(load_config(config))
-    if encoder not in specs:
-        raise ValueError(f"encoder={encoder!r} is not in {config} ({sorted(specs)})")
+    spec = encoder_spec(resolve_encoders(load_config(config)), encoder, str(config))
     with tempfile.TemporaryDirectory(prefix="vislaw-llava-", dir=work_dir) as tmp:
         target = Path(tmp) / "stage2"
-        import_llava(folder, target, specs[encoder], stage=2)
+        import_llava(folder, target, spec, stage=2)
         return load_vlm(target, device=device, dtype=dtype)
 
 

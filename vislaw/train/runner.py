@@ -28,6 +28,7 @@ import torch
 from vislaw.config import ConfigError
 from vislaw.data.llava import LlavaCollator, LlavaDataset, read_llava_json
 from vislaw.encoders.registry import build_encoder, resolve_encoders
+from vislaw.pipeline import encoder_spec
 from vislaw.train.engine import (
     DeepSpeedEngine,
     DistEnv,
@@ -49,7 +50,7 @@ from vislaw.train.recipes import (
     stage_phases,
     unfreeze_encoder,
 )
-from vislaw.train.settings import StageSettings, llm_source, stage_data
+from vislaw.train.settings import LoraSettings, StageSettings, llm_source, stage_data
 from vislaw.vlm.checkpoints import (
     INFO_FILE,
     LLM_DIR,
@@ -260,9 +261,7 @@ def _prepare(
 
     stage = phase.stage
     settings = phase_settings(config, phase)
-    specs = resolve_encoders(config)
-    if encoder_name not in specs:
-        raise KeyError(f"encoder {encoder_name!r} is not in the config ({sorted(specs)})")
+    spec = encoder_spec(resolve_encoders(config), encoder_name)
     device = _pick_device(config)
     use_ds = _use_deepspeed(settings, device)
     dist = init_distributed(use_ds, device)
@@ -274,14 +273,12 @@ def _prepare(
     llm = llm or llm_source(config)
     # Built before any ZeRO-3 config exists, so a real encoder's from_pretrained is not
     # partitioned (a frozen encoder lives outside the DeepSpeed engine).
-    encoder = build_encoder(specs[encoder_name], device=dist.device, dtype=dtype)
+    encoder = build_encoder(spec, device=dist.device, dtype=dtype)
     trained = read_encoder_weights(start_dir) if start_dir is not None else {}
     if trained:  # the encoder an earlier phase trained (ConvLLaVA)
         encoder.load_trained(trained, source=f"{start_dir}")
     if start_dir is not None:  # its projector must get the features it was trained on
-        check_feature_match(
-            VlmInfo.read(start_dir), specs[encoder_name], start_dir, encoder.channels
-        )
+        check_feature_match(VlmInfo.read(start_dir), spec, start_dir, encoder.channels)
     rows, cols = encoder.grid
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
     json_path, image_folder = stage_data(config, stage)
@@ -307,7 +304,7 @@ def _prepare(
         encoder_name=encoder_name,
         out_dir=out_dir,
         settings=settings,
-        spec=specs[encoder_name],
+        spec=spec,
         dist=dist,
         accumulation=settings.accumulation(dist.world),
         dtype=dtype,
@@ -389,9 +386,9 @@ def _build_engine(run: _Run, ds_config: dict[str, Any] | None) -> Any:
     )
 
 
-def _lora(run: _Run) -> Mapping[str, Any] | None:
+def _lora(run: _Run) -> LoraSettings | None:
     """The phase's LoRA settings; only a phase that trains the LLM can use them."""
-    lora = run.settings.lora
+    lora = run.settings.lora_settings()
     if lora is not None and not run.phase.train_llm:
         raise ConfigError(run.settings.key("lora"), "LoRA needs a phase that trains the LLM")
     return lora

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from vislaw.train.settings import LoraSettings
     from vislaw.vlm.model import LlavaStyleModel
 
 FORMAT = "vislaw.vlm"
@@ -276,18 +277,19 @@ def check_protocol(
         )
 
 
-def with_lora(llm: PreTrainedModel, lora: Mapping[str, Any]) -> nn.Module:
+def with_lora(llm: PreTrainedModel, lora: LoraSettings) -> nn.Module:
     """The LLM wrapped with trainable LoRA adapters (peft); its own weights are frozen.
 
-    ``lora``: r, alpha, dropout, targets (module names, e.g. q_proj v_proj; "all-linear").
+    ``lora``: train.stage2.lora (r, alpha, dropout, targets: module names, e.g. q_proj
+    v_proj, or "all-linear"); the schema holds the defaults.
     """
     from peft import LoraConfig, get_peft_model
 
-    targets = lora.get("targets", ["q_proj", "v_proj"])
+    targets = lora.targets
     config = LoraConfig(
-        r=int(lora.get("r", 8)),
-        lora_alpha=float(lora.get("alpha", 16)),
-        lora_dropout=float(lora.get("dropout", 0.0)),
+        r=int(lora.r),
+        lora_alpha=float(lora.alpha),
+        lora_dropout=float(lora.dropout),
         target_modules=targets if isinstance(targets, str) else list(targets),
         task_type="CAUSAL_LM",
     )
@@ -577,6 +579,8 @@ def check_aspect_ratio(folder: Path, protocol: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.config import load_config
     from vislaw.encoders.registry import resolve_encoders
+    from vislaw.pipeline import encoder_spec
+    from vislaw.train.settings import LlmSettings, TrainSettings
 
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.vlm.checkpoints",
@@ -603,20 +607,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    specs = resolve_encoders(config)
-    if args.encoder not in specs:
-        parser.error(f"encoder {args.encoder!r} is not in {args.config} ({sorted(specs)})")
-    train = config.get("train", {})
-    llm = args.llm or config["llm"].get("model_id")
+    spec = encoder_spec(resolve_encoders(config), args.encoder, args.config)
+    train = TrainSettings.from_config(config)
+    llm = args.llm or LlmSettings.from_config(config).model_id
     out = import_llava(
         args.src,
         args.out,
-        specs[args.encoder],
+        spec,
         args.stage,
         llm=llm,
-        template=train.get(f"stage{args.stage}", {}).get("template"),
-        pad_to_square=train.get("pad_to_square", True),
-        max_length=train.get("max_length", 2048),
+        template=train.stage(args.stage).template,
+        pad_to_square=train.pad_to_square,
+        max_length=train.max_length,
         protocol=args.protocol,
         allow_protocol_mismatch=args.allow_protocol_mismatch,
     )
