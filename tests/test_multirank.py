@@ -60,7 +60,7 @@ def _config(base: dict, tmp: Path, deepspeed: str | None) -> Path:
         },
     }
     path = tmp / f"config-{Path(deepspeed).stem if deepspeed else 'single'}.yaml"
-    write_run_config(config, path)  # as launch_stage writes it for torchrun
+    write_run_config(config, path)  # as run_train_stage writes it for torchrun
     return path
 
 
