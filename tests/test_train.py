@@ -21,7 +21,8 @@ from vislaw.train.engine import fill_deepspeed_config, read_deepspeed_config
 from vislaw.train.plan import StepPlan, modality_grouped_order
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import REPO_ROOT, LoraSettings, StageSettings, llm_source
-from vislaw.vlm.checkpoints import VlmInfo, load_vlm
+from vislaw.vlm.checkpoints import VlmInfo
+from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.templates import get_template
 from vislaw.vlm.tiny_llm import write_tiny_llm
 

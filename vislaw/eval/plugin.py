@@ -41,7 +41,9 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
-from vislaw.vlm.checkpoints import INFO_FILE, LoadedVlm, import_llava, load_vlm
+from vislaw.vlm.checkpoints import INFO_FILE
+from vislaw.vlm.inference import LoadedVlm, load_vlm
+from vislaw.vlm.llava import import_llava
 from vislaw.vlm.model import map_pixels, splice_image_tokens
 from vislaw.vlm.templates import IGNORE_INDEX, Segment, tokenize_segments
 
@@ -137,7 +139,7 @@ def load_model(
 
 
 class VislawLMM(lmms):
-    """lmms-eval model wrapping :class:`vislaw.vlm.checkpoints.LoadedVlm`."""
+    """lmms-eval model wrapping :class:`vislaw.vlm.inference.LoadedVlm`."""
 
     is_simple = True
 

@@ -62,9 +62,9 @@ from vislaw.vlm.checkpoints import (
     prepare_tokenizer,
     read_encoder_weights,
     spec_to_dict,
-    with_lora,
     write_stage,
 )
+from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
 from vislaw.vlm.projector import build_projector
 from vislaw.vlm.templates import get_template
