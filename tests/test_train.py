@@ -306,7 +306,7 @@ def test_deepspeed_auto_values_are_filled_like_the_hf_integration():
     assert filled["train_batch_size"] == 128 and filled["bf16"]["enabled"] is True
     assert filled["zero_optimization"]["reduce_bucket_size"] == 4096 * 4096
     assert filled["zero_optimization"]["stage3_param_persistence_threshold"] == 40960
-    with pytest.raises(ValueError, match="train_batch_size is 64"):
+    with pytest.raises(ValueError, match=r"train_batch_size=64 vs hf global_batch=128"):
         fill_deepspeed_config(
             {**raw, "train_batch_size": 64},
             micro_batch=16,

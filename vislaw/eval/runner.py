@@ -533,21 +533,15 @@ def _rank() -> int:
 
 def accelerate_command(job_file: str | Path, processes: int, device: str) -> list[str]:
     """``accelerate launch`` of this module on a saved call, ``processes`` ranks on one node."""
+    from vislaw.train.launch import free_port
+
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     command += [f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no"]
-    command += ["--dynamo_backend=no", f"--main_process_port={_free_port()}"]
+    command += ["--dynamo_backend=no", f"--main_process_port={free_port()}"]
     # --multi_gpu is accelerate's torchrun launcher; on a CPU machine its ranks use gloo
     # (accelerate's --cpu would start one process unless MPI is set up).
     command.append("--multi_gpu")
     return [*command, "-m", "vislaw.eval.runner", "--call", str(job_file)]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _launch_processes(call: dict[str, Any], processes: int, device: str) -> dict[str, Path]:

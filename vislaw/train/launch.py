@@ -96,15 +96,22 @@ def srun_command(torchrun: list[str], nodes: int) -> list[str]:
     ]
 
 
+def free_port() -> int:
+    """A TCP port free on this host now (rendezvous, MASTER_PORT, accelerate's main port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def rendezvous_endpoint() -> str:
     """host:port on this (the allocation's first) node, where the agents meet."""
     import os
     import socket
 
-    from vislaw.train.engine import _free_port
-
     host = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    return f"{host}:{_free_port()}"
+    return f"{host}:{free_port()}"
 
 
 def run_train_stage(

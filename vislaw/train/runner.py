@@ -17,7 +17,7 @@ import functools
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -394,6 +394,27 @@ def _lora(run: _Run) -> LoraSettings | None:
     return lora
 
 
+def _accumulate(run: _Run, engine: Any, batches: Iterator[dict], step: int) -> list[float]:
+    """Forward and backward of the step's micro-batches; their losses. A non-finite loss stops
+    the run naming the step, micro-batch and samples."""
+    engine.model.train()
+    micro_losses = []
+    for micro in range(run.accumulation):
+        batch = next(batches)
+        ids = batch.pop("sample_ids")
+        loss = engine.forward(_to_device(batch, engine.device))
+        if not all_finite(loss):
+            raise FloatingPointError(
+                f"{run.phase.label} '{run.encoder_name}': non-finite loss "
+                f"({loss.item()}) at step {step + 1}, micro-batch {micro}, samples "
+                f"{ids}; lower {run.settings.key('lr')} or check the data. "
+                f"Last checkpoint: {run.checkpoints}"
+            )
+        engine.backward(loss)
+        micro_losses.append(float(loss.detach()))
+    return micro_losses
+
+
 def _run_steps(
     run: _Run,
     engine: Any,
@@ -432,21 +453,7 @@ def _run_steps(
             # Randomness (dropout, if any) from (seed, step, rank): resuming needs no RNG state.
             torch.manual_seed(settings.seed * 1_000_003 + step * dist.world + dist.rank)
             lr = engine.current_lr()
-            engine.model.train()
-            micro_losses = []
-            for micro in range(run.accumulation):
-                batch = next(batches)
-                ids = batch.pop("sample_ids")
-                loss = engine.forward(_to_device(batch, engine.device))
-                if not all_finite(loss):
-                    raise FloatingPointError(
-                        f"{run.phase.label} '{run.encoder_name}': non-finite loss "
-                        f"({loss.item()}) at step {step + 1}, micro-batch {micro}, samples "
-                        f"{ids}; lower {settings.key('lr')} or check the data. "
-                        f"Last checkpoint: {run.checkpoints}"
-                    )
-                engine.backward(loss)
-                micro_losses.append(float(loss.detach()))
+            micro_losses = _accumulate(run, engine, batches, step)
             grad_norm = engine.step()
             guard.check_model(engine.model, step + 1)
             last = StepLog(

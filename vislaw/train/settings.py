@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,8 +59,9 @@ class LoraSettings(Section):
 
 
 @dataclass(frozen=True)
-class StageSection(Section):
-    """The keys ``train.stage1`` and ``train.stage2`` share."""
+class StageKeys:
+    """The keys ``train.stage1`` and ``train.stage2`` share (a field list, not a model: the
+    section models and the flat per-stage view :class:`StageSettings` both take it)."""
 
     template: str
     lr: float
@@ -74,6 +75,27 @@ class StageSection(Section):
     max_samples: int | None
     deepspeed: str | None
     group_by_modality_length: bool
+
+
+@dataclass(frozen=True)
+class TrainKeys:
+    """The ``train`` keys both stages use (errors name them ``train.<key>``)."""
+
+    projector: str
+    max_length: int
+    bf16: bool
+    gradient_checkpointing: bool
+    pad_to_square: bool
+    num_workers: int
+    max_grad_norm: float
+    use_deepspeed: str
+    save_total_limit: int
+    keep_checkpoints: bool
+
+
+@dataclass(frozen=True)
+class StageSection(StageKeys, Section):
+    """``train.stage1`` / ``train.stage2``."""
 
 
 @dataclass(frozen=True)
@@ -99,40 +121,16 @@ class ConvllavaSection(Section):
 
 
 @dataclass(frozen=True)
-class TrainSettings(Section):
+class TrainSettings(TrainKeys, Section):
     """``train:`` (the LLaVA-1.5 recipe, docs/training.md): keys common to both stages, the
     recipe choice and the per-stage sections. :class:`StageSettings` is one stage's view."""
 
     SECTION: ClassVar[str] = "train"
-    projector: str
-    max_length: int
-    bf16: bool
-    gradient_checkpointing: bool
-    pad_to_square: bool
-    num_workers: int
-    max_grad_norm: float
-    use_deepspeed: str
-    save_total_limit: int
-    keep_checkpoints: bool
     recipe: str
     recipes: Mapping[str, str]
     convllava: ConvllavaSection
     stage1: Stage1Section
     stage2: Stage2Section
-
-    # the keys both stages share (StageSettings copies them; errors name them train.<key>)
-    COMMON: ClassVar[tuple[str, ...]] = (
-        "projector",
-        "max_length",
-        "bf16",
-        "gradient_checkpointing",
-        "pad_to_square",
-        "num_workers",
-        "max_grad_norm",
-        "use_deepspeed",
-        "save_total_limit",
-        "keep_checkpoints",
-    )
 
     def stage(self, stage: int) -> StageSection:
         if stage not in DATA_KEYS:
@@ -141,32 +139,12 @@ class TrainSettings(Section):
 
 
 @dataclass(frozen=True)
-class StageSettings:
+class StageSettings(TrainKeys, StageKeys):
+    """One stage's resolved settings: ``train``'s common keys plus ``train.stage<N>`` (and a
+    recipe phase's overrides, vislaw.train.recipes), with the run's seed."""
+
     stage: int
-    template: str
-    lr: float
-    epochs: int
-    max_steps: int | None
-    per_device_batch: int
-    global_batch: int
-    warmup_ratio: float
-    weight_decay: float
-    save_steps: int
-    deepspeed: str | None
-    group_by_modality_length: bool
-    projector: str
-    max_length: int
-    bf16: bool
-    gradient_checkpointing: bool
-    pad_to_square: bool
-    num_workers: int
-    max_grad_norm: float
-    use_deepspeed: str
-    save_total_limit: int
-    keep_checkpoints: bool
     seed: int
-    # a seeded subset of the stage's samples (a pilot run); None: all of them
-    max_samples: int | None = None
     # LoRA on the LLM (train.stage2.lora: r, alpha, dropout, targets); None: full finetuning
     lora: Mapping[str, Any] | None = None
     # A recipe phase's overrides (e.g. train.convllava.pretrain): where those values came from,
@@ -183,7 +161,7 @@ class StageSettings:
     def from_train(cls, train: TrainSettings, stage: int, seed: int) -> StageSettings:
         """One stage's view of the ``train`` model: the common keys plus ``train.stage<N>``."""
         per_stage = train.stage(stage)
-        common = {name: getattr(train, name) for name in TrainSettings.COMMON}
+        common = {f.name: getattr(train, f.name) for f in fields(TrainKeys)}
         own = {f.name: getattr(per_stage, f.name) for f in per_stage.config_fields()}
         if "lora" in own and own["lora"] is not None:
             own["lora"] = dict(own["lora"])
@@ -205,7 +183,7 @@ class StageSettings:
         """The dotted config key of a setting, for error messages."""
         if self.section and name in self.overridden:
             return f"{self.section}.{name}"
-        common = set(TrainSettings.COMMON)
+        common = {f.name for f in fields(TrainKeys)}
         return f"train.{name}" if name in common else f"train.stage{self.stage}.{name}"
 
     def accumulation(self, world_size: int) -> int:
