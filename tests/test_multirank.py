@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from vislaw.train.launch import free_port, torchrun_command, write_run_config
+from vislaw.io.ports import free_port
+from vislaw.train.launch import torchrun_command, write_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4

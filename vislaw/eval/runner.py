@@ -42,6 +42,7 @@ from vislaw.eval.results import ResultsError, benchmark_rows, read_results
 from vislaw.eval.settings import EvalSettings
 from vislaw.eval.tasks import Benchmark, Judge, get_benchmark
 from vislaw.io.atomic import atomic_path, write_text_atomic
+from vislaw.io.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -533,8 +534,6 @@ def _rank() -> int:
 
 def accelerate_command(job_file: str | Path, processes: int, device: str) -> list[str]:
     """``accelerate launch`` of this module on a saved call, ``processes`` ranks on one node."""
-    from vislaw.train.launch import free_port
-
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     command += [f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no"]
     command += ["--dynamo_backend=no", f"--main_process_port={free_port()}"]

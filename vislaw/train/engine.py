@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vislaw.train.launch import free_port
+from vislaw.io.ports import free_port
 
 AUTO = "auto"
 

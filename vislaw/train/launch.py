@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.io.atomic import write_text_atomic
+from vislaw.io.ports import free_port
 
 # YAML, not JSON: load_config reads YAML, and YAML 1.1 reads JSON's "2e-05" as a string, so a
 # JSON copy of a config with lr 2e-5 failed its own check in every torchrun rank.
@@ -94,15 +95,6 @@ def srun_command(torchrun: list[str], nodes: int) -> list[str]:
         "--kill-on-bad-exit=1",
         *torchrun,
     ]
-
-
-def free_port() -> int:
-    """A TCP port free on this host now (rendezvous, MASTER_PORT, accelerate's main port)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rendezvous_endpoint() -> str:
