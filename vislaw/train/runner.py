@@ -28,6 +28,7 @@ import torch
 from vislaw.config import ConfigError
 from vislaw.data.llava import LlavaCollator, LlavaDataset, read_llava_json
 from vislaw.encoders.registry import build_encoder, resolve_encoders
+from vislaw.jobs import pick_device
 from vislaw.pipeline import encoder_spec
 from vislaw.train.engine import (
     DeepSpeedEngine,
@@ -93,13 +94,6 @@ def _use_deepspeed(settings: StageSettings, device: str) -> bool:
     if settings.use_deepspeed == "never" or not settings.deepspeed:
         return False
     return settings.use_deepspeed == "always" or device.startswith("cuda")
-
-
-def _pick_device(config: Mapping[str, Any]) -> str:
-    wanted = config.get("device", "auto")
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return wanted
 
 
 def _optimizer(model: torch.nn.Module, settings: StageSettings) -> torch.optim.Optimizer:
@@ -262,7 +256,7 @@ def _prepare(
     stage = phase.stage
     settings = phase_settings(config, phase)
     spec = encoder_spec(resolve_encoders(config), encoder_name)
-    device = _pick_device(config)
+    device = pick_device(config)
     use_ds = _use_deepspeed(settings, device)
     dist = init_distributed(use_ds, device)
     dtype = torch.bfloat16 if (use_ds and settings.bf16) else torch.float32
