@@ -134,7 +134,12 @@ def _read_losses(path: Path, upto: int) -> list[dict[str, str]]:
 
 class LossLog:
     """loss.csv, one row per optimizer step; on resume rows after the checkpoint are dropped,
-    so the file of a resumed run equals that of an uninterrupted one."""
+    so the file of a resumed run equals that of an uninterrupted one.
+
+    A streaming writer, not vislaw.io.atomic.write_csv: each step appends and flushes its row
+    (the curve can be followed while a days-long stage runs, and a killed job keeps the rows
+    up to its last checkpoint); rewriting the whole file atomically every step would be
+    quadratic in the steps. vlm.json, written last, marks the stage folder complete."""
 
     def __init__(self, path: Path, resume_step: int, enabled: bool) -> None:
         self.enabled = enabled
