@@ -21,7 +21,8 @@ from vislaw.io.hdf5 import read_features, write_features
 from vislaw.law.inputs import build_law_input
 from vislaw.scores.a_table import a_score_rows
 from vislaw.scores.embeddings import caption_loglik, extract_embeddings, sample_captions
-from vislaw.vlm.checkpoints import llm_reference, load_vlm, write_stage
+from vislaw.vlm.checkpoints import llm_reference, write_stage
+from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.model import preprocess_images
 from vislaw.vlm.templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_conversation
 from vislaw.vlm.tiny_llm import write_tiny_llm

@@ -25,7 +25,8 @@ from vislaw.pipeline import load_checked_config
 from vislaw.train.recipes import phase_settings, recipe_for, stage_phases
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import llm_source
-from vislaw.vlm.checkpoints import ENCODER_FILE, VlmInfo, load_vlm
+from vislaw.vlm.checkpoints import ENCODER_FILE, VlmInfo
+from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.tiny_llm import write_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]

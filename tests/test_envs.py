@@ -31,6 +31,7 @@ DISTRIBUTION = {
     "torch": "torch",
     "torchvision": "torchvision",
     "transformers": "transformers",
+    "huggingface_hub": "huggingface-hub",
     "diffusers": "diffusers",
     "tokenizers": "tokenizers",
     "accelerate": "accelerate",

@@ -173,6 +173,22 @@ def test_paper_benchmarks_map_to_lmms_eval_tasks_and_metrics():
     assert set(schema()["properties"]["benchmarks"]["items"]["enum"]) == set(BENCHMARKS)
 
 
+def test_eval_settings_of_the_cli_are_the_schema_defaults_unless_given(minimal_config):
+    """python -m vislaw.eval.runner builds the same EvalSettings a config without `eval:`
+    gives; an option replaces only its own key."""
+    import argparse
+    import dataclasses
+
+    from vislaw.eval.runner import _cli_settings
+    from vislaw.eval.settings import EvalSettings
+
+    unset = dict(dtype=None, batch_size=None, max_new_tokens=None, limit=None)
+    configured = EvalSettings.from_config(check_config(minimal_config))
+    assert _cli_settings(argparse.Namespace(**unset)) == configured
+    given = argparse.Namespace(**{**unset, "limit": 3, "dtype": "bfloat16"})
+    assert _cli_settings(given) == dataclasses.replace(configured, limit=3, dtype="bfloat16")
+
+
 def test_task_overrides_are_checked_against_the_metric(minimal_config):
     config = check_config(
         {**minimal_config, "benchmarks": ["mmbench_en", "mme"], "eval": {"tasks": {}}}

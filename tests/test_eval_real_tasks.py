@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from real_task_data import write_datasets
 from test_eval import stage2  # noqa: F401  (the tiny overfitted stage-2 model, module fixture)
 
+from vislaw.config import load_config
 from vislaw.eval.results import benchmark_rows
 from vislaw.eval.task_copies import write_task_copy
 from vislaw.eval.tasks import get_benchmark, resolve_benchmarks
@@ -31,7 +31,7 @@ PAPER_CONFIG = Path(__file__).parents[1] / "config.yaml"
 
 
 def paper_benchmarks():
-    return resolve_benchmarks(yaml.safe_load(PAPER_CONFIG.read_text()))
+    return resolve_benchmarks(load_config(PAPER_CONFIG))
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,8 @@ from vislaw.lmvr.settings import (
     require_image_folder,
 )
 from vislaw.lmvr.steps import run_lmvr_probe
-from vislaw.vlm.checkpoints import VlmInfo, load_vlm, write_stage
+from vislaw.vlm.checkpoints import VlmInfo, write_stage
+from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.model import LlavaStyleModel
 from vislaw.vlm.projector import build_projector
 from vislaw.vlm.templates import IMAGE_TOKEN_INDEX, tokenize_prompt

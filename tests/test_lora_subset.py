@@ -12,7 +12,8 @@ from test_train import Crash, crash_at, losses, setup_run
 from vislaw.config import ConfigError, check_config
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import StageSettings
-from vislaw.vlm.checkpoints import VlmInfo, load_vlm
+from vislaw.vlm.checkpoints import VlmInfo
+from vislaw.vlm.inference import load_vlm
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "targets": ["q_proj", "v_proj"]}
 

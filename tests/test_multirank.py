@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vislaw.train.engine import _free_port
+from vislaw.io.ports import free_port
 from vislaw.train.launch import torchrun_command, write_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def _config(base: dict, tmp: Path, deepspeed: str | None) -> Path:
         },
     }
     path = tmp / f"config-{Path(deepspeed).stem if deepspeed else 'single'}.yaml"
-    write_run_config(config, path)  # as launch_stage writes it for torchrun
+    write_run_config(config, path)  # as run_train_stage writes it for torchrun
     return path
 
 
@@ -130,7 +130,7 @@ def test_multirank_stage1_two_ranks_match_one(zero, two_ranks, reference):
 def test_multirank_two_node_rendezvous_on_localhost(base, reference, tmp_path):
     config = _config(base, tmp_path, "resources/deepspeed/zero2.json")
     out = tmp_path / "s1"
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     agent = torchrun_command(
         config, 1, "clip_t", out, 1, nodes=2, rdzv_endpoint=endpoint, rdzv_id="multirank-test"
     )

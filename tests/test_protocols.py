@@ -335,7 +335,7 @@ def llm_dir(tmp_path_factory):
 
 
 def _mm_projector(path, width: int, seed: int = 0):
-    from vislaw.vlm.checkpoints import write_llava_projector
+    from vislaw.vlm.llava import write_llava_projector
     from vislaw.vlm.projector import build_projector
 
     torch.manual_seed(seed)
@@ -347,7 +347,9 @@ DIT = dict(family="dit", input_size=256, tiny={}, seed=3)  # 8x8x64, space-to-de
 
 
 def test_import_records_protocol_and_layout_and_a_matching_run_loads(llm_dir, tmp_path):
-    from vislaw.vlm.checkpoints import VlmInfo, import_llava, load_vlm
+    from vislaw.vlm.checkpoints import VlmInfo
+    from vislaw.vlm.inference import load_vlm
+    from vislaw.vlm.llava import import_llava
 
     spec = EncoderSpec("dit", protocol="paper", **DIT)
     src = _mm_projector(tmp_path / "mm_projector.bin", 64)
@@ -361,7 +363,9 @@ def test_import_records_protocol_and_layout_and_a_matching_run_loads(llm_dir, tm
 def test_permuted_columns_are_caught_even_with_the_protocol_override(llm_dir, tmp_path):
     """A projector trained on the authors' (dx, dy, D) columns fed our (dy, dx, D) features: the
     width agrees and the weights cannot tell, so the recorded layout must."""
-    from vislaw.vlm.checkpoints import VlmInfo, check_feature_match, import_llava, load_vlm
+    from vislaw.vlm.checkpoints import VlmInfo, check_feature_match
+    from vislaw.vlm.inference import load_vlm
+    from vislaw.vlm.llava import import_llava
 
     ours = EncoderSpec("dit", protocol="vislaw", **DIT)
     src = _mm_projector(tmp_path / "mm_projector.bin", 64)
@@ -386,7 +390,9 @@ def test_permuted_columns_are_caught_even_with_the_protocol_override(llm_dir, tm
 
 
 def test_protocol_mismatch_stops_unless_explicitly_overridden(llm_dir, tmp_path):
-    from vislaw.vlm.checkpoints import VlmInfo, import_llava, load_vlm
+    from vislaw.vlm.checkpoints import VlmInfo
+    from vislaw.vlm.inference import load_vlm
+    from vislaw.vlm.llava import import_llava
 
     clip = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14)  # vislaw
     src = _mm_projector(tmp_path / "mm_projector.bin", 32)
@@ -402,7 +408,8 @@ def test_protocol_mismatch_stops_unless_explicitly_overridden(llm_dir, tmp_path)
 
 
 def test_projector_width_is_checked(llm_dir, tmp_path):
-    from vislaw.vlm.checkpoints import import_llava, load_vlm
+    from vislaw.vlm.inference import load_vlm
+    from vislaw.vlm.llava import import_llava
 
     spec = EncoderSpec("dit", protocol="paper", **DIT)
     src = _mm_projector(tmp_path / "mm_projector.bin", 48)
@@ -414,7 +421,8 @@ def test_projector_width_is_checked(llm_dir, tmp_path):
 def test_import_cli_defaults_to_the_paper_protocol(llm_dir, tmp_path, minimal_config):
     import yaml
 
-    from vislaw.vlm.checkpoints import VlmInfo, main
+    from vislaw.vlm.__main__ import main
+    from vislaw.vlm.checkpoints import VlmInfo
 
     src = _mm_projector(tmp_path / "mm_projector.bin", 32)
     minimal_config["encoders"]["clip224"]["protocol"] = "paper"
@@ -544,7 +552,7 @@ def test_stage2_import_reads_the_checkpoints_own_aspect_ratio(tmp_path, aspect, 
     "square": an import under the other protocol stops before any weight is read."""
     import json
 
-    from vislaw.vlm.checkpoints import import_llava
+    from vislaw.vlm.llava import import_llava
 
     folder = tmp_path / "llava"
     folder.mkdir()

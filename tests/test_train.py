@@ -20,8 +20,9 @@ from vislaw.data.llava import LlavaCollator, LlavaDataset, conversation_texts, r
 from vislaw.train.engine import fill_deepspeed_config, read_deepspeed_config
 from vislaw.train.plan import StepPlan, modality_grouped_order
 from vislaw.train.runner import train_stage
-from vislaw.train.settings import REPO_ROOT, StageSettings, llm_source
-from vislaw.vlm.checkpoints import VlmInfo, load_vlm
+from vislaw.train.settings import REPO_ROOT, LoraSettings, StageSettings, llm_source
+from vislaw.vlm.checkpoints import VlmInfo
+from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.templates import get_template
 from vislaw.vlm.tiny_llm import write_tiny_llm
 
@@ -193,6 +194,24 @@ def test_unknown_template_names_the_key(run):
         StageSettings.from_config(bad, 2)
 
 
+def test_lora_model_matches_its_schema_node(run):
+    """train.stage2.lora may be null, so the drift test cannot reach it through Stage2Section:
+    compare LoraSettings with its schema node here, and build it from a checked config."""
+    from test_sections import _drift, _resolve, _schema_node
+
+    node = _resolve(_schema_node("train.stage2")["properties"]["lora"])
+    assert _drift(LoraSettings, node, "train.stage2.lora") == []
+    settings = StageSettings.from_config(
+        check_config({**run, "train": {"stage2": {"lora": {}}}}), 2
+    )
+    lora = settings.lora_settings()
+    assert lora is not None and (lora.r, lora.targets) == (
+        8,
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
+    )
+    assert StageSettings.from_config(run, 2).lora_settings() is None
+
+
 def test_step_plan_is_a_function_of_seed_and_step():
     plan = StepPlan(10, 4, seed=1)
     assert plan.steps_per_epoch == 2
@@ -287,7 +306,7 @@ def test_deepspeed_auto_values_are_filled_like_the_hf_integration():
     assert filled["train_batch_size"] == 128 and filled["bf16"]["enabled"] is True
     assert filled["zero_optimization"]["reduce_bucket_size"] == 4096 * 4096
     assert filled["zero_optimization"]["stage3_param_persistence_threshold"] == 40960
-    with pytest.raises(ValueError, match="train_batch_size is 64"):
+    with pytest.raises(ValueError, match=r"train_batch_size=64 vs hf global_batch=128"):
         fill_deepspeed_config(
             {**raw, "train_batch_size": 64},
             micro_batch=16,

@@ -13,16 +13,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import build_encoder
-from vislaw.vlm.checkpoints import (
-    VlmInfo,
-    import_llava,
-    load_vlm,
-    read_llava_projector,
-    spec_from_dict,
-    spec_to_dict,
-    write_llava_projector,
-    write_stage,
-)
+from vislaw.vlm.checkpoints import VlmInfo, spec_from_dict, spec_to_dict, write_stage
+from vislaw.vlm.inference import load_vlm
+from vislaw.vlm.llava import import_llava, read_llava_projector, write_llava_projector
 from vislaw.vlm.model import (
     LlavaStyleModel,
     causal_lm_loss,
@@ -322,7 +315,7 @@ def test_released_llava_stage2_folder_imports(encoder, llm_dir, tmp_path):
 def test_import_cli(encoder, llm_dir, tmp_path, minimal_config):
     import yaml
 
-    from vislaw.vlm.checkpoints import main
+    from vislaw.vlm.__main__ import main
 
     model = make_model(encoder, llm_dir)
     write_llava_projector(model.projector.state_dict(), tmp_path / "mm_projector.bin")

@@ -28,24 +28,28 @@ from typing import Any
 GPU_RULES = frozenset({"features", "stage1", "stage2", "embeddings", "evaluate", "lmvr"})
 # Rules that may span nodes (torchrun rendezvous); the others run on one node.
 MULTI_NODE_RULES = frozenset({"stage1", "stage2"})
-FALLBACK = {"cpus": 1, "mem_mb": 4000, "runtime": 60}
+# What a rule gets when neither resources.<rule> nor resources.default names a key. These
+# cannot be schema defaults: a default filled into resources.<rule> would hide
+# resources.default (the section is a mapping of rule names layered over each other, so it has
+# no Section model either).
+FALLBACK = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "nodes": 1}
 # Estimated hours x this = the time limit (queue noise, slower GPUs, checkpoint writes).
 RUNTIME_SAFETY = 1.5
 
 
 def rule_settings(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
     """resources.<rule> over resources.default over FALLBACK (no runtime estimate yet)."""
-    table = config.get("resources", {}) or {}
+    table = config["resources"]
     return {**FALLBACK, **table.get("default", {}), **table.get(rule, {})}
 
 
 def rule_gpus(config: Mapping[str, Any], rule: str) -> int:
     """GPUs a job of ``rule`` asks for: explicit config value, else 1 for a GPU rule unless the
     config computes on the CPU."""
-    explicit = (config.get("resources", {}) or {}).get(rule, {}).get("gpus")
+    explicit = config["resources"].get(rule, {}).get("gpus")
     if explicit is not None:
         return int(explicit)
-    if rule in GPU_RULES and config.get("device", "auto") != "cpu":
+    if rule in GPU_RULES and config["device"] != "cpu":
         return 1
     return 0
 
@@ -53,7 +57,7 @@ def rule_gpus(config: Mapping[str, Any], rule: str) -> int:
 def rule_runtime(config: Mapping[str, Any], rule: str, encoder: str | None = None) -> int:
     """Minutes: the config's value for this rule, else the cost estimate (of this encoder's
     job, or the rule's longest) x safety, else the default/fallback."""
-    explicit = (config.get("resources", {}) or {}).get(rule, {}).get("runtime")
+    explicit = config["resources"].get(rule, {}).get("runtime")
     if explicit is not None:
         return int(explicit)
     from vislaw.cost import job_hours
@@ -79,7 +83,7 @@ def rule_resources(
     if gpus <= 0:
         return out
     model = merged.get("gpu_model") or os.environ.get("VISLAW_GPU_MODEL")
-    nodes = int(merged.get("nodes", 1)) if rule in MULTI_NODE_RULES else 1
+    nodes = int(merged["nodes"]) if rule in MULTI_NODE_RULES else 1
     if nodes > 1:
         if gpus % nodes:
             from vislaw.config import ConfigError

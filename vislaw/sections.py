@@ -35,6 +35,8 @@ from vislaw.config import ConfigError, _fill_defaults, schema
 SECTION_MODULES: tuple[str, ...] = (
     "vislaw.law.settings",
     "vislaw.lmvr.settings",
+    "vislaw.train.settings",
+    "vislaw.eval.settings",
 )
 
 

@@ -6,7 +6,7 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.eval.results import collect_rows, write_table
+    from vislaw.eval.results import run_benchmarks_table
     from vislaw.eval.tasks import resolve_benchmarks
 
     benchmarks = {b.name: b for b in resolve_benchmarks(check_config(snakemake.config))}
@@ -15,9 +15,4 @@ with job_log(snakemake.log[0]):
         if not str(path).endswith(f"/{encoder}/{name}.json"):
             raise ValueError(f"input {path} does not belong to ({encoder}, {name})")
         entries.append((encoder, benchmarks[name], path))
-    rows = collect_rows(entries)
-    write_table(rows, snakemake.output[0])
-    print(f"{len(rows)} rows -> {snakemake.output[0]}")
-    for row in rows:
-        if not row.scored:  # NaN with the reason; the law input leaves these out
-            print(f"not scored: {row.encoder} {row.benchmark} {row.metric}: {row.note}")
+    run_benchmarks_table(entries, snakemake.output[0])

@@ -7,10 +7,10 @@ from vislaw.jobs import job_log
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
-    from vislaw.eval.local_tasks import write_task_folder
+    from vislaw.eval.local_tasks import run_eval_tasks
 
-    for yaml_path in map(Path, snakemake.output):  # <tasks>/<name>/<name>.yaml
-        name, tasks_dir = yaml_path.stem, yaml_path.parents[1]
-        written = write_task_folder(Path(snakemake.params.sets_root) / name, tasks_dir, name)
-        assert written == yaml_path, (written, yaml_path)
-        print(f"wrote {written}")
+    outputs = [Path(p) for p in snakemake.output]  # <tasks>/<name>/<name>.yaml
+    tasks_dir = outputs[0].parents[1]
+    sets = {p.stem: Path(snakemake.params.sets_root) / p.stem for p in outputs}
+    written = run_eval_tasks(sets, tasks_dir)
+    assert written == outputs, (written, outputs)

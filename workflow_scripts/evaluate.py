@@ -16,26 +16,22 @@ def by_benchmark(paths):
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.config import check_config
-    from vislaw.eval.runner import evaluate_benchmarks
+    from vislaw.eval.runner import run_evaluate
+    from vislaw.eval.settings import EvalSettings
     from vislaw.eval.tasks import resolve_benchmarks
 
     config = check_config(snakemake.config)
     outputs = by_benchmark(snakemake.output.results)
-    benchmarks = [b for b in resolve_benchmarks(config) if b.name in outputs]
-    settings = config["eval"]
-    evaluate_benchmarks(
+    run_evaluate(
+        EvalSettings.from_config(config),
         Path(snakemake.input.model).parent,
-        benchmarks,
+        [b for b in resolve_benchmarks(config) if b.name in outputs],
         outputs,
+        samples=by_benchmark(snakemake.output.samples),
         # <tasks>/<name>/<name>.yaml: lmms-eval indexes the folder that holds the task folders
         include_path=Path(snakemake.input.tasks[0]).parents[1] if snakemake.input.tasks else None,
         device=pick_device(config),
-        dtype=settings["dtype"],
-        batch_size=settings["batch_size"],
-        max_new_tokens=settings["max_new_tokens"],
-        limit=settings["limit"],
         seed=config["seed"],
-        samples=by_benchmark(snakemake.output.samples),
         # accelerate launch across the job's GPUs (one lmms-eval process each)
         processes=max(1, int(snakemake.resources.get("gpu", 0) or 0)),
     )

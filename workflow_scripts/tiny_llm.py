@@ -7,7 +7,10 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.pipeline import load_checked_config
-    from vislaw.train.tiny_llm import write_config_llm
+    from vislaw.train.settings import LlmSettings
+    from vislaw.train.tiny_llm import corpus_files, run_tiny_llm
 
     config, _ = load_checked_config(snakemake.config)
-    write_config_llm(config, snakemake.output[0])
+    run_tiny_llm(
+        LlmSettings.from_config(config), config["seed"], corpus_files(config), snakemake.output[0]
+    )

@@ -11,17 +11,16 @@ with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.pipeline import load_checked_config
     from vislaw.resources import job_gpus
-    from vislaw.train.launch import launch_stage
+    from vislaw.train.launch import run_train_stage
 
     config, _ = load_checked_config(snakemake.config)
-    stage1_dir = snakemake.params.get("stage1")
     gpus_per_node, nodes = job_gpus(snakemake.resources)
-    launch_stage(
+    run_train_stage(
         config,
-        stage=int(snakemake.params.stage),
-        encoder=snakemake.wildcards.encoder,
-        out_dir=snakemake.params.out,
+        int(snakemake.params.stage),
+        snakemake.wildcards.encoder,
+        snakemake.params.out,
+        stage1_dir=snakemake.params.get("stage1"),
         gpus=gpus_per_node,
         nodes=nodes,
-        **({"stage1_dir": stage1_dir} if stage1_dir else {}),
     )

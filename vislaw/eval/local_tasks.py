@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.data.dialogue import SHORT_ANSWER_PROMPT
+from vislaw.eval.task_folders import write_task_yaml
 from vislaw.io.atomic import write_text_atomic
 
 QUESTIONS_FILE = "questions.jsonl"
@@ -200,9 +201,23 @@ def write_task_folder(
         options_in_prompt,
         post_prompt,
     )
-    yaml_path = folder / f"{name}.yaml"
-    write_text_atomic(yaml_path, yaml_text)
-    return yaml_path
+    return write_task_yaml(tasks_root, name, yaml_text)
+
+
+def run_eval_tasks(
+    sets: Mapping[str, str | Path],
+    tasks_root: str | Path,
+    output_type: str = "multiple_choice",
+    options_in_prompt: bool = False,
+) -> list[Path]:
+    """Step ``eval_tasks``: one task folder under ``tasks_root`` per ``{name: set folder}``;
+    the YAML paths, in the order of ``sets``."""
+    written = []
+    for name, set_dir in sets.items():
+        path = write_task_folder(set_dir, tasks_root, name, output_type, options_in_prompt)
+        print(f"wrote {path}")
+        written.append(path)
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -216,10 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output-type", choices=OUTPUT_TYPES, default="multiple_choice")
     parser.add_argument("--options-in-prompt", action="store_true")
     args = parser.parse_args(argv)
-    path = write_task_folder(
-        args.set, args.out, args.name, args.output_type, args.options_in_prompt
-    )
-    print(f"wrote {path}")
+    run_eval_tasks({args.name: args.set}, args.out, args.output_type, args.options_in_prompt)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,10 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
-from vislaw.vlm.checkpoints import INFO_FILE, LoadedVlm, import_llava, load_vlm
-from vislaw.vlm.model import map_pixels, splice_image_tokens
+from vislaw.vlm.checkpoints import INFO_FILE
+from vislaw.vlm.inference import LoadedVlm, load_vlm
+from vislaw.vlm.llava import import_llava
+from vislaw.vlm.model import map_pixels
 from vislaw.vlm.templates import IGNORE_INDEX, Segment, tokenize_segments
 
 log = logging.getLogger(__name__)
@@ -127,18 +129,17 @@ def load_model(
         )
     from vislaw.config import load_config
     from vislaw.encoders.registry import resolve_encoders
+    from vislaw.pipeline import encoder_spec
 
-    specs = resolve_encoders(load_config(config))
-    if encoder not in specs:
-        raise ValueError(f"encoder={encoder!r} is not in {config} ({sorted(specs)})")
+    spec = encoder_spec(resolve_encoders(load_config(config)), encoder, str(config))
     with tempfile.TemporaryDirectory(prefix="vislaw-llava-", dir=work_dir) as tmp:
         target = Path(tmp) / "stage2"
-        import_llava(folder, target, specs[encoder], stage=2)
+        import_llava(folder, target, spec, stage=2)
         return load_vlm(target, device=device, dtype=dtype)
 
 
 class VislawLMM(lmms):
-    """lmms-eval model wrapping :class:`vislaw.vlm.checkpoints.LoadedVlm`."""
+    """lmms-eval model wrapping :class:`vislaw.vlm.inference.LoadedVlm`."""
 
     is_simple = True
 
@@ -193,7 +194,7 @@ class VislawLMM(lmms):
     @torch.no_grad()
     def _score(self, batch: Sequence[_Request]) -> list[tuple[float, bool]]:
         """(sum of -log p over continuation tokens, all continuation tokens greedy) per request."""
-        model, tokenizer = self.vlm.model, self.vlm.tokenizer
+        tokenizer = self.vlm.tokenizer
         images, rows = _images(batch, self.multi_image_docs)
         encoded = [
             self._target_ids(r.context, r.extra, row is not None)
@@ -207,27 +208,8 @@ class VislawLMM(lmms):
             ids[b, : len(row_ids)] = torch.tensor(row_ids)
             labels[b, : len(row_ids)] = torch.tensor(row_labels)
             mask[b, : len(row_ids)] = 1
-        # The options of one question share its image: each distinct image is encoded once.
-        device = next(model.llm.parameters()).device
-        image_embeds = model.image_embeddings(self.vlm.pixels(images)) if images else None
-        spliced = splice_image_tokens(
-            ids.to(device),
-            mask.to(device),
-            labels.to(device),
-            model.llm.get_input_embeddings(),
-            image_embeds,
-            rows,
-            padding_side="right",
-        )
-        logits = model.llm(
-            inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask, use_cache=False
-        ).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        targets = spliced.labels[:, 1:]
-        scored = targets != IGNORE_INDEX
-        token_lp = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        nll = -(token_lp * scored).sum(dim=1)
-        greedy = ((logprobs.argmax(dim=-1) == targets) | ~scored).all(dim=1)
+        pixels = self.vlm.pixels(images) if images else None
+        nll, greedy = self.vlm.model.score_continuations(ids, mask, labels, pixels, rows)
         return [(float(n), bool(g)) for n, g in zip(nll.tolist(), greedy.tolist(), strict=True)]
 
     def loglikelihood(self, requests: list[Instance]) -> list[ScoredContinuation]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.eval.tasks import Benchmark, get_benchmark
-from vislaw.io.atomic import write_text_atomic
+from vislaw.io.atomic import csv_text, write_csv
 
 DEFAULT_FILTER = "none"
 
@@ -144,19 +143,34 @@ def collect_rows(entries: Iterable[tuple[str, Benchmark, str | Path]]) -> list[S
     return rows
 
 
+def _csv_rows(rows: Sequence[ScoreRow]) -> list[dict[str, Any]]:
+    return [dict(zip(COLUMNS, [*astuple(r)[:4], repr(r.score), r.note], strict=True)) for r in rows]
+
+
 def table_text(rows: Sequence[ScoreRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([*astuple(row)[:4], repr(row.score), row.note])
-    return buffer.getvalue()
+    return csv_text(_csv_rows(rows), COLUMNS)
 
 
 def write_table(rows: Sequence[ScoreRow], path: str | Path) -> Path:
     """``benchmarks.csv`` (atomic): one row per encoder, benchmark and metric."""
-    write_text_atomic(path, table_text(rows))
-    return Path(path)
+    return write_csv(path, _csv_rows(rows), COLUMNS)
+
+
+def run_benchmarks_table(
+    entries: Iterable[tuple[str, Benchmark, str | Path]], out_path: str | Path | None
+) -> list[ScoreRow]:
+    """Step ``benchmarks_table``: the score rows of ``(encoder, benchmark, results JSON)``
+    entries into ``out_path`` (``None``: printed as CSV); reports the not-scored rows."""
+    rows = collect_rows(entries)
+    if out_path is None:
+        print(table_text(rows), end="")
+        return rows
+    write_table(rows, out_path)
+    print(f"{len(rows)} rows -> {out_path}")
+    for row in rows:
+        if not row.scored:  # NaN with the reason; the law input leaves these out
+            print(f"not scored: {row.encoder} {row.benchmark} {row.metric}: {row.note}")
+    return rows
 
 
 def read_table(path: str | Path) -> list[ScoreRow]:
@@ -198,11 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if len(parts) != 3:
             parser.error(f"{entry!r} is not ENCODER:BENCHMARK:PATH")
         entries.append((parts[0], get_benchmark(parts[1]), parts[2]))
-    rows = collect_rows(entries)
-    if args.out:
-        write_table(rows, args.out)
-    else:
-        print(table_text(rows), end="")
+    run_benchmarks_table(entries, args.out)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ from typing import Any
 
 from vislaw.eval.registration import MODEL_ID
 from vislaw.eval.results import ResultsError, benchmark_rows, read_results
+from vislaw.eval.settings import EvalSettings
 from vislaw.eval.tasks import Benchmark, Judge, get_benchmark
 from vislaw.io.atomic import atomic_path, write_text_atomic
+from vislaw.io.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -420,6 +422,32 @@ def evaluate_benchmarks(
     )
     base_args = cli_namespace(argv)
     manager = task_manager([b.task for b in benchmarks], include_path, base_args.verbosity)
+    _check_tasks_known(benchmarks, manager, include_path)
+    written = _write_unjudgeable(benchmarks, outputs, samples)
+    benchmarks = [b for b in benchmarks if b.name not in written]
+    if not benchmarks:
+        return written
+    lm = load_lmm(model_args, batch_size)
+    root = Path(work_dir) if work_dir else Path(next(iter(outputs.values()))).parent
+    failures = _evaluate_each(
+        lm,
+        benchmarks,
+        outputs,
+        samples,
+        manager,
+        base_args,
+        root / f".lmms-eval-{os.getpid()}",
+        written,
+    )
+    if failures:
+        raise EvaluationError(failures, list(written))
+    return written
+
+
+def _check_tasks_known(
+    benchmarks: Sequence[Benchmark], manager: Any, include_path: str | Path | None
+) -> None:
+    """Every benchmark's task is one lmms-eval indexed (else EvaluationError listing them)."""
     unknown = [b.task for b in benchmarks if b.task not in manager.all_tasks]
     if unknown:
         where = f" (include_path {include_path})" if include_path is not None else ""
@@ -431,13 +459,20 @@ def evaluate_benchmarks(
             ],
             [],
         )
-    written = _write_unjudgeable(benchmarks, outputs, samples)
-    benchmarks = [b for b in benchmarks if b.name not in written]
-    if not benchmarks:
-        return written
-    lm = load_lmm(model_args, batch_size)
-    root = Path(work_dir) if work_dir else Path(next(iter(outputs.values()))).parent
-    scratch = root / f".lmms-eval-{os.getpid()}"
+
+
+def _evaluate_each(
+    lm: Any,
+    benchmarks: Sequence[Benchmark],
+    outputs: Mapping[str, str | Path],
+    samples: Mapping[str, str | Path] | None,
+    manager: Any,
+    base_args: argparse.Namespace,
+    scratch: Path,
+    written: dict[str, Path],
+) -> list[TaskFailure]:
+    """Each benchmark in turn with the loaded model, into ``written``; the failures (one broken
+    task must not hide the others' results). ``scratch`` is removed afterwards."""
     failures: list[TaskFailure] = []
     try:
         for bench in benchmarks:
@@ -453,14 +488,44 @@ def evaluate_benchmarks(
                     scratch / bench.name,
                     (samples or {}).get(bench.name),
                 )
-            except Exception as err:  # one broken task must not hide the others' results
+            except Exception as err:
                 traceback.print_exc()
                 failures.append(TaskFailure(bench.name, bench.task, _reason(err)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if failures:
-        raise EvaluationError(failures, list(written))
-    return written
+    return failures
+
+
+def run_evaluate(
+    settings: EvalSettings,
+    model_dir: str | Path,
+    benchmarks: Sequence[Benchmark],
+    outputs: Mapping[str, str | Path],
+    *,
+    samples: Mapping[str, str | Path] | None = None,
+    include_path: str | Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    processes: int = 1,
+) -> dict[str, Path]:
+    """Step ``evaluate``: the stock lmms-eval on one stage-2 model folder, one results JSON
+    (``outputs[name]``) and samples file (``samples[name]``) per benchmark, with the ``eval``
+    settings (dtype, batch size, generation cap, limit). ``processes`` > 1: one rank per GPU
+    under ``accelerate launch``. See :func:`evaluate_benchmarks`."""
+    return evaluate_benchmarks(
+        model_dir,
+        benchmarks,
+        outputs,
+        include_path=include_path,
+        device=device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        max_new_tokens=settings.max_new_tokens,
+        limit=settings.limit,
+        seed=seed,
+        samples=samples,
+        processes=processes,
+    )
 
 
 def _rank() -> int:
@@ -471,19 +536,11 @@ def accelerate_command(job_file: str | Path, processes: int, device: str) -> lis
     """``accelerate launch`` of this module on a saved call, ``processes`` ranks on one node."""
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     command += [f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no"]
-    command += ["--dynamo_backend=no", f"--main_process_port={_free_port()}"]
+    command += ["--dynamo_backend=no", f"--main_process_port={free_port()}"]
     # --multi_gpu is accelerate's torchrun launcher; on a CPU machine its ranks use gloo
     # (accelerate's --cpu would start one process unless MPI is set up).
     command.append("--multi_gpu")
     return [*command, "-m", "vislaw.eval.runner", "--call", str(job_file)]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _launch_processes(call: dict[str, Any], processes: int, device: str) -> dict[str, Path]:
@@ -521,6 +578,18 @@ def _run_saved_call(path: str) -> None:
     evaluate_benchmarks(**call)
 
 
+def _cli_settings(args: argparse.Namespace) -> EvalSettings:
+    """The ``eval`` settings of a CLI run: the schema's defaults (a config with no ``eval``
+    section), replaced by the options given."""
+    from vislaw.config import schema
+
+    defaults = {k: v["default"] for k, v in schema()["properties"]["eval"]["properties"].items()}
+    given = {"dtype": args.dtype, "batch_size": args.batch_size}
+    given |= {"max_new_tokens": args.max_new_tokens, "limit": args.limit}
+    values = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    return EvalSettings.from_mapping(values, "eval")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.eval.runner",
@@ -532,8 +601,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--include-path", help="folder of local task folders")
     parser.add_argument("--out-dir", help="receives <benchmark>.json")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--batch-size", type=int)
     parser.add_argument("--max-new-tokens", type=int)
     parser.add_argument("--limit", type=int, help="questions per task (testing only)")
     parser.add_argument("--seed", type=int, default=0)
@@ -545,16 +614,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--pretrained, --benchmark and --out-dir are required")
     benchmarks = [get_benchmark(name) for name in args.benchmark]
     out = Path(args.out_dir)
-    written = evaluate_benchmarks(
+    written = run_evaluate(
+        _cli_settings(args),
         args.pretrained,
         benchmarks,
         {b.name: out / f"{b.name}.json" for b in benchmarks},
         include_path=args.include_path,
         device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        limit=args.limit,
         seed=args.seed,
     )
     for name, path in written.items():

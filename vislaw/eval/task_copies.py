@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from vislaw.io.atomic import write_text_atomic
+from vislaw.eval.task_folders import write_task_yaml
 
 
 @functools.cache
@@ -60,10 +60,7 @@ def write_task_copy(task: str, dataset_dir: str | Path, out_root: str | Path) ->
         "dataset_path": str(dataset_dir),
         "dataset_kwargs": {"load_from_disk": True},
     }
-    path = Path(out_root) / task / f"{task}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
-    return path
+    return write_task_yaml(out_root, task, yaml.safe_dump(config, sort_keys=False))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

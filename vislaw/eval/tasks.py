@@ -153,9 +153,12 @@ def get_benchmark(name: str, task_overrides: Mapping[str, str] | None = None) ->
 
 
 def resolve_benchmarks(config: Mapping) -> list[Benchmark]:
-    """The config's benchmarks in config order, task overrides (``eval.tasks``) applied."""
-    overrides = dict(config.get("eval", {}).get("tasks", {}))
-    names: Iterable[str] = config.get("benchmarks", [])
+    """The checked config's benchmarks in config order, task overrides (``eval.tasks``)
+    applied."""
+    from vislaw.eval.settings import EvalSettings
+
+    overrides = dict(EvalSettings.from_config(config).tasks)
+    names: Iterable[str] = config["benchmarks"]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ConfigError("eval.tasks", f"overrides benchmarks not in `benchmarks`: {unknown}")

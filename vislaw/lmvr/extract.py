@@ -38,7 +38,7 @@ from vislaw.lmvr.settings import MAPS_INDEX, RESPONSES_FILE, LmvrSettings, featu
 if TYPE_CHECKING:
     from PIL import Image
 
-    from vislaw.vlm.checkpoints import LoadedVlm
+    from vislaw.vlm.inference import LoadedVlm
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAP_COLUMNS = (
@@ -220,7 +220,7 @@ def extract_encoder(
 ) -> dict[str, Any]:
     """The whole per-encoder job (layout: vislaw.lmvr.settings). Returns a summary."""
     from vislaw.io.atomic import atomic_dir
-    from vislaw.vlm.checkpoints import load_vlm
+    from vislaw.vlm.inference import load_vlm
 
     items = list_image_folder(image_folder)
     vlm = load_vlm(stage2_dir, device=device, dtype=DTYPES[settings.dtype])

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from PIL import Image
     from transformers import PreTrainedModel
 
-    from vislaw.vlm.checkpoints import LoadedVlm
+    from vislaw.vlm.inference import LoadedVlm
 
 POOLING_MODES = ("all", "image", "response")
 

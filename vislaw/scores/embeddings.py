@@ -21,7 +21,7 @@ from vislaw.io.hdf5 import write_features
 
 if TYPE_CHECKING:
     from vislaw.data.llava import LlavaSample
-    from vislaw.vlm.checkpoints import LoadedVlm
+    from vislaw.vlm.inference import LoadedVlm
 
 
 def file_sha256(path: str | Path) -> str:
@@ -145,7 +145,8 @@ def embedding_job(
     from vislaw.eval.images import read_sample
     from vislaw.io.atomic import write_text_atomic
     from vislaw.train.settings import stage_data
-    from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE, load_vlm
+    from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE
+    from vislaw.vlm.inference import load_vlm
 
     settings = config["a_score"]
     # bf16 on the GPU (a 7B model in fp32 would need ~28 GB); fp32 on the CPU (demo, tests).

@@ -35,10 +35,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # torchrun sets OMP_NUM_THREADS per process; a plain run keeps torch's default.
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
     apply_runtime_settings(config, threads=threads)
-    from vislaw.train.engine import close_distributed
-    from vislaw.train.runner import train_stage
+    from vislaw.train.launch import run_train_stage
 
-    train_stage(
+    run_train_stage(
         config,
         args.stage,
         args.encoder,
@@ -47,7 +46,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         llm=args.llm,
         max_steps=args.max_steps,
     )
-    close_distributed()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -36,3 +36,14 @@ def plot_training_curves(
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format=Path(out_path).suffix.lstrip("."), dpi=110)
     plt.close(fig)
+
+
+def run_training_curves(stage_infos: Sequence[str | Path], out_path: str | Path) -> Path:
+    """Step ``training_curves``: plot the stage folders of ``stage_infos`` (each
+    ``<run>/stage<k>/<encoder>/vlm.json``) into ``out_path``."""
+    dirs: dict[str, dict[int, Path]] = {}
+    for info in map(Path, stage_infos):
+        stage = int(info.parents[1].name.removeprefix("stage"))
+        dirs.setdefault(info.parent.name, {})[stage] = info.parent
+    plot_training_curves(dirs, out_path)
+    return Path(out_path)

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import json
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from vislaw.io.ports import free_port
 
 AUTO = "auto"
 
@@ -36,12 +37,6 @@ class DistEnv:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _skip_cpu_shm_kernel() -> None:
@@ -79,7 +74,7 @@ def init_distributed(use_deepspeed: bool, device: str) -> DistEnv:
             os.environ.setdefault("WORLD_SIZE", str(world))
             os.environ.setdefault("LOCAL_RANK", str(local_rank))
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            os.environ.setdefault("MASTER_PORT", str(free_port()))
             deepspeed.init_distributed(verbose=False)
     return DistEnv(rank, world, local_rank, device)
 
@@ -118,23 +113,6 @@ def barrier() -> None:
 
 
 # ---- DeepSpeed configuration ------------------------------------------------------------------
-def _set(config: dict, dotted: str, value: Any, source: str, must_match: bool) -> None:
-    node = config
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            return
-        node = node[part]
-    if leaf not in node:
-        return
-    if node[leaf] == AUTO:
-        node[leaf] = value
-    elif must_match and node[leaf] != value:
-        raise ValueError(
-            f"{source}: {dotted} is {node[leaf]!r}, but the training config gives {value!r}"
-        )
-
-
 def fill_deepspeed_config(
     config: Mapping[str, Any],
     *,
@@ -146,27 +124,31 @@ def fill_deepspeed_config(
     hidden_size: int,
     source: str = "deepspeed config",
 ) -> dict[str, Any]:
-    """Replace ``"auto"`` values as the Hugging Face integration does (batch sizes, clipping,
-    precision, hidden-size-based ZeRO buckets); a fixed batch value that contradicts the
-    training config is an error rather than a silent change of the recipe."""
-    out = copy.deepcopy(dict(config))
-    _set(out, "train_micro_batch_size_per_gpu", micro_batch, source, True)
-    _set(out, "gradient_accumulation_steps", accumulation, source, True)
-    _set(out, "train_batch_size", micro_batch * accumulation * world, source, True)
-    _set(out, "gradient_clipping", max_grad_norm, source, False)
-    _set(out, "bf16.enabled", bf16, source, False)
-    _set(out, "fp16.enabled", False, source, False)
-    _set(out, "zero_optimization.reduce_bucket_size", hidden_size * hidden_size, source, False)
-    _set(
-        out,
-        "zero_optimization.stage3_prefetch_bucket_size",
-        int(0.9 * hidden_size**2),
-        source,
-        False,
-    )
-    _set(
-        out, "zero_optimization.stage3_param_persistence_threshold", 10 * hidden_size, source, False
-    )
+    """Replace ``"auto"`` values with transformers' own filler (``HfTrainerDeepSpeedConfig``,
+    what ``Trainer`` uses: batch sizes, clipping, precision, hidden-size-based ZeRO buckets);
+    a fixed batch value that contradicts the training config is an error rather than a silent
+    change of the recipe. We train without ``Trainer``, so its ``trainer_config_process``
+    (which reads ``TrainingArguments``) is replaced by the explicit values below."""
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    # A copy: the filler edits the dict in place. The object registers itself as the
+    # process's DeepSpeed config (a weak reference), which dies with it on return.
+    filler = HfTrainerDeepSpeedConfig(copy.deepcopy(dict(config)))
+    filler.fill_match("train_micro_batch_size_per_gpu", micro_batch, "per_device_batch")
+    filler.fill_match("gradient_accumulation_steps", accumulation, "accumulation")
+    filler.fill_match("train_batch_size", micro_batch * accumulation * world, "global_batch")
+    filler.fill_only("gradient_clipping", max_grad_norm)
+    filler.fill_only("bf16.enabled", bf16)
+    filler.fill_only("fp16.enabled", False)
+    filler.fill_only("zero_optimization.reduce_bucket_size", hidden_size * hidden_size)
+    filler.fill_only("zero_optimization.stage3_prefetch_bucket_size", int(0.9 * hidden_size**2))
+    filler.fill_only("zero_optimization.stage3_param_persistence_threshold", 10 * hidden_size)
+    if filler.mismatches:
+        raise ValueError(
+            f"{source}: values contradict the training config (set them to 'auto'):\n"
+            + "\n".join(filler.mismatches)
+        )
+    out = filler.config
     left = [k for k, v in _flatten(out).items() if v == AUTO]
     if left:
         raise ValueError(f"{source}: no value known for 'auto' keys {left}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.io.atomic import write_text_atomic
+from vislaw.io.ports import free_port
 
 # YAML, not JSON: load_config reads YAML, and YAML 1.1 reads JSON's "2e-05" as a string, so a
 # JSON copy of a config with lr 2e-5 failed its own check in every torchrun rank.
@@ -101,48 +102,62 @@ def rendezvous_endpoint() -> str:
     import os
     import socket
 
-    from vislaw.train.engine import _free_port
-
     host = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    return f"{host}:{_free_port()}"
+    return f"{host}:{free_port()}"
 
 
-def launch_stage(
+def run_train_stage(
     config: Mapping[str, Any],
     stage: int,
     encoder: str,
     out_dir: str | Path,
-    gpus: int = 0,
+    *,
     stage1_dir: str | Path | None = None,
+    gpus: int = 0,
     nodes: int = 1,
-) -> None:
-    """Train one stage: in this process without GPUs, else torchrun with ``gpus`` ranks per
-    node on ``nodes`` nodes (srun-launched agents when more than one)."""
+    llm: str | None = None,
+    max_steps: int | None = None,
+) -> Path:
+    """Step ``stage1``/``stage2``: train one encoder's stage into ``out_dir``.
+
+    ``config`` is the checked config (the stage reads its train, llm, data, encoders and device
+    settings from it). Without GPUs the stage runs in this process (this is also what each
+    torchrun rank does, via ``python -m vislaw.train``); with ``gpus`` > 0, torchrun starts
+    ``gpus`` ranks per node on ``nodes`` nodes (srun-launched agents when more than one).
+    ``llm``/``max_steps`` (CLI only) override the config's LLM and step count.
+    """
     out_dir = Path(out_dir)
-    if gpus > 0:
+    if gpus <= 0:
+        from vislaw.train.engine import close_distributed
+        from vislaw.train.runner import train_stage
+
+        train_stage(
+            config, stage, encoder, out_dir, stage1_dir=stage1_dir, llm=llm, max_steps=max_steps
+        )
+        close_distributed()  # a torchrun rank leaves its process group last
+        return out_dir
+    if llm is not None or max_steps is not None:
+        raise ValueError("llm/max_steps overrides are for in-process runs (gpus=0)")
+    config_path = out_dir / RUN_CONFIG
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_run_config(config, config_path)
+    command = torchrun_command(config_path, stage, encoder, out_dir, gpus, stage1_dir)
+    if nodes > 1:
         import os
 
-        config_path = out_dir / RUN_CONFIG
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_run_config(config, config_path)
-        command = torchrun_command(config_path, stage, encoder, out_dir, gpus, stage1_dir)
-        if nodes > 1:
-            torchrun = torchrun_command(
-                config_path,
-                stage,
-                encoder,
-                out_dir,
-                gpus,
-                stage1_dir,
-                nodes=nodes,
-                rdzv_endpoint=rendezvous_endpoint(),
-                rdzv_id=os.environ.get("SLURM_JOB_ID", "vislaw"),
-            )
-            command = srun_command(torchrun, nodes)
-        print(" ".join(command), flush=True)
-        sys.stdout.flush()
-        subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
-        return
-    from vislaw.train.runner import train_stage
-
-    train_stage(config, stage, encoder, out_dir, stage1_dir=stage1_dir)
+        torchrun = torchrun_command(
+            config_path,
+            stage,
+            encoder,
+            out_dir,
+            gpus,
+            stage1_dir,
+            nodes=nodes,
+            rdzv_endpoint=rendezvous_endpoint(),
+            rdzv_id=os.environ.get("SLURM_JOB_ID", "vislaw"),
+        )
+        command = srun_command(torchrun, nodes)
+    print(" ".join(command), flush=True)
+    sys.stdout.flush()
+    subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
+    return out_dir

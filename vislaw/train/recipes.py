@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from vislaw.config import ConfigError
 from vislaw.encoders.registry import family_class
-from vislaw.train.settings import StageSettings
+from vislaw.train.settings import StageSettings, TrainSettings
 
 if TYPE_CHECKING:
     from vislaw.encoders.base import EncoderSpec, VisionEncoder
@@ -68,8 +68,8 @@ class Phase:
 
 def recipe_for(config: Mapping[str, Any], encoder: str) -> str:
     """The recipe an encoder trains with: ``train.recipes[encoder]``, else ``train.recipe``."""
-    train = config.get("train", {})
-    return train.get("recipes", {}).get(encoder, train.get("recipe", DEFAULT_RECIPE))
+    train = TrainSettings.from_config(config)
+    return train.recipes.get(encoder, train.recipe)
 
 
 def trains_encoder(config: Mapping[str, Any], encoder: str) -> bool:
@@ -79,17 +79,17 @@ def trains_encoder(config: Mapping[str, Any], encoder: str) -> bool:
 
 
 def _recipe_key(config: Mapping[str, Any], encoder: str) -> str:
-    recipes = config.get("train", {}).get("recipes", {})
+    recipes = TrainSettings.from_config(config).recipes
     return f"train.recipes.{encoder}" if encoder in recipes else "train.recipe"
 
 
 def check_recipes(config: Mapping[str, Any], specs: Mapping[str, EncoderSpec]) -> None:
     """Refuse, naming the key, recipes an encoder cannot follow (before any job starts)."""
-    train = config.get("train", {})
-    for name in train.get("recipes", {}):
+    train = TrainSettings.from_config(config)
+    for name in train.recipes:
         if name not in specs:
             raise ConfigError(f"train.recipes.{name}", f"'{name}' is not an encoder of this config")
-    start = int(train.get("convllava", {}).get("unfreeze_from_stage", 2))
+    start = train.convllava.unfreeze_from_stage
     for name, spec in specs.items():
         if recipe_for(config, name) == "convllava":
             stages = family_class(spec.family).stage_count(spec)
@@ -123,9 +123,9 @@ def stage_phases(config: Mapping[str, Any], stage: int, encoder: str) -> list[Ph
         return [Phase(recipe, f"stage{stage}", stage, train_llm=stage == 2)]
     if recipe != "convllava":
         raise ConfigError(_recipe_key(config, encoder), f"unknown recipe {recipe!r}: {RECIPES}")
-    conv = config.get("train", {}).get("convllava", {})
-    pretrain = dict(conv.get("pretrain", {}))
-    train_llm = bool(pretrain.pop("train_llm", True))
+    conv = TrainSettings.from_config(config).convllava
+    pretrain = dict(conv.pretrain)
+    train_llm = bool(pretrain.pop("train_llm"))  # the schema's default: true
     return [
         Phase(
             recipe,
@@ -134,7 +134,7 @@ def stage_phases(config: Mapping[str, Any], stage: int, encoder: str) -> list[Ph
             train_llm=False,
             encoder_from_stage=LAST_STAGE,
             section="train.convllava.init",
-            overrides=dict(conv.get("init", {})),
+            overrides=dict(conv.init),
             subdir=CONVLLAVA_INIT_DIR,
         ),
         Phase(
@@ -142,7 +142,7 @@ def stage_phases(config: Mapping[str, Any], stage: int, encoder: str) -> list[Ph
             "pretrain",
             1,
             train_llm=train_llm,
-            encoder_from_stage=int(conv.get("unfreeze_from_stage", 2)),
+            encoder_from_stage=conv.unfreeze_from_stage,
             section="train.convllava.pretrain",
             overrides=pretrain,
         ),

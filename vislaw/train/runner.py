@@ -17,7 +17,7 @@ import functools
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ import torch
 from vislaw.config import ConfigError
 from vislaw.data.llava import LlavaCollator, LlavaDataset, read_llava_json
 from vislaw.encoders.registry import build_encoder, resolve_encoders
+from vislaw.jobs import pick_device
+from vislaw.pipeline import encoder_spec
 from vislaw.train.engine import (
     DeepSpeedEngine,
     DistEnv,
@@ -49,7 +51,7 @@ from vislaw.train.recipes import (
     stage_phases,
     unfreeze_encoder,
 )
-from vislaw.train.settings import StageSettings, llm_source, stage_data
+from vislaw.train.settings import LoraSettings, StageSettings, llm_source, stage_data
 from vislaw.vlm.checkpoints import (
     INFO_FILE,
     LLM_DIR,
@@ -61,9 +63,9 @@ from vislaw.vlm.checkpoints import (
     prepare_tokenizer,
     read_encoder_weights,
     spec_to_dict,
-    with_lora,
     write_stage,
 )
+from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
 from vislaw.vlm.projector import build_projector
 from vislaw.vlm.templates import get_template
@@ -92,13 +94,6 @@ def _use_deepspeed(settings: StageSettings, device: str) -> bool:
     if settings.use_deepspeed == "never" or not settings.deepspeed:
         return False
     return settings.use_deepspeed == "always" or device.startswith("cuda")
-
-
-def _pick_device(config: Mapping[str, Any]) -> str:
-    wanted = config.get("device", "auto")
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return wanted
 
 
 def _optimizer(model: torch.nn.Module, settings: StageSettings) -> torch.optim.Optimizer:
@@ -139,7 +134,12 @@ def _read_losses(path: Path, upto: int) -> list[dict[str, str]]:
 
 class LossLog:
     """loss.csv, one row per optimizer step; on resume rows after the checkpoint are dropped,
-    so the file of a resumed run equals that of an uninterrupted one."""
+    so the file of a resumed run equals that of an uninterrupted one.
+
+    A streaming writer, not vislaw.io.atomic.write_csv: each step appends and flushes its row
+    (the curve can be followed while a days-long stage runs, and a killed job keeps the rows
+    up to its last checkpoint); rewriting the whole file atomically every step would be
+    quadratic in the steps. vlm.json, written last, marks the stage folder complete."""
 
     def __init__(self, path: Path, resume_step: int, enabled: bool) -> None:
         self.enabled = enabled
@@ -260,10 +260,8 @@ def _prepare(
 
     stage = phase.stage
     settings = phase_settings(config, phase)
-    specs = resolve_encoders(config)
-    if encoder_name not in specs:
-        raise KeyError(f"encoder {encoder_name!r} is not in the config ({sorted(specs)})")
-    device = _pick_device(config)
+    spec = encoder_spec(resolve_encoders(config), encoder_name)
+    device = pick_device(config)
     use_ds = _use_deepspeed(settings, device)
     dist = init_distributed(use_ds, device)
     dtype = torch.bfloat16 if (use_ds and settings.bf16) else torch.float32
@@ -274,14 +272,12 @@ def _prepare(
     llm = llm or llm_source(config)
     # Built before any ZeRO-3 config exists, so a real encoder's from_pretrained is not
     # partitioned (a frozen encoder lives outside the DeepSpeed engine).
-    encoder = build_encoder(specs[encoder_name], device=dist.device, dtype=dtype)
+    encoder = build_encoder(spec, device=dist.device, dtype=dtype)
     trained = read_encoder_weights(start_dir) if start_dir is not None else {}
     if trained:  # the encoder an earlier phase trained (ConvLLaVA)
         encoder.load_trained(trained, source=f"{start_dir}")
     if start_dir is not None:  # its projector must get the features it was trained on
-        check_feature_match(
-            VlmInfo.read(start_dir), specs[encoder_name], start_dir, encoder.channels
-        )
+        check_feature_match(VlmInfo.read(start_dir), spec, start_dir, encoder.channels)
     rows, cols = encoder.grid
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
     json_path, image_folder = stage_data(config, stage)
@@ -307,7 +303,7 @@ def _prepare(
         encoder_name=encoder_name,
         out_dir=out_dir,
         settings=settings,
-        spec=specs[encoder_name],
+        spec=spec,
         dist=dist,
         accumulation=settings.accumulation(dist.world),
         dtype=dtype,
@@ -389,12 +385,33 @@ def _build_engine(run: _Run, ds_config: dict[str, Any] | None) -> Any:
     )
 
 
-def _lora(run: _Run) -> Mapping[str, Any] | None:
+def _lora(run: _Run) -> LoraSettings | None:
     """The phase's LoRA settings; only a phase that trains the LLM can use them."""
-    lora = run.settings.lora
+    lora = run.settings.lora_settings()
     if lora is not None and not run.phase.train_llm:
         raise ConfigError(run.settings.key("lora"), "LoRA needs a phase that trains the LLM")
     return lora
+
+
+def _accumulate(run: _Run, engine: Any, batches: Iterator[dict], step: int) -> list[float]:
+    """Forward and backward of the step's micro-batches; their losses. A non-finite loss stops
+    the run naming the step, micro-batch and samples."""
+    engine.model.train()
+    micro_losses = []
+    for micro in range(run.accumulation):
+        batch = next(batches)
+        ids = batch.pop("sample_ids")
+        loss = engine.forward(_to_device(batch, engine.device))
+        if not all_finite(loss):
+            raise FloatingPointError(
+                f"{run.phase.label} '{run.encoder_name}': non-finite loss "
+                f"({loss.item()}) at step {step + 1}, micro-batch {micro}, samples "
+                f"{ids}; lower {run.settings.key('lr')} or check the data. "
+                f"Last checkpoint: {run.checkpoints}"
+            )
+        engine.backward(loss)
+        micro_losses.append(float(loss.detach()))
+    return micro_losses
 
 
 def _run_steps(
@@ -435,21 +452,7 @@ def _run_steps(
             # Randomness (dropout, if any) from (seed, step, rank): resuming needs no RNG state.
             torch.manual_seed(settings.seed * 1_000_003 + step * dist.world + dist.rank)
             lr = engine.current_lr()
-            engine.model.train()
-            micro_losses = []
-            for micro in range(run.accumulation):
-                batch = next(batches)
-                ids = batch.pop("sample_ids")
-                loss = engine.forward(_to_device(batch, engine.device))
-                if not all_finite(loss):
-                    raise FloatingPointError(
-                        f"{run.phase.label} '{run.encoder_name}': non-finite loss "
-                        f"({loss.item()}) at step {step + 1}, micro-batch {micro}, samples "
-                        f"{ids}; lower {settings.key('lr')} or check the data. "
-                        f"Last checkpoint: {run.checkpoints}"
-                    )
-                engine.backward(loss)
-                micro_losses.append(float(loss.detach()))
+            micro_losses = _accumulate(run, engine, batches, step)
             grad_norm = engine.step()
             guard.check_model(engine.model, step + 1)
             last = StepLog(

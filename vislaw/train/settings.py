@@ -10,19 +10,59 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vislaw.config import ConfigError, run_dir
+from vislaw.sections import Section
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_KEYS = {1: "pretrain", 2: "instruct"}
 
 
 @dataclass(frozen=True)
-class StageSettings:
-    stage: int
+class LlmSettings(Section):
+    """``llm:``: the LLM every stage starts from (a hub id/folder, or the tiny demo LLM)."""
+
+    SECTION: ClassVar[str] = "llm"
+    model_id: str | None
+    tiny: bool | Mapping[str, Any]
+
+    def source(self, config: Mapping[str, Any]) -> str:
+        """The LLM to load: the tiny demo LLM's folder (rule tiny_llm) or the hub id/folder."""
+        if self.tiny:
+            return str(run_dir(config) / "llm")
+        if not self.model_id:
+            raise ConfigError("llm", "set model_id (hub id or folder) or tiny")
+        return self.model_id
+
+    def tiny_overrides(self) -> dict[str, Any]:
+        """``llm.tiny``'s architecture overrides (``tiny: true``: none)."""
+        return dict(self.tiny) if isinstance(self.tiny, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class LoraSettings(Section):
+    """``train.stage2.lora`` (peft LoRA on the LLM). The stage's ``lora`` key may be null, so
+    it is kept as a mapping there and read into this model by :meth:`from_stage`."""
+
+    SECTION: ClassVar[str] = ""
+    r: int
+    alpha: float
+    dropout: float
+    targets: str | tuple[str, ...]
+
+    @classmethod
+    def from_stage(cls, lora: Mapping[str, Any] | None, key: str) -> LoraSettings | None:
+        return None if lora is None else cls.from_mapping(lora, key)
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    """The keys ``train.stage1`` and ``train.stage2`` share (a field list, not a model: the
+    section models and the flat per-stage view :class:`StageSettings` both take it)."""
+
     template: str
     lr: float
     epochs: int
@@ -32,8 +72,15 @@ class StageSettings:
     warmup_ratio: float
     weight_decay: float
     save_steps: int
+    max_samples: int | None
     deepspeed: str | None
     group_by_modality_length: bool
+
+
+@dataclass(frozen=True)
+class TrainKeys:
+    """The ``train`` keys both stages use (errors name them ``train.<key>``)."""
+
     projector: str
     max_length: int
     bf16: bool
@@ -44,9 +91,60 @@ class StageSettings:
     use_deepspeed: str
     save_total_limit: int
     keep_checkpoints: bool
+
+
+@dataclass(frozen=True)
+class StageSection(StageKeys, Section):
+    """``train.stage1`` / ``train.stage2``."""
+
+
+@dataclass(frozen=True)
+class Stage1Section(StageSection):
+    SECTION: ClassVar[str] = "train.stage1"
+
+
+@dataclass(frozen=True)
+class Stage2Section(StageSection):
+    SECTION: ClassVar[str] = "train.stage2"
+    lora: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ConvllavaSection(Section):
+    """``train.convllava``; ``init``/``pretrain`` are partial overrides of ``train.stage1``
+    (unset keys inherit), so they stay mappings (vislaw.train.recipes applies them)."""
+
+    SECTION: ClassVar[str] = "train.convllava"
+    unfreeze_from_stage: int
+    init: Mapping[str, Any]
+    pretrain: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainSettings(TrainKeys, Section):
+    """``train:`` (the LLaVA-1.5 recipe, docs/training.md): keys common to both stages, the
+    recipe choice and the per-stage sections. :class:`StageSettings` is one stage's view."""
+
+    SECTION: ClassVar[str] = "train"
+    recipe: str
+    recipes: Mapping[str, str]
+    convllava: ConvllavaSection
+    stage1: Stage1Section
+    stage2: Stage2Section
+
+    def stage(self, stage: int) -> StageSection:
+        if stage not in DATA_KEYS:
+            raise ValueError(f"stage must be 1 or 2, not {stage!r}")
+        return self.stage1 if stage == 1 else self.stage2
+
+
+@dataclass(frozen=True)
+class StageSettings(TrainKeys, StageKeys):
+    """One stage's resolved settings: ``train``'s common keys plus ``train.stage<N>`` (and a
+    recipe phase's overrides, vislaw.train.recipes), with the run's seed."""
+
+    stage: int
     seed: int
-    # a seeded subset of the stage's samples (a pilot run); None: all of them
-    max_samples: int | None = None
     # LoRA on the LLM (train.stage2.lora: r, alpha, dropout, targets); None: full finetuning
     lora: Mapping[str, Any] | None = None
     # A recipe phase's overrides (e.g. train.convllava.pretrain): where those values came from,
@@ -57,14 +155,17 @@ class StageSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], stage: int) -> StageSettings:
         """Settings of ``stage`` (1 or 2) from a schema-checked config (defaults filled)."""
-        if stage not in DATA_KEYS:
-            raise ValueError(f"stage must be 1 or 2, not {stage!r}")
-        train = dict(config["train"])
-        per_stage = train.pop(f"stage{stage}")
-        train.pop(f"stage{3 - stage}", None)
-        for key in ("recipe", "recipes", "convllava"):  # vislaw.train.recipes reads these
-            train.pop(key, None)
-        settings = cls(stage=stage, seed=int(config.get("seed", 0)), **train, **per_stage)
+        return cls.from_train(TrainSettings.from_config(config), stage, int(config["seed"]))
+
+    @classmethod
+    def from_train(cls, train: TrainSettings, stage: int, seed: int) -> StageSettings:
+        """One stage's view of the ``train`` model: the common keys plus ``train.stage<N>``."""
+        per_stage = train.stage(stage)
+        common = {f.name: getattr(train, f.name) for f in fields(TrainKeys)}
+        own = {f.name: getattr(per_stage, f.name) for f in per_stage.config_fields()}
+        if "lora" in own and own["lora"] is not None:
+            own["lora"] = dict(own["lora"])
+        settings = cls(stage=stage, seed=seed, **common, **own)
         from vislaw.vlm.templates import TEMPLATES
 
         if settings.template not in TEMPLATES:
@@ -74,22 +175,15 @@ class StageSettings:
             )
         return settings
 
+    def lora_settings(self) -> LoraSettings | None:
+        """The stage's LoRA model (None: full finetuning)."""
+        return LoraSettings.from_stage(self.lora, self.key("lora"))
+
     def key(self, name: str) -> str:
         """The dotted config key of a setting, for error messages."""
         if self.section and name in self.overridden:
             return f"{self.section}.{name}"
-        common = {
-            "projector",
-            "max_length",
-            "bf16",
-            "gradient_checkpointing",
-            "pad_to_square",
-            "num_workers",
-            "max_grad_norm",
-            "use_deepspeed",
-            "save_total_limit",
-            "keep_checkpoints",
-        }
+        common = {f.name for f in fields(TrainKeys)}
         return f"train.{name}" if name in common else f"train.stage{self.stage}.{name}"
 
     def accumulation(self, world_size: int) -> int:
@@ -140,15 +234,5 @@ def stage_data(config: Mapping[str, Any], stage: int) -> tuple[Path, Path]:
 
 
 def llm_source(config: Mapping[str, Any]) -> str:
-    """The LLM to load: the tiny demo LLM's folder (rule tiny_llm) or the hub id/folder."""
-    llm = config["llm"]
-    if llm.get("tiny"):
-        return str(run_dir(config) / "llm")
-    if not llm.get("model_id"):
-        raise ConfigError("llm", "set model_id (hub id or folder) or tiny")
-    return llm["model_id"]
-
-
-def tiny_llm_overrides(config: Mapping[str, Any]) -> dict[str, Any]:
-    tiny = config["llm"].get("tiny")
-    return dict(tiny) if isinstance(tiny, Mapping) else {}
+    """The LLM to load (see :meth:`LlmSettings.source`)."""
+    return LlmSettings.from_config(config).source(config)

@@ -1,7 +1,8 @@
 """The demo LLM for a config: a tokenizer trained on the run's LLaVA JSON texts plus a seeded
 tiny Llama (vislaw.vlm.tiny_llm), written where ``llm_source(config)`` points.
 
-CLI: ``python -m vislaw.train.tiny_llm --config config/demo.yaml [--out DIR]``.
+Step ``tiny_llm``: :func:`run_tiny_llm`; rule ``tiny_llm`` (workflow_scripts/tiny_llm.py) and
+the CLI ``python -m vislaw.train.tiny_llm --config config/demo.yaml [--out DIR]`` call it.
 """
 
 from __future__ import annotations
@@ -12,28 +13,37 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.data.llava import conversation_texts, read_llava_json
-from vislaw.train.settings import DATA_KEYS, llm_source, stage_data, tiny_llm_overrides
+from vislaw.train.settings import DATA_KEYS, LlmSettings, stage_data
 from vislaw.vlm.tiny_llm import write_tiny_llm
 
 
-def corpus(config: Mapping[str, Any]) -> list[str]:
-    """Texts of the pretrain and instruct JSON files that the config names."""
+def corpus_files(config: Mapping[str, Any]) -> list[Path]:
+    """The pretrain and instruct LLaVA JSON files that the checked config names."""
+    return [
+        stage_data(config, stage)[0] for stage, key in DATA_KEYS.items() if key in config["data"]
+    ]
+
+
+def run_tiny_llm(
+    llm: LlmSettings, seed: int, llava_jsons: Sequence[str | Path], out_dir: str | Path
+) -> Path:
+    """Write the tiny LLM (``llm.tiny`` set): a tokenizer trained on the texts of
+    ``llava_jsons`` and a Llama seeded with ``seed``; returns its folder."""
+    if not llm.tiny:
+        raise ValueError("config key 'llm.tiny': not set, the config uses a real LLM")
     texts: list[str] = []
-    for stage, key in DATA_KEYS.items():
-        if key in config["data"]:
-            json_path, _ = stage_data(config, stage)
-            texts.extend(conversation_texts(read_llava_json(json_path)))
+    for path in llava_jsons:
+        texts.extend(conversation_texts(read_llava_json(path)))
     if not texts:
         raise ValueError("config key 'data': the tiny LLM's tokenizer needs pretrain/instruct data")
-    return texts
+    return write_tiny_llm(texts, Path(out_dir), llm.tiny_overrides(), seed)
 
 
 def write_config_llm(config: Mapping[str, Any], out_dir: str | Path | None = None) -> Path:
-    """Write the tiny LLM of a checked config (``llm.tiny`` set) and return its folder."""
-    if not config["llm"].get("tiny"):
-        raise ValueError("config key 'llm.tiny': not set, the config uses a real LLM")
-    out = Path(out_dir) if out_dir else Path(llm_source(config))
-    return write_tiny_llm(corpus(config), out, tiny_llm_overrides(config), int(config["seed"]))
+    """:func:`run_tiny_llm` for a checked config (default folder: ``llm_source(config)``)."""
+    llm = LlmSettings.from_config(config)
+    out = out_dir if out_dir else (llm.source(config) if llm.tiny else "")
+    return run_tiny_llm(llm, int(config["seed"]), corpus_files(config), out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -166,6 +166,20 @@ def causal_lm_loss(
     return losses.sum() / keep.sum().clamp(min=1)
 
 
+def continuation_scores(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) summed negative log-likelihood of each sample's target tokens and (B,) whether
+    every one of them is the most likely token (lmms-eval's loglikelihood pair)."""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets = labels[:, 1:]
+    scored = targets != IGNORE_INDEX
+    token_lp = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    nll = -(token_lp * scored).sum(dim=1)
+    greedy = ((logprobs.argmax(dim=-1) == targets) | ~scored).all(dim=1)
+    return nll, greedy
+
+
 class LlavaStyleModel(nn.Module):
     """Encoder (frozen, outside the module tree) + projector + causal LM.
 
@@ -279,6 +293,34 @@ class LlavaStyleModel(nn.Module):
         """(B,) mean negative log-likelihood of each sample's target tokens (A score v3)."""
         out = self.forward(input_ids, attention_mask, labels, pixel_values, image_mask)
         return causal_lm_loss(out["logits"], out["labels"], per_sample=True)
+
+    @torch.no_grad()
+    def score_continuations(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        pixel_values: Pixels | None,
+        rows: Sequence[int | None],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`continuation_scores` of a right-padded batch whose samples may share images:
+        ``pixel_values`` holds each distinct image once (the options of one question share
+        theirs, so it is encoded once) and ``rows[b]`` is sample b's image (None: text only)."""
+        device = next(self.llm.parameters()).device
+        image_embeds = self.image_embeddings(pixel_values) if pixel_values is not None else None
+        spliced = splice_image_tokens(
+            input_ids.to(device),
+            attention_mask.to(device),
+            labels.to(device),
+            self.llm.get_input_embeddings(),
+            image_embeds,
+            list(rows),
+            padding_side="right",
+        )
+        logits = self.llm(
+            inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask, use_cache=False
+        ).logits
+        return continuation_scores(logits, spliced.labels)
 
     @torch.no_grad()
     def generate(
