@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vislaw.config import load_config, schema
-from vislaw.sections import Section, section_models
+from vislaw.sections import Section, nested_model, section_models
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = [m for m in section_models() if m.SECTION]
@@ -57,10 +57,11 @@ def _drift(model: type[Section], node: dict[str, Any], key: str) -> list[str]:
             or field.default_factory is not dataclasses.MISSING
         ):
             problems.append(f"{key}.{name}: {model.__name__} writes a default (the schema's job)")
+        nested, optional = nested_model(hints.get(name))
         if "default" not in props[name] and name not in required:
-            problems.append(f"{key}.{name}: neither a schema default nor required")
-        nested = hints.get(name)
-        if isinstance(nested, type) and issubclass(nested, Section):
+            if not (optional and nested is not None):
+                problems.append(f"{key}.{name}: neither a schema default nor required")
+        if nested is not None:
             problems += _drift(nested, _resolve(props[name]), f"{key}.{name}")
     return problems
 

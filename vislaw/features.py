@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from vislaw.data.settings import DataSettings
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.hdf5 import open_features, write_features
+from vislaw.sections import Section
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class FeaturesSettings(Section):
+    """``features``: the image set every encoder encodes for the C score, and how."""
+
+    SECTION: ClassVar[str] = "features"
+    image_set: str
+    batch_size: int
+    max_images: int | None
+    dtype: str
+    protocol: str
 
 
 def spair_image_ids(spair_root: str | Path) -> list[str]:
@@ -33,15 +48,21 @@ def spair_image_ids(spair_root: str | Path) -> list[str]:
     return ids
 
 
-def image_set(config: dict[str, Any]) -> tuple[Path, list[str]]:
-    """(image folder, ids) of the configured ``features.image_set``."""
-    settings = config["features"]
-    if settings["image_set"] != "spair":
-        raise ValueError(f"config key 'features.image_set': unknown {settings['image_set']!r}")
-    root = Path(config["data"]["root"]) / config["data"]["spair"]["root"]
+def image_set(config: Mapping[str, Any]) -> tuple[Path, list[str]]:
+    """(image folder, ids) of the configured ``features.image_set`` (a checked config)."""
+    return settings_image_set(
+        FeaturesSettings.from_config(config), DataSettings.from_config(config)
+    )
+
+
+def settings_image_set(features: FeaturesSettings, data: DataSettings) -> tuple[Path, list[str]]:
+    """(image folder, ids) of ``features.image_set``, the first ``max_images`` of them."""
+    if features.image_set != "spair":
+        raise ValueError(f"config key 'features.image_set': unknown {features.image_set!r}")
+    root = data.spair_root()
     ids = spair_image_ids(root)
-    if settings.get("max_images"):
-        ids = ids[: settings["max_images"]]
+    if features.max_images:
+        ids = ids[: features.max_images]
     return root / "JPEGImages", ids
 
 

@@ -36,6 +36,7 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "sd3": Sd3Encoder,
     "fusion": FusionEncoder,
 }
+FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
 
 
 def family_class(family: str) -> type[VisionEncoder]:
@@ -46,8 +47,9 @@ def family_class(family: str) -> type[VisionEncoder]:
 
 
 def default_protocol(config: Mapping[str, Any]) -> str:
-    """``features.protocol``: the protocol of every encoder that does not name its own."""
-    return str((config.get("features") or {}).get("protocol", "vislaw"))
+    """``features.protocol`` of a checked config: the protocol of every encoder that does not
+    name its own."""
+    return str(config["features"]["protocol"])
 
 
 def _spec_from_entry(

@@ -23,7 +23,7 @@ from typing import Any
 
 from vislaw.io.atomic import write_text_atomic
 
-# lmms-eval's task datasets (design.md): compute nodes without internet need them cached.
+# lmms-eval's task datasets (docs/data.md): compute nodes without internet need them cached.
 BENCHMARK_DATASETS = {
     "mmbench_en": "lmms-lab/MMBench",
     "mme": "lmms-lab/MME",
