@@ -44,6 +44,13 @@ from vislaw.data.dialogue import (
 from vislaw.data.objects import RenderedObject, generate_object_image
 from vislaw.data.settings import DataSettings, SyntheticSettings
 from vislaw.data.shapes import caption, render_scene, sample_scene
+from vislaw.data.spair import (
+    SPLITS,
+    pair_name,
+    write_image_record,
+    write_layout,
+    write_pair_record,
+)
 from vislaw.data.templates import SPAIR_TEMPLATES
 from vislaw.io.atomic import atomic_dir, write_text_atomic
 
@@ -72,7 +79,7 @@ LAYOUT: dict[str, Any] = {
 }
 """Where the generator writes, relative to ``data.root`` (the demo config names the same)."""
 
-SPAIR_SPLITS = ("trn", "val", "test")
+SPAIR_SPLITS = SPLITS
 JPEG_OPTIONS = {"format": "JPEG", "quality": 95, "subsampling": 0}
 """Fixed quality; 4:4:4 chroma keeps thin parts' colours true at their keypoints."""
 PNG_OPTIONS = {"format": "PNG", "compress_level": 6}
@@ -249,7 +256,6 @@ def _pair_annotation(
         (k for k in src["kps"] if src["kps"][k] is not None and trg["kps"][k] is not None),
         key=int,
     )
-    src_stem, trg_stem = src["filename"][:-4], trg["filename"][:-4]
     azimuth_gap = abs(src["azimuth_id"] - trg["azimuth_id"]) % 8
     azimuth_gap = min(azimuth_gap, 8 - azimuth_gap)
 
@@ -258,7 +264,7 @@ def _pair_annotation(
 
     sides = sorted([box_side(src["bndbox"]), box_side(trg["bndbox"])])
     return {
-        "filename": f"{pair_id}-{src_stem}-{trg_stem}:{category}",
+        "filename": pair_name(pair_id, src["filename"], trg["filename"], category),
         "src_imname": src["filename"],
         "trg_imname": trg["filename"],
         "src_imsize": [src["image_width"], src["image_height"], 3],
@@ -298,7 +304,7 @@ def write_spair(out: Path, settings: SyntheticSettings, seed: int, bar: tqdm) ->
             stem = f"{category}_{i + 1:06d}"
             _save(obj.image, root / "JPEGImages" / category / f"{stem}.jpg", JPEG_OPTIONS)
             annotation = _image_annotation(category, stem, obj)
-            _dump_json(root / "ImageAnnotation" / category / f"{stem}.json", annotation)
+            write_image_record(root, f"{category}/{stem}.jpg", annotation)
             placements[f"{category}/{stem}.jpg"] = obj.placement.to_json()
             # Carried for pair flags only; not part of the written ImageAnnotation.
             annotations.append({**annotation, "mirror": obj.placement.mirror})
@@ -333,13 +339,10 @@ def write_spair(out: Path, settings: SyntheticSettings, seed: int, bar: tqdm) ->
             for a, b in chosen[split]:
                 pair_id = len(split_stems[split]) + 1
                 record = _pair_annotation(pair_id, category, annotations[a], annotations[b])
-                _dump_json(root / "PairAnnotation" / split / f"{record['filename']}.json", record)
+                write_pair_record(root, split, record)
                 split_stems[split].append(record["filename"])
-    for size in ("large", "small"):
-        for split in SPAIR_SPLITS:
-            path = root / "Layout" / size / f"{split}.txt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(f"{stem}\n" for stem in split_stems[split]))
+    for split in SPAIR_SPLITS:
+        write_layout(root, split, split_stems[split])
     return {
         "categories": list(settings.spair_categories),
         "images_per_category": n_images,
