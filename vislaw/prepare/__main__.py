@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(status.missing_message(gone, [args.config]), file=sys.stderr)
                 return 1
             print("everything this config needs is prepared")
-    except (sources.PrepareError, OSError, RuntimeError) as err:
+    except (hub.PrepareError, OSError, RuntimeError) as err:
         print(f"vislaw prepare: {err}", file=sys.stderr)
         return 1
     return 0

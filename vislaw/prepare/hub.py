@@ -24,6 +24,17 @@ from typing import Any
 from vislaw.data.settings import CacheSettings
 from vislaw.io.atomic import write_text_atomic
 
+
+class PrepareError(RuntimeError):
+    """A source or model that cannot be prepared; the message says what to do."""
+
+
+def hf_home(config: Mapping[str, Any]) -> Path | None:
+    """``cache.hf_home`` (the Hub cache every job reads offline), or None when not set."""
+    value = CacheSettings.from_config(config).hf_home
+    return Path(value) if value else None
+
+
 # lmms-eval's task datasets (docs/data.md): compute nodes without internet need them cached.
 BENCHMARK_DATASETS = {
     "mmbench_en": "lmms-lab/MMBench",
@@ -164,8 +175,6 @@ def run_prepare_models(
     ``require_home`` (the CLI asked for it)."""
     import os
 
-    from vislaw.prepare.sources import PrepareError, hf_home
-
     home = hf_home(config)
     markers = []
     if home is None and require_home:
@@ -267,8 +276,6 @@ def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None
     """Download one repo's needed files into ``<hf_home>/hub``; returns its marker.
     Raises PrepareError with an actionable message (gated, not found, offline)."""
     from huggingface_hub import snapshot_download
-
-    from vislaw.prepare.sources import PrepareError
 
     cache_dir = Path(hf_home) / "hub"
     try:

@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vislaw.data.settings import CacheSettings, DataSettings
+from vislaw.data.settings import DataSettings
 from vislaw.prepare.download import download, sha256_file
+from vislaw.prepare.hub import PrepareError, hf_home, hub_error_message
 from vislaw.prepare.unpack import marker_path, unpack
 
 DATASETS = ("pretrain", "instruct", "spair")
-
-
-class PrepareError(RuntimeError):
-    """A source or model that cannot be prepared; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +51,6 @@ class Source:
 
 def data_root(config: Mapping[str, Any]) -> Path:
     return Path(DataSettings.from_config(config).root)
-
-
-def hf_home(config: Mapping[str, Any]) -> Path | None:
-    """``cache.hf_home`` (the Hub cache every job reads offline), or None when not set."""
-    value = CacheSettings.from_config(config).hf_home
-    return Path(value) if value else None
 
 
 def sources(config: Mapping[str, Any]) -> dict[str, Source]:
@@ -95,8 +86,6 @@ def sources_for(config: Mapping[str, Any], dataset: str) -> list[Source]:
 def _fetch_hub_file(source: Source, cache: Path | None) -> Path:
     """The source's file from the Hub cache (downloaded there, resumable, if not yet)."""
     from huggingface_hub import hf_hub_download
-
-    from vislaw.prepare.hub import hub_error_message
 
     hub = source.hub
     try:
