@@ -282,6 +282,28 @@ def run_features(
     )
 
 
+def run_features_on_gpus(
+    config: Mapping[str, Any],
+    spec: EncoderSpec,
+    out: str | Path,
+    gpus: int,
+    *,
+    stage1: str | Path | None = None,
+    threads: int = 2,
+) -> None:
+    """Step ``features`` on ``gpus`` GPUs (:func:`extract_features_on_ranks`): the checked
+    config goes to a file beside ``out`` for the rank processes, removed afterwards."""
+    from vislaw.train.launch import write_run_config
+
+    out = Path(out)
+    run_config = out.with_name(f"{out.stem}.run_config.yaml")
+    write_run_config(config, run_config)
+    try:
+        extract_features_on_ranks(run_config, spec.name, out, gpus, stage1=stage1, threads=threads)
+    finally:
+        run_config.unlink(missing_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.config import ConfigError
     from vislaw.jobs import apply_runtime_settings, pick_device

@@ -8,6 +8,8 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
+    from vislaw.data.settings import DataSettings
+    from vislaw.features import FeaturesSettings, run_features, run_features_on_gpus
     from vislaw.pipeline import encoder_spec, load_checked_config
 
     config, specs = load_checked_config(snakemake.config)
@@ -16,26 +18,12 @@ with job_log(snakemake.log[0]):
     stage1 = snakemake.input.get("stage1")
     stage1 = Path(stage1).parent if stage1 else None
     gpus = int(snakemake.resources.get("gpu", 0) or 0)
-    if gpus > 1:  # one process per GPU, each on its share of the images (vislaw.features)
-        from vislaw.features import extract_features_on_ranks
-        from vislaw.train.launch import write_run_config
-
-        out = Path(snakemake.output[0])
-        run_config = out.with_name(f"{out.stem}.run_config.yaml")
-        write_run_config(config, run_config)
-        extract_features_on_ranks(
-            run_config,
-            spec.name,
-            out,
-            gpus,
-            stage1=stage1,
-            threads=max(1, snakemake.threads // gpus),
+    if gpus > 1:  # one process per GPU, each on its share of the images
+        threads = max(1, snakemake.threads // gpus)
+        run_features_on_gpus(
+            config, spec, snakemake.output[0], gpus, stage1=stage1, threads=threads
         )
-        run_config.unlink(missing_ok=True)
     else:  # one process (CPU or one GPU): the whole image set
-        from vislaw.data.settings import DataSettings
-        from vislaw.features import FeaturesSettings, run_features
-
         run_features(
             FeaturesSettings.from_config(config),
             DataSettings.from_config(config),
