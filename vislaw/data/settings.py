@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from vislaw.config import ConfigError
 from vislaw.sections import Section
 
 
@@ -72,8 +73,6 @@ class DataSettings(Section):
 
     def spair_root(self) -> Path:
         """The SPair-71k folder; a ConfigError names ``data.spair`` when the config has none."""
-        from vislaw.config import ConfigError
-
         if self.spair is None:
             raise ConfigError("data.spair", "missing: this step needs the SPair-71k dataset")
         return Path(self.root) / self.spair.root
