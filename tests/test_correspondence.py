@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vislaw.config import check_section
 from vislaw.data.spair import (
     MAX_KEYPOINTS,
     SpairImage,
@@ -37,7 +38,6 @@ from vislaw.scores.correspondence import (
     bbox_threshold_size,
     build_queries,
     fusion_channel_groups,
-    gather_rows,
     main,
     match_cells,
     normalise_features,
@@ -48,8 +48,10 @@ from vislaw.scores.correspondence import (
     predict_cells,
     predict_keypoints,
     read_rows,
+    run_c_scores_table,
     score_features,
 )
+from vislaw.scores.settings import CScoreSettings
 from vislaw.scores.symmetry import SPAIR_SYMMETRIC_GROUPS, geo_aware
 
 SIZE = 128  # encoder input size
@@ -377,9 +379,10 @@ def test_settings_are_checked():
         MatchSettings(temperature=0)
     with pytest.raises(ValueError, match="upsample"):
         MatchSettings(upsample=0)
-    assert MatchSettings.from_config({"matcher": "soft_argmax", "alphas": [0.1]}).matcher == (
-        "soft_argmax"
+    c_score = CScoreSettings.from_mapping(
+        check_section("c_score", {"matcher": "soft_argmax", "window": 2}), "c_score"
     )
+    assert MatchSettings.from_settings(c_score) == MatchSettings("soft_argmax", 2, 0.05, 1)
 
 
 # ---- PCK arithmetic -----------------------------------------------------------------------------
@@ -525,7 +528,7 @@ def test_cli_row_and_gathered_table(tmp_path, capsys):
         )
         rows.append(out)
     assert "PCK@0.10 per image 100.00" in capsys.readouterr().out
-    gather_rows(rows, tmp_path / "c_scores.csv")
+    run_c_scores_table(rows, tmp_path / "c_scores.csv")
     table = read_rows(tmp_path / "c_scores.csv")
     assert [r["encoder"] for r in table] == ["a", "b"]
     assert list(table[0])[: len(TABLE_COLUMNS)] == list(TABLE_COLUMNS)

@@ -47,7 +47,7 @@ DEMO_SHAPES = {
     "sd3": (8, 8, 64),
     "clip224+dinov2": (8, 8, 64),
 }
-# The paper's grids (shared/design.md table; ConvNeXt at 512 px without the fifth stage).
+# The paper's grids (the paper's Table; docs/encoders.md; ConvNeXt at 512 px without the fifth stage).
 PAPER_GRIDS = {
     "clip224": 16,
     "clip336": 24,

@@ -351,7 +351,7 @@ def test_hub_source_comes_from_the_hub_cache(tmp_path):
             }
         },
     )
-    config["cache"] = {"hf_home": str(tmp_path / "hf")}
+    config = check_config({**config, "cache": {"hf_home": str(tmp_path / "hf")}})
     marker = prepare_source(config, "json", progress=False)
     assert (
         tmp_path / "data" / "LLaVA-Pretrain" / "blip_laion_cc_sbu_558k.json"

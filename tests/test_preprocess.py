@@ -19,7 +19,7 @@ from vislaw.encoders.base import (
 from vislaw.encoders.preprocess import Letterbox, images_to_tensor, letterbox
 from vislaw.encoders.registry import FAMILIES
 
-# Each family's own normalisation (design.md): CLIP/ConvNeXt CLIP's, DINOv2 ImageNet's,
+# Each family's own normalisation (docs/encoders.md): CLIP/ConvNeXt CLIP's, DINOv2 ImageNet's,
 # SigLIP and the diffusion models [-1, 1].
 EXPECTED_NORM = {
     "clip": (CLIP_MEAN, CLIP_STD),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vislaw.config import load_config, schema
-from vislaw.sections import Section, section_models
+from vislaw.sections import Section, nested_model, section_models
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = [m for m in section_models() if m.SECTION]
@@ -57,10 +57,12 @@ def _drift(model: type[Section], node: dict[str, Any], key: str) -> list[str]:
             or field.default_factory is not dataclasses.MISSING
         ):
             problems.append(f"{key}.{name}: {model.__name__} writes a default (the schema's job)")
-        if "default" not in props[name] and name not in required:
+        nested, optional = nested_model(hints.get(name))
+        # an optional object section (``Model | None``) may be absent: None means "not given"
+        may_be_absent = optional and nested is not None
+        if "default" not in props[name] and name not in required and not may_be_absent:
             problems.append(f"{key}.{name}: neither a schema default nor required")
-        nested = hints.get(name)
-        if isinstance(nested, type) and issubclass(nested, Section):
+        if nested is not None:
             problems += _drift(nested, _resolve(props[name]), f"{key}.{name}")
     return problems
 
@@ -105,3 +107,24 @@ def test_a_missing_key_names_it() -> None:
 
     with pytest.raises(ValueError, match="features.batch_size"):
         Features.from_config({"features": {}})
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner(Section):
+    root: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer(Section):
+    """An optional nested section (module level: its hints must resolve)."""
+
+    SECTION: typing.ClassVar[str] = "outer"
+    spair: Inner | None
+
+
+def test_an_optional_section_is_none_when_absent() -> None:
+    assert nested_model(Inner | None) == (Inner, True)
+    assert Outer.from_config({"outer": {}}).spair is None
+    assert Outer.from_config({"outer": {"spair": {"root": "x"}}}).spair == Inner("x")
+    with pytest.raises(ValueError, match="outer.spair.root"):
+        Outer.from_config({"outer": {"spair": {}}})

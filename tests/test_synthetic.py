@@ -448,3 +448,21 @@ def test_cli_writes_the_config_root(tmp_path):
     manifest = json.loads((tmp_path / "data" / MANIFEST_NAME).read_text())
     assert manifest["seed"] == 2 and manifest["settings"]["n_pretrain"] == 3
     assert "demo data" in result.stderr  # the progress bar
+
+
+def test_data_settings_optional_sections_and_schema_defaults(project_root):
+    """data.synthetic (and the other optional datasets) are None when absent; the generator's
+    defaults are the schema's (no second copy in code)."""
+    from vislaw.config import load_config, schema
+    from vislaw.data.settings import DataSettings, SyntheticSettings
+
+    real = DataSettings.from_config(load_config(project_root / "config.yaml"))
+    assert real.synthetic is None and real.spair is not None and real.instruct is not None
+    assert real.benchmark_root == "benchmarks"  # the schema default (docs/data.md)
+    demo = DataSettings.from_config(load_config(project_root / "config/demo.yaml"))
+    assert isinstance(demo.synthetic, SyntheticSettings)
+    assert demo.synthetic.spair_categories == ("aeroplane", "bicycle", "bird")
+    filled = synthetic.resolve_settings({})
+    node = schema()["properties"]["data"]["properties"]["synthetic"]["properties"]
+    defaults = {k: v["default"] for k, v in node.items()}
+    assert filled.as_dict() == defaults

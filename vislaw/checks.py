@@ -148,7 +148,7 @@ def check_encoder(spec: EncoderSpec) -> None:
 # ---- training ----------------------------------------------------------------------------------
 def rule_gpus(config: Mapping[str, Any], rule: str) -> int:
     """Processes a training rule launches: its resources' gpus (one per GPU), else 1."""
-    resources = config.get("resources", {})
+    resources = config["resources"]  # rule name -> resources; "default" applies to all
     merged = {**resources.get("default", {}), **resources.get(rule, {})}
     return max(int(merged.get("gpus") or 0), 1)
 
@@ -179,7 +179,7 @@ def check_training(config: Mapping[str, Any], encoders: list[str]) -> None:
 # ---- LMVR --------------------------------------------------------------------------------------
 def llm_depth(config: Mapping[str, Any]) -> int | None:
     """Decoder layers of the configured LLM (tiny defaults + overrides, or its cached config)."""
-    llm = config.get("llm", {})
+    llm = config["llm"]  # tiny and model_id are optional (no schema default)
     tiny = llm.get("tiny")
     if tiny:
         from vislaw.vlm.tiny_llm import TINY_LLAMA

@@ -305,6 +305,28 @@ def check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def check_section(dotted: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """One section (``data.synthetic``) checked against its schema node, defaults filled in;
+    for a library call given just that section. Errors name the dotted key."""
+    node: dict = schema()
+    for part in dotted.split("."):
+        node = node["properties"][part]
+    values = copy.deepcopy(dict(values))
+    validator = jsonschema.Draft202012Validator({**node, "$defs": schema().get("$defs", {})})
+    errors = sorted(validator.iter_errors(values), key=lambda e: (-len(e.absolute_path), e.path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors) or errors[0]
+        path = _key_path(best)
+        key = dotted if path == "<root>" else f"{dotted}.{path}"
+        if best.validator == "additionalProperties" and isinstance(best.instance, Mapping):
+            known = best.schema.get("properties", {})
+            unknown = sorted(k for k in best.instance if k not in known)
+            raise ConfigError(f"{key}.{unknown[0]}", f"unknown key (known: {sorted(known)})")
+        raise ConfigError(key, _describe(best))
+    _fill_defaults(values, node, schema())
+    return values
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Read, merge top-level overrides, and check a config file."""
     data = read_yaml(path)

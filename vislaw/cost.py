@@ -68,7 +68,7 @@ class Line:
 
 
 def _is_diffusion(config: Mapping[str, Any], encoder: str) -> bool:
-    return config["encoders"][encoder].get("family") in DIFFUSION_FAMILIES
+    return config["encoders"][encoder]["family"] in DIFFUSION_FAMILIES
 
 
 def _per_job_gpu_hours(config: Mapping[str, Any], rule: str, encoder: str | None) -> float | None:
@@ -79,13 +79,13 @@ def _per_job_gpu_hours(config: Mapping[str, Any], rule: str, encoder: str | None
             "features_diffusion" if encoder and _is_diffusion(config, encoder) else "features"
         ]
     if rule == "stage1":
-        epochs = config.get("train", {}).get("stage1", {}).get("epochs", 1)
+        epochs = config["train"]["stage1"]["epochs"]
         key = "stage1_convllava" if encoder and trains_encoder(config, encoder) else "stage1"
         return GPU_HOURS[key] * epochs
     if rule == "stage2":
-        return GPU_HOURS["stage2"] * config.get("train", {}).get("stage2", {}).get("epochs", 1)
+        return GPU_HOURS["stage2"] * config["train"]["stage2"]["epochs"]
     if rule == "evaluate":
-        per_benchmark = config.get("eval", {}).get("jobs") == "per_benchmark"
+        per_benchmark = config["eval"]["jobs"] == "per_benchmark"
         return GPU_HOURS["evaluate_benchmark" if per_benchmark else "evaluate"]
     return GPU_HOURS.get(rule)
 
@@ -95,7 +95,7 @@ def job_hours(
 ) -> float | None:
     """Wall hours of ``encoder``'s job of ``rule`` (or the rule's longest) on ``gpus`` GPUs
     (ranks split the work), or None for a rule without an estimate."""
-    encoders = [n for n, s in config["encoders"].items() if s.get("family") != "fusion"]
+    encoders = [n for n, s in config["encoders"].items() if s["family"] != "fusion"]
     if encoder in config["encoders"]:
         encoders = [encoder]
     estimates = [_per_job_gpu_hours(config, rule, e) for e in (encoders or [None])]
@@ -130,7 +130,7 @@ def _job_encoders(config: Mapping[str, Any], rule: str) -> list[str]:
 
     names = list(config["encoders"])
     if rule == "features":
-        return [n for n in names if config["encoders"][n].get("family") != "fusion"]
+        return [n for n in names if config["encoders"][n]["family"] != "fusion"]
     if rule == "lmvr":
         return list(lmvr_settings(config).encoders)
     if rule == "stage1_only":
@@ -142,7 +142,7 @@ def cost_lines(config: Mapping[str, Any], targets: Sequence[str] | None = None) 
     """One line per GPU rule the targets run (checked config with defaults filled)."""
     from vislaw.resources import rule_gpus
 
-    targets = list(targets or config.get("targets", []))
+    targets = list(targets or config["targets"])
     rules = _needed_rules(targets)
     # Features of a trained encoder (ConvLLaVA) need its stage 1.
     if "features" in rules and _job_encoders(config, "stage1_only"):
@@ -153,7 +153,7 @@ def cost_lines(config: Mapping[str, Any], targets: Sequence[str] | None = None) 
         encoders = _job_encoders(config, rule)
         if rule == "stage1" and not _needed_rules(targets) & {"stage1"}:
             encoders = _job_encoders(config, "stage1_only")
-        per_encoder = config.get("eval", {}).get("jobs", "per_encoder") == "per_encoder"
+        per_encoder = config["eval"]["jobs"] == "per_encoder"
         jobs = len(encoders) * (
             1 if rule != "evaluate" or per_encoder else len(config["benchmarks"])
         )
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vislaw.config import load_config
 
     config = load_config(args.config)
-    targets = args.targets or config.get("targets", [])
+    targets = args.targets or config["targets"]
     print(f"# {args.config}: targets {' '.join(targets)}")
     print(format_table(cost_lines(config, targets)))
     total = sum(line.gpu_hours for line in cost_lines(config, targets))

@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from vislaw.data.settings import DataSettings
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.hdf5 import open_features, write_features
+from vislaw.sections import Section
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class FeaturesSettings(Section):
+    """``features``: the image set every encoder encodes for the C score, and how."""
+
+    SECTION: ClassVar[str] = "features"
+    image_set: str
+    batch_size: int
+    max_images: int | None
+    dtype: str
+    protocol: str
 
 
 def spair_image_ids(spair_root: str | Path) -> list[str]:
@@ -33,15 +48,21 @@ def spair_image_ids(spair_root: str | Path) -> list[str]:
     return ids
 
 
-def image_set(config: dict[str, Any]) -> tuple[Path, list[str]]:
-    """(image folder, ids) of the configured ``features.image_set``."""
-    settings = config["features"]
-    if settings["image_set"] != "spair":
-        raise ValueError(f"config key 'features.image_set': unknown {settings['image_set']!r}")
-    root = Path(config["data"]["root"]) / config["data"]["spair"]["root"]
+def image_set(config: Mapping[str, Any]) -> tuple[Path, list[str]]:
+    """(image folder, ids) of the configured ``features.image_set`` (a checked config)."""
+    return settings_image_set(
+        FeaturesSettings.from_config(config), DataSettings.from_config(config)
+    )
+
+
+def settings_image_set(features: FeaturesSettings, data: DataSettings) -> tuple[Path, list[str]]:
+    """(image folder, ids) of ``features.image_set``, the first ``max_images`` of them."""
+    if features.image_set != "spair":
+        raise ValueError(f"config key 'features.image_set': unknown {features.image_set!r}")
+    root = data.spair_root()
     ids = spair_image_ids(root)
-    if settings.get("max_images"):
-        ids = ids[: settings["max_images"]]
+    if features.max_images:
+        ids = ids[: features.max_images]
     return root / "JPEGImages", ids
 
 
@@ -143,6 +164,15 @@ def fuse_feature_files(
                 writer.append(first.ids[i : i + 1], np.concatenate(parts, axis=-1))
 
 
+def run_fuse_features(
+    spec: EncoderSpec, member_paths: Sequence[str | Path], out: str | Path
+) -> None:
+    """Step ``fuse_features``: the fusion ``spec``'s features from its members' files."""
+    if spec.family != "fusion":
+        raise ValueError(f"encoder {spec.name} is not a fusion (family {spec.family})")
+    fuse_feature_files(member_paths, out, spec=spec)
+
+
 def shard_ids(ids: Sequence[str], rank: int, world: int) -> list[str]:
     """Rank ``rank`` of ``world`` encodes every ``world``-th image from its own offset, so the
     shards are even to one image and interleave back in the original order."""
@@ -189,43 +219,95 @@ def extract_features_on_ranks(
     """The features job across ``processes`` GPUs: one ``python -m vislaw.features --shard``
     process per GPU (no collectives needed: each encodes its share of the images), then the
     shards merged in image order. Each process sees one of the job's GPUs."""
-    import os
-    import subprocess
     import sys
 
     from vislaw.pipeline import load_checked_config
+    from vislaw.ranks import rank_part, run_on_gpus
 
     config, _ = load_checked_config(config_path)
     _, ids = image_set(config)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    devices = visible.split(",") if visible else [str(i) for i in range(processes)]
-    out_path = Path(out_path)
-    parts = [
-        out_path.with_name(f"{out_path.stem}.rank{r}of{processes}.h5") for r in range(processes)
-    ]
-    procs = []
+    parts = [rank_part(out_path, r, processes) for r in range(processes)]
+    commands = []
     for rank, part in enumerate(parts):
         command = [sys.executable, "-m", "vislaw.features", "--config", str(config_path)]
         command += ["--encoder", encoder, "--out", str(part), "--threads", str(threads)]
         command += ["--shard", f"{rank}/{processes}"]
         if stage1:
             command += ["--stage1", str(stage1)]
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices[rank % len(devices)]}
-        procs.append(subprocess.Popen(command, env=env))
-    codes = [proc.wait() for proc in procs]
+        commands.append(command)
     try:
-        failed = [rank for rank, code in enumerate(codes) if code != 0]
-        if failed:
-            raise RuntimeError(f"features of {encoder}: rank(s) {failed} of {processes} failed")
+        run_on_gpus(commands, f"features of {encoder}")
         merge_shards(parts, ids, out_path)
     finally:
         for part in parts:
             part.unlink(missing_ok=True)
 
 
+def run_features(
+    features: FeaturesSettings,
+    data: DataSettings,
+    spec: EncoderSpec,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    stage1: str | Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> None:
+    """Step ``features`` in one process: encode the image set (or rank ``shard[0]``'s share of
+    ``shard[1]``, see :func:`shard_ids`) with ``spec`` into ``out``. ``stage1``: the stage-1
+    folder whose trained encoder tensors to use (an encoder its recipe trains, ConvLLaVA)."""
+    if spec.family == "fusion":
+        raise ValueError(
+            f"encoder {spec.name}: fusions are made from their members' files "
+            "(see rule fuse_features)"
+        )
+    folder, ids = settings_image_set(features, data)
+    if shard is not None:
+        ids = shard_ids(ids, *shard)
+    trained: dict[str, Any] = {}
+    if stage1:
+        from vislaw.vlm.checkpoints import read_encoder_weights
+
+        trained = read_encoder_weights(stage1)
+    extract_features(
+        spec,
+        folder,
+        ids,
+        out,
+        batch_size=features.batch_size,
+        dtype=features.dtype,
+        device=device,
+        trained=trained,
+        trained_source=str(stage1) if stage1 else "",
+    )
+
+
+def run_features_on_gpus(
+    config: Mapping[str, Any],
+    spec: EncoderSpec,
+    out: str | Path,
+    gpus: int,
+    *,
+    stage1: str | Path | None = None,
+    threads: int = 2,
+) -> None:
+    """Step ``features`` on ``gpus`` GPUs (:func:`extract_features_on_ranks`): the checked
+    config goes to a file beside ``out`` for the rank processes, removed afterwards."""
+    from vislaw.train.launch import write_run_config
+
+    out = Path(out)
+    run_config = out.with_name(f"{out.stem}.run_config.yaml")
+    write_run_config(config, run_config)
+    try:
+        extract_features_on_ranks(run_config, spec.name, out, gpus, stage1=stage1, threads=threads)
+    finally:
+        run_config.unlink(missing_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    from vislaw.config import ConfigError
     from vislaw.jobs import apply_runtime_settings, pick_device
-    from vislaw.pipeline import load_checked_config
+    from vislaw.pipeline import encoder_spec, load_checked_config
 
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.features",
@@ -241,31 +323,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--shard", help="R/N: encode only rank R's share of N (see shard_ids)")
     args = parser.parse_args(argv)
     config, specs = load_checked_config(args.config)
-    if args.encoder not in specs:
-        parser.error(f"encoder '{args.encoder}' is not in {args.config}: {sorted(specs)}")
-    apply_runtime_settings(config, args.threads)
-    spec = specs[args.encoder]
+    try:
+        spec = encoder_spec(specs, args.encoder, args.config)
+    except ConfigError as err:
+        parser.error(str(err))
     if spec.family == "fusion":
         parser.error("fusions are made from their members' files (see rule fuse_features)")
-    folder, ids = image_set(config)
-    if args.shard:
-        rank, world = (int(x) for x in args.shard.split("/"))
-        ids = shard_ids(ids, rank, world)
-    trained = {}
-    if args.stage1:
-        from vislaw.vlm.checkpoints import read_encoder_weights
-
-        trained = read_encoder_weights(args.stage1)
-    extract_features(
+    apply_runtime_settings(config, args.threads)
+    shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else None
+    run_features(
+        FeaturesSettings.from_config(config),
+        DataSettings.from_config(config),
         spec,
-        folder,
-        ids,
         args.out,
-        batch_size=config["features"]["batch_size"],
-        dtype=config["features"]["dtype"],
         device=pick_device(config),
-        trained=trained,
-        trained_source=args.stage1 or "",
+        stage1=args.stage1,
+        shard=shard,
     )
 
 

@@ -17,7 +17,9 @@ How to write one::
     settings = LawSettings.from_config(checked_config)
 
 A nested object section becomes a nested model (its field annotated with the model class; built
-recursively); lists become tuples. Fields that a model derives (not config keys) are listed in
+recursively); lists become tuples. An optional object section (one whose presence means
+something, e.g. ``data.synthetic``: no default, not required) is a field annotated
+``Model | None``: None when the config lacks it. Fields that a model derives (not config keys) are listed in
 ``DERIVED`` and may carry defaults. Add the defining module to :data:`SECTION_MODULES`.
 """
 
@@ -37,6 +39,9 @@ SECTION_MODULES: tuple[str, ...] = (
     "vislaw.lmvr.settings",
     "vislaw.train.settings",
     "vislaw.eval.settings",
+    "vislaw.data.settings",
+    "vislaw.features",
+    "vislaw.scores.settings",
 )
 
 
@@ -57,6 +62,18 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _freeze(v) for k, v in value.items()}
     return value
+
+
+def nested_model(hint: Any) -> tuple[type[Section] | None, bool]:
+    """(the Section model a field annotation names or None, whether it is ``... | None``)."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else None
+    if isinstance(hint, type) and issubclass(hint, Section):
+        return hint, optional
+    return None, optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +98,14 @@ class Section:
         hints = typing.get_type_hints(cls)
         kwargs: dict[str, Any] = {}
         for f in cls.config_fields():
+            nested, optional = nested_model(hints.get(f.name))
+            if f.name not in values and optional and nested is not None:
+                kwargs[f.name] = None
+                continue
             if f.name not in values:
                 raise ConfigError(f"{key}.{f.name}" if key else f.name, "missing")
             value = values[f.name]
-            nested = hints.get(f.name)
-            if isinstance(nested, type) and issubclass(nested, Section):
+            if nested is not None and value is not None:
                 value = nested.from_mapping(value, f"{key}.{f.name}" if key else f.name)
             kwargs[f.name] = _freeze(value)
         return cls(**kwargs, **derived)

@@ -1,25 +1,20 @@
 """Rule `a_scores`: the A-score table from the cached embeddings and log-likelihoods."""
 
-import json
-from pathlib import Path
-
 from vislaw.jobs import job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
-    from vislaw.scores.a_table import a_score_rows, write_rows
+    from vislaw.config import check_config
+    from vislaw.scores.a_table import run_a_scores
+    from vislaw.scores.settings import AScoreSettings
 
-    config = snakemake.config
-    loglik = {}
-    for path in snakemake.input.loglik:
-        record = json.loads(Path(path).read_text())
-        loglik[record["encoder"]] = record["a_loglik"]
-    rows = a_score_rows(
+    config = check_config(snakemake.config)
+    run_a_scores(
+        AScoreSettings.from_config(config),
         list(config["encoders"]),
         list(config["benchmarks"]),
         lambda bench, enc: snakemake.params.embedding.format(benchmark=bench, encoder=enc),
-        loglik,
-        config["a_score"]["references"],
+        snakemake.input.loglik,
+        snakemake.output[0],
     )
-    write_rows(rows, snakemake.output[0])

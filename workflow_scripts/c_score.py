@@ -7,22 +7,13 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.config import check_config
-    from vislaw.scores.correspondence import (
-        feature_channels,
-        inputs_from_config,
-        score_features,
-        write_rows,
-    )
+    from vislaw.scores.correspondence import inputs_from_config, run_c_score
 
-    inputs = inputs_from_config(check_config(snakemake.config))
-    # A fusion's member files are inputs: their channel counts split the fused vector so each
-    # member is L2-normalised on its own before the cosine.
-    groups = [feature_channels(p) for p in snakemake.input.members] or None
-    row = score_features(
+    row = run_c_score(
+        inputs_from_config(check_config(snakemake.config)),
         snakemake.input.features,
-        inputs,
+        snakemake.output[0],
         encoder=snakemake.wildcards.encoder,
-        channel_groups=groups,
+        member_features=list(snakemake.input.members),
     )
-    write_rows(snakemake.output[0], [row])
     print({k: row[k] for k in ("encoder", "pck10_image", "n_pairs", "n_points")})

@@ -5,6 +5,6 @@ from vislaw.jobs import job_log
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
-    from vislaw.scores.correspondence import gather_rows
+    from vislaw.scores.correspondence import run_c_scores_table
 
-    gather_rows(list(snakemake.input), snakemake.output[0])
+    run_c_scores_table(list(snakemake.input), snakemake.output[0])

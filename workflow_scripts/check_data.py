@@ -6,8 +6,8 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.data.check import check_dataset
+    from vislaw.data.check import run_check_data
+    from vislaw.data.settings import DataSettings
 
-    report = check_dataset(check_config(snakemake.config), snakemake.wildcards.dataset)
-    print(report.summary())
-    report.write_or_raise(snakemake.output[0])
+    data = DataSettings.from_config(check_config(snakemake.config))
+    run_check_data(data, snakemake.wildcards.dataset, snakemake.output[0])

@@ -5,10 +5,9 @@ from vislaw.jobs import job_log
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
-    from vislaw.features import fuse_feature_files
-    from vislaw.pipeline import load_checked_config
+    from vislaw.features import run_fuse_features
+    from vislaw.pipeline import encoder_spec, load_checked_config
 
     _, specs = load_checked_config(snakemake.config)
-    fuse_feature_files(
-        snakemake.input, snakemake.output[0], spec=specs[snakemake.wildcards.encoder]
-    )
+    spec = encoder_spec(specs, snakemake.wildcards.encoder)
+    run_fuse_features(spec, list(snakemake.input), snakemake.output[0])

@@ -3,21 +3,15 @@
 No torch here, so no apply_runtime_settings: the generator only draws with PIL and numpy.
 """
 
-from pathlib import Path
-
 from vislaw.jobs import job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.data.synthetic import MANIFEST_NAME, generate_from_config
+    from vislaw.data.settings import DataSettings
+    from vislaw.data.synthetic import run_synthetic_data
 
     config = check_config(snakemake.config)
-    expected = Path(config["data"]["root"]) / MANIFEST_NAME
-    manifest_path = Path(snakemake.output.manifest)
-    if manifest_path.resolve() != expected.resolve():
-        raise ValueError(f"rule output {manifest_path} is not the generator's manifest {expected}")
-    generate_from_config(config)
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"the generator finished but {manifest_path} is missing")
+    data = DataSettings.from_config(config)
+    run_synthetic_data(data, config["seed"], manifest=snakemake.output.manifest)

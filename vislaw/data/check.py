@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.data.images import DataError, image_path
+from vislaw.data.settings import DataSettings, SpairSettings
 from vislaw.io.atomic import write_text_atomic
 
+DATASETS = ("pretrain", "instruct", "spair")
+"""The datasets a config may name under ``data`` that check_data validates."""
 SHOWN = 20  # bad items listed per kind in the summary (the report file lists them all)
 
 
@@ -160,21 +163,33 @@ def _spair_image(root: Path, image_id: str, report: Report, image_module: Any):
     return image
 
 
-def check_dataset(config: Mapping[str, Any], dataset: str) -> Report:
-    """Check ``data.<dataset>`` (pretrain, instruct or spair) of a schema-checked config."""
-    data = config["data"]
-    if dataset not in data:
+def check_dataset(data: DataSettings | Mapping[str, Any], dataset: str) -> Report:
+    """Check ``data.<dataset>`` (pretrain, instruct or spair): ``data`` is the DataSettings or a
+    schema-checked config (whose ``data`` section is read)."""
+    if not isinstance(data, DataSettings):
+        data = DataSettings.from_config(data)
+    entry = getattr(data, dataset, None) if dataset in DATASETS else None
+    if entry is None:
         raise DataError(f"config key 'data.{dataset}' is not set: nothing to check")
-    root = Path(data["root"])
+    root = Path(data.root)
 
     def under(value: str) -> Path:
         return Path(value) if Path(value).is_absolute() else root / value
 
     report = Report(dataset)
-    if dataset == "spair":
-        return check_spair(under(data["spair"]["root"]), data["spair"].get("split", "test"), report)
-    entry = data[dataset]
-    return check_llava(under(entry["json"]), under(entry["image_folder"]), report)
+    if isinstance(entry, SpairSettings):
+        return check_spair(under(entry.root), entry.split, report)
+    return check_llava(under(entry.json), under(entry.image_folder), report)
+
+
+def run_check_data(data: DataSettings, dataset: str, out: str | Path | None) -> Report:
+    """Step ``check_data``: check one dataset, print the summary, write the report to ``out``
+    (Report.write_or_raise: a bad dataset's report goes beside it and DataError is raised)."""
+    report = check_dataset(data, dataset)
+    print(report.summary())
+    if out is not None:
+        report.write_or_raise(out)
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,16 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Validate a dataset of a config; list every bad item, counted by kind.",
     )
     parser.add_argument("--config", required=True, help="workflow config YAML")
-    parser.add_argument("--dataset", required=True, choices=["pretrain", "instruct", "spair"])
+    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
     parser.add_argument("--out", help="report file (written when the dataset is clean)")
     args = parser.parse_args(argv)
-    report = check_dataset(load_config(args.config), args.dataset)
-    print(report.summary())
-    if args.out:
-        try:
-            report.write_or_raise(args.out)
-        except DataError:
-            return 1
+    try:
+        report = run_check_data(
+            DataSettings.from_config(load_config(args.config)), args.dataset, args.out
+        )
+    except DataError:
+        return 1
     return 1 if report.bad else 0
 
 

@@ -474,23 +474,43 @@ def pair_name(pair_id: int, src_name: str, trg_name: str, category: str) -> str:
     return f"{pair_id:06d}-{Path(src_name).stem}-{Path(trg_name).stem}:{category}"
 
 
-def write_image_annotation(root: str | Path, image: SpairImage) -> Path:
-    path = image_annotation_path(root, image.image_id)
+LAYOUT_SIZES = ("large", "small")
+"""The release lists each split twice (``Layout/large``, ``Layout/small``); readers use large."""
+
+
+def _write_json(path: Path, record: Mapping[str, Any]) -> Path:
+    """Every SPair file this project writes has one format (indented JSON, newline-ended)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(image_annotation_json(image)))
+    path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def write_image_record(root: str | Path, image_id: str, record: Mapping[str, Any]) -> Path:
+    """``ImageAnnotation/<category>/<stem>.json`` of image ``<category>/<file>``: ``record``
+    as given (a generator may add the release's extra keys: pose, azimuth_id, ...)."""
+    return _write_json(image_annotation_path(root, image_id), record)
+
+
+def write_pair_record(root: str | Path, split: str, record: Mapping[str, Any]) -> Path:
+    """``PairAnnotation/<split>/<filename>.json`` (``record["filename"]`` is the pair name,
+    :func:`pair_name`)."""
+    return _write_json(Path(root) / "PairAnnotation" / split / f"{record['filename']}.json", record)
+
+
+def write_image_annotation(root: str | Path, image: SpairImage) -> Path:
+    return write_image_record(root, image.image_id, image_annotation_json(image))
 
 
 def write_pair_annotation(root: str | Path, split: str, pair: SpairPair) -> Path:
-    path = Path(root) / "PairAnnotation" / split / f"{pair.name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(pair_annotation_json(pair)))
-    return path
+    return write_pair_record(root, split, pair_annotation_json(pair))
 
 
-def write_layout(root: str | Path, split: str, pairs: Sequence[SpairPair]) -> Path:
-    """``Layout/large/<split>.txt``: the split's pair names, one a line."""
-    path = Path(root) / "Layout" / "large" / f"{split}.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{p.name}\n" for p in pairs))
-    return path
+def write_layout(root: str | Path, split: str, pairs: Sequence[SpairPair | str]) -> Path:
+    """``Layout/{large,small}/<split>.txt``: the split's pair names (or pairs), one a line;
+    returns the large list, the one readers use."""
+    names = [p if isinstance(p, str) else p.name for p in pairs]
+    paths = [Path(root) / "Layout" / size / f"{split}.txt" for size in LAYOUT_SIZES]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{name}\n" for name in names))
+    return paths[0]

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from vislaw.config import ConfigError
+from vislaw.config import ConfigError, check_section
 from vislaw.data.dialogue import (
     BENCHMARKS,
     PRETRAIN_INSTRUCTIONS,
@@ -42,18 +42,26 @@ from vislaw.data.dialogue import (
     text_only_turns,
 )
 from vislaw.data.objects import RenderedObject, generate_object_image
+from vislaw.data.settings import DataSettings, SyntheticSettings
 from vislaw.data.shapes import caption, render_scene, sample_scene
+from vislaw.data.spair import (
+    SPLITS,
+    pair_name,
+    write_image_record,
+    write_layout,
+    write_pair_record,
+)
 from vislaw.data.templates import SPAIR_TEMPLATES
 from vislaw.io.atomic import atomic_dir, write_text_atomic
 
 __all__ = [
     "BENCHMARKS",
-    "DEFAULT_SETTINGS",
     "LAYOUT",
     "MANIFEST_NAME",
     "SPAIR_TEMPLATES",
     "generate_demo_data",
     "generate_from_config",
+    "run_synthetic_data",
     "resolve_settings",
 ]
 
@@ -63,24 +71,6 @@ MARKER_NAME = ".vislaw-demo-data"
 MANIFEST_FORMAT = "vislaw-demo-data"
 MANIFEST_VERSION = 1
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "image_size": 96,
-    "n_pretrain": 64,
-    "n_instruct": 64,
-    "n_spair_images_per_category": 4,
-    "n_spair_pairs_per_category": 4,
-    "spair_categories": ["aeroplane", "bicycle", "bird"],
-    "n_benchmark_questions": 16,
-}
-_MINIMUMS = {
-    "image_size": 16,
-    "n_pretrain": 1,
-    "n_instruct": 1,
-    "n_spair_images_per_category": 2,
-    "n_spair_pairs_per_category": 1,
-    "n_benchmark_questions": 1,
-}
-
 LAYOUT: dict[str, Any] = {
     "pretrain": {"json": "pretrain/blip_laion_cc_sbu_558k.json", "image_folder": "pretrain/images"},
     "instruct": {"json": "instruct/llava_v1_5_mix665k.json", "image_folder": "instruct/images"},
@@ -89,7 +79,7 @@ LAYOUT: dict[str, Any] = {
 }
 """Where the generator writes, relative to ``data.root`` (the demo config names the same)."""
 
-SPAIR_SPLITS = ("trn", "val", "test")
+SPAIR_SPLITS = SPLITS
 JPEG_OPTIONS = {"format": "JPEG", "quality": 95, "subsampling": 0}
 """Fixed quality; 4:4:4 chroma keeps thin parts' colours true at their keypoints."""
 PNG_OPTIONS = {"format": "PNG", "compress_level": 6}
@@ -111,25 +101,15 @@ def _category_key(category: str) -> int:
 # ---- settings ----------------------------------------------------------------------------------
 
 
-def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults filled in and values checked; errors name the ``data.synthetic`` key."""
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise ConfigError(
-            f"data.synthetic.{unknown[0]}", f"unknown key (known: {sorted(DEFAULT_SETTINGS)})"
-        )
-    resolved = {**DEFAULT_SETTINGS, **settings}
-    for key, minimum in _MINIMUMS.items():
-        value = resolved[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(
-                f"data.synthetic.{key}", f"must be an integer >= {minimum}, got {value!r}"
-            )
-    categories = resolved["spair_categories"]
-    if isinstance(categories, str) or not isinstance(categories, Sequence) or not categories:
-        raise ConfigError("data.synthetic.spair_categories", "must be a non-empty list of names")
-    categories = list(categories)
+def resolve_settings(
+    settings: SyntheticSettings | Mapping[str, Any] | None,
+) -> SyntheticSettings:
+    """The ``data.synthetic`` model: a mapping is checked against the schema (which fills its
+    defaults), then what the schema cannot say is checked. Errors name the key."""
+    if not isinstance(settings, SyntheticSettings):
+        checked = check_section("data.synthetic", settings or {})
+        settings = SyntheticSettings.from_mapping(checked, "data.synthetic")
+    categories = list(settings.spair_categories)
     for name in categories:
         if name not in SPAIR_TEMPLATES:
             raise ConfigError(
@@ -138,32 +118,31 @@ def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
             )
     if len(set(categories)) != len(categories):
         raise ConfigError("data.synthetic.spair_categories", f"duplicate names in {categories}")
-    resolved["spair_categories"] = categories
-    n_images = resolved["n_spair_images_per_category"]
-    if resolved["n_spair_pairs_per_category"] > n_images * (n_images - 1):
+    n_images = settings.n_spair_images_per_category
+    if settings.n_spair_pairs_per_category > n_images * (n_images - 1):
         raise ConfigError(
             "data.synthetic.n_spair_pairs_per_category",
             f"{n_images} images per category make at most {n_images * (n_images - 1)} ordered pairs",
         )
-    return resolved
+    return settings
 
 
-def check_layout(config: Mapping[str, Any]) -> None:
+def check_layout(data: DataSettings) -> None:
     """The config's dataset paths must be the ones the generator writes."""
-    data = config["data"]
     for key, expected in LAYOUT.items():
-        if key not in data:
+        entry = getattr(data, key)
+        if entry is None:
             continue
         if isinstance(expected, dict):
             for sub, path in expected.items():
-                if sub in data[key] and data[key][sub] != path:
+                if getattr(entry, sub) != path:
                     raise ConfigError(
                         f"data.{key}.{sub}",
-                        f"the synthetic generator writes {path!r}, not {data[key][sub]!r}",
+                        f"the synthetic generator writes {path!r}, not {getattr(entry, sub)!r}",
                     )
-        elif data[key] != expected:
+        elif entry != expected:
             raise ConfigError(
-                f"data.{key}", f"the synthetic generator writes {expected!r}, not {data[key]!r}"
+                f"data.{key}", f"the synthetic generator writes {expected!r}, not {entry!r}"
             )
 
 
@@ -188,13 +167,13 @@ def _conversation(turns: list[tuple[str, str]], with_image: bool) -> list[dict[s
     return messages
 
 
-def write_pretrain(out: Path, settings: Mapping[str, Any], seed: int, bar: tqdm) -> dict[str, int]:
+def write_pretrain(out: Path, settings: SyntheticSettings, seed: int, bar: tqdm) -> dict[str, int]:
     """LLaVA-Pretrain-558K style: one captioning turn per image."""
     folder = out / LAYOUT["pretrain"]["image_folder"]
     records = []
-    for i in range(settings["n_pretrain"]):
+    for i in range(settings.n_pretrain):
         rng = item_rng(seed, "pretrain", i)
-        scene = sample_scene(rng, settings["image_size"], int(rng.integers(1, 4)))
+        scene = sample_scene(rng, settings.image_size, int(rng.integers(1, 4)))
         sample_id = f"{i:09d}"
         rel = f"{sample_id[:5]}/{sample_id}.jpg"
         _save(render_scene(scene, rng), folder / rel, JPEG_OPTIONS)
@@ -218,18 +197,18 @@ def text_only_indices(n: int) -> set[int]:
     return {(k + 1) * step - 1 for k in range(n_text)}
 
 
-def write_instruct(out: Path, settings: Mapping[str, Any], seed: int, bar: tqdm) -> dict[str, int]:
+def write_instruct(out: Path, settings: SyntheticSettings, seed: int, bar: tqdm) -> dict[str, int]:
     """LLaVA-1.5-665K style: multi-turn QA about an image, plus a few text-only samples."""
     folder = out / LAYOUT["instruct"]["image_folder"]
-    text_only = text_only_indices(settings["n_instruct"])
+    text_only = text_only_indices(settings.n_instruct)
     records = []
-    for i in range(settings["n_instruct"]):
+    for i in range(settings.n_instruct):
         rng = item_rng(seed, "instruct", i)
         if i in text_only:
             turns = text_only_turns(rng)
             records.append({"id": f"text_{i:06d}", "conversations": _conversation(turns, False)})
         else:
-            scene = sample_scene(rng, settings["image_size"], int(rng.integers(1, 5)))
+            scene = sample_scene(rng, settings.image_size, int(rng.integers(1, 5)))
             sample_id = f"{i:012d}"
             rel = f"shapes/{sample_id}.jpg"
             _save(render_scene(scene, rng), folder / rel, JPEG_OPTIONS)
@@ -277,7 +256,6 @@ def _pair_annotation(
         (k for k in src["kps"] if src["kps"][k] is not None and trg["kps"][k] is not None),
         key=int,
     )
-    src_stem, trg_stem = src["filename"][:-4], trg["filename"][:-4]
     azimuth_gap = abs(src["azimuth_id"] - trg["azimuth_id"]) % 8
     azimuth_gap = min(azimuth_gap, 8 - azimuth_gap)
 
@@ -286,7 +264,7 @@ def _pair_annotation(
 
     sides = sorted([box_side(src["bndbox"]), box_side(trg["bndbox"])])
     return {
-        "filename": f"{pair_id}-{src_stem}-{trg_stem}:{category}",
+        "filename": pair_name(pair_id, src["filename"], trg["filename"], category),
         "src_imname": src["filename"],
         "trg_imname": trg["filename"],
         "src_imsize": [src["image_width"], src["image_height"], 3],
@@ -308,25 +286,25 @@ def _pair_annotation(
     }
 
 
-def write_spair(out: Path, settings: Mapping[str, Any], seed: int, bar: tqdm) -> dict[str, Any]:
+def write_spair(out: Path, settings: SyntheticSettings, seed: int, bar: tqdm) -> dict[str, Any]:
     """SPair-71k's layout: images, per-image and per-pair annotations, split lists."""
     root = out / LAYOUT["spair"]["root"]
     n_images, n_pairs = (
-        settings["n_spair_images_per_category"],
-        settings["n_spair_pairs_per_category"],
+        settings.n_spair_images_per_category,
+        settings.n_spair_pairs_per_category,
     )
     placements: dict[str, Any] = {}
     split_stems: dict[str, list[str]] = {split: [] for split in SPAIR_SPLITS}
-    for category in settings["spair_categories"]:
+    for category in settings.spair_categories:
         template = SPAIR_TEMPLATES[category]
         annotations = []
         for i in range(n_images):
             rng = item_rng(seed, "spair_image", _category_key(category), i)
-            obj = generate_object_image(template, rng, settings["image_size"])
+            obj = generate_object_image(template, rng, settings.image_size)
             stem = f"{category}_{i + 1:06d}"
             _save(obj.image, root / "JPEGImages" / category / f"{stem}.jpg", JPEG_OPTIONS)
             annotation = _image_annotation(category, stem, obj)
-            _dump_json(root / "ImageAnnotation" / category / f"{stem}.json", annotation)
+            write_image_record(root, f"{category}/{stem}.jpg", annotation)
             placements[f"{category}/{stem}.jpg"] = obj.placement.to_json()
             # Carried for pair flags only; not part of the written ImageAnnotation.
             annotations.append({**annotation, "mirror": obj.placement.mirror})
@@ -361,15 +339,12 @@ def write_spair(out: Path, settings: Mapping[str, Any], seed: int, bar: tqdm) ->
             for a, b in chosen[split]:
                 pair_id = len(split_stems[split]) + 1
                 record = _pair_annotation(pair_id, category, annotations[a], annotations[b])
-                _dump_json(root / "PairAnnotation" / split / f"{record['filename']}.json", record)
+                write_pair_record(root, split, record)
                 split_stems[split].append(record["filename"])
-    for size in ("large", "small"):
-        for split in SPAIR_SPLITS:
-            path = root / "Layout" / size / f"{split}.txt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(f"{stem}\n" for stem in split_stems[split]))
+    for split in SPAIR_SPLITS:
+        write_layout(root, split, split_stems[split])
     return {
-        "categories": list(settings["spair_categories"]),
+        "categories": list(settings.spair_categories),
         "images_per_category": n_images,
         "pairs": {split: len(split_stems[split]) for split in SPAIR_SPLITS},
         "placements": placements,
@@ -377,17 +352,17 @@ def write_spair(out: Path, settings: Mapping[str, Any], seed: int, bar: tqdm) ->
 
 
 def write_benchmarks(
-    out: Path, settings: Mapping[str, Any], seed: int, bar: tqdm
+    out: Path, settings: SyntheticSettings, seed: int, bar: tqdm
 ) -> dict[str, int]:
     """One folder per benchmark: questions.jsonl (flat multiple choice) and PNG images."""
     counts = {}
     for b, name in enumerate(BENCHMARKS):
         folder = out / LAYOUT["benchmark_root"] / name
         lines = []
-        for i in range(settings["n_benchmark_questions"]):
+        for i in range(settings.n_benchmark_questions):
             rng = item_rng(seed, "benchmark", b, i)
             n_shapes = int(rng.integers(1, 5)) if name == "synth_count" else 1
-            scene = sample_scene(rng, settings["image_size"], n_shapes)
+            scene = sample_scene(rng, settings.image_size, n_shapes)
             rel = f"{i:05d}.png"
             _save(render_scene(scene, rng), folder / "images" / rel, PNG_OPTIONS)
             record = {
@@ -428,7 +403,11 @@ def _check_replaceable(root: Path) -> None:
 
 
 def generate_demo_data(
-    root: str | Path, settings: Mapping[str, Any] | None, seed: int, *, progress: bool = True
+    root: str | Path,
+    settings: SyntheticSettings | Mapping[str, Any] | None,
+    seed: int,
+    *,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Write the demo datasets under ``root`` (replacing an earlier generation) and return the
     manifest, which is also written, last, to ``<root>/vislaw-demo-data.json``."""
@@ -438,10 +417,10 @@ def generate_demo_data(
     root = Path(root)
     _check_replaceable(root)
     total = (
-        settings["n_pretrain"]
-        + settings["n_instruct"]
-        + settings["n_spair_images_per_category"] * len(settings["spair_categories"])
-        + settings["n_benchmark_questions"] * len(BENCHMARKS)
+        settings.n_pretrain
+        + settings.n_instruct
+        + settings.n_spair_images_per_category * len(settings.spair_categories)
+        + settings.n_benchmark_questions * len(BENCHMARKS)
     )
     with atomic_dir(root) as tmp:
         (tmp / MARKER_NAME).write_text("written by vislaw.data.synthetic; safe to replace\n")
@@ -450,7 +429,7 @@ def generate_demo_data(
                 "format": MANIFEST_FORMAT,
                 "version": MANIFEST_VERSION,
                 "seed": seed,
-                "settings": settings,
+                "settings": settings.as_dict(),
                 "layout": LAYOUT,
                 "pretrain": write_pretrain(tmp, settings, seed, bar),
                 "instruct": write_instruct(tmp, settings, seed, bar),
@@ -462,21 +441,38 @@ def generate_demo_data(
     return manifest
 
 
+def run_synthetic_data(
+    data: DataSettings,
+    seed: int,
+    *,
+    root: str | Path | None = None,
+    manifest: str | Path | None = None,
+) -> dict[str, Any]:
+    """Step ``synthetic_data``: generate ``data.synthetic`` into ``root`` (default
+    ``data.root``). ``manifest``: the path the caller (the rule) expects the manifest at; it
+    must be the generator's and must exist afterwards."""
+    if data.synthetic is None:
+        raise ConfigError(
+            "data.synthetic", "missing: this config uses real data, nothing to generate"
+        )
+    check_layout(data)
+    target = Path(root if root is not None else data.root)
+    if manifest is not None and Path(manifest).resolve() != (target / MANIFEST_NAME).resolve():
+        raise ValueError(
+            f"rule output {manifest} is not the generator's manifest {target / MANIFEST_NAME}"
+        )
+    result = generate_demo_data(target, data.synthetic, seed)
+    if manifest is not None and not Path(manifest).is_file():
+        raise FileNotFoundError(f"the generator finished but {manifest} is missing")
+    return result
+
+
 def generate_from_config(
     config: Mapping[str, Any], *, root: str | Path | None = None, seed: int | None = None
 ) -> dict[str, Any]:
     """Generate from a checked config (``data.synthetic``, ``data.root``, ``seed``)."""
-    data = config["data"]
-    if "synthetic" not in data:
-        raise ConfigError(
-            "data.synthetic", "missing: this config uses real data, nothing to generate"
-        )
-    check_layout(config)
-    return generate_demo_data(
-        root if root is not None else data["root"],
-        data["synthetic"],
-        config.get("seed", 0) if seed is None else seed,
-    )
+    data = DataSettings.from_config(config)
+    return run_synthetic_data(data, config["seed"] if seed is None else seed, root=root)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

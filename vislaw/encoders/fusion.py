@@ -11,8 +11,8 @@ Its env: "transformers" when every member's family lives in that stack, else "di
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec, VisionEncoder
@@ -23,16 +23,23 @@ if TYPE_CHECKING:
 
 
 def _family(spec: EncoderSpec) -> type[VisionEncoder]:
-    # Imported here: the registry imports this module.
-    from vislaw.encoders.registry import family_class
-
-    return family_class(spec.family)
+    """The class of a member's family (FusionEncoder.member_families, set by the registry)."""
+    families = FusionEncoder.member_families
+    if spec.family not in families:
+        raise KeyError(
+            f"fusion member '{spec.name}': unknown encoder family '{spec.family}' "
+            f"(known: {sorted(families)}; vislaw.encoders.registry fills them in)"
+        )
+    return families[spec.family]
 
 
 class FusionEncoder(VisionEncoder):
     family = "fusion"
     # The superset stack; env_for picks the lighter one when every member allows it.
     conda_env = "diffusers"
+    # family name -> class of the members: the registry (the one module that imports every
+    # family, this one included) hands its map in, so this module does not import it back.
+    member_families: ClassVar[Mapping[str, type[VisionEncoder]]] = {}
 
     @classmethod
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:

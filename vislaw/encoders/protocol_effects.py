@@ -124,8 +124,28 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_protocol_effects(
+    specs: Sequence[EncoderSpec],
+    n_images: int,
+    *,
+    spair_root: str | Path | None = None,
+    symmetry: str = "synthetic",
+) -> list[dict[str, Any]]:
+    """One row per encoder: how the vislaw and paper protocols differ on ``n_images`` sample
+    images, and with ``spair_root`` the C score under each."""
+    images = sample_images(n_images)
+    rows = []
+    for spec in specs:
+        row = measure(spec, images)
+        if spair_root:
+            row.update(c_scores(spec, spair_root, symmetry))
+        rows.append(row)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    from vislaw.pipeline import load_checked_config
+    from vislaw.config import ConfigError
+    from vislaw.pipeline import encoder_spec, load_checked_config
 
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.encoders.protocol_effects",
@@ -138,17 +158,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--symmetry", default="synthetic", choices=("spair", "synthetic"))
     args = parser.parse_args(argv)
     _, specs = load_checked_config(args.config)
-    names = args.encoders or list(specs)
-    unknown = sorted(set(names) - set(specs))
-    if unknown:
-        parser.error(f"encoders {unknown} are not in {args.config}: {sorted(specs)}")
-    images = sample_images(args.images)
-    rows = []
-    for name in names:
-        row = measure(specs[name], images)
-        if args.spair_root:
-            row.update(c_scores(specs[name], args.spair_root, args.symmetry))
-        rows.append(row)
+    try:
+        chosen = [encoder_spec(specs, name, args.config) for name in args.encoders or specs]
+    except ConfigError as err:
+        parser.error(str(err))
+    rows = run_protocol_effects(
+        chosen, args.images, spair_root=args.spair_root, symmetry=args.symmetry
+    )
     print(markdown(rows))
 
 

@@ -36,6 +36,7 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "sd3": Sd3Encoder,
     "fusion": FusionEncoder,
 }
+FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
 
 
 def family_class(family: str) -> type[VisionEncoder]:
@@ -46,8 +47,9 @@ def family_class(family: str) -> type[VisionEncoder]:
 
 
 def default_protocol(config: Mapping[str, Any]) -> str:
-    """``features.protocol``: the protocol of every encoder that does not name its own."""
-    return str((config.get("features") or {}).get("protocol", "vislaw"))
+    """``features.protocol`` of a checked config: the protocol of every encoder that does not
+    name its own."""
+    return str(config["features"]["protocol"])
 
 
 def _spec_from_entry(
@@ -73,9 +75,9 @@ def _spec_from_entry(
         layer=entry.get("layer"),
         timestep=entry.get("timestep"),
         up_block=entry.get("up_block"),
-        fifth_stage=bool(entry.get("fifth_stage", False)),
+        fifth_stage=bool(entry["fifth_stage"]),
         env=entry.get("env"),
-        options=dict(entry.get("options", {})),
+        options=dict(entry["options"]),
         seed=encoder_seed(seed, name),
         protocol=str(entry.get("protocol", protocol)),
     )
@@ -95,7 +97,7 @@ def resolve_encoders(config: Mapping[str, Any]) -> dict[str, EncoderSpec]:
     itself a fusion, or whose token grid differs from the other members'.
     """
     entries: Mapping[str, Mapping[str, Any]] = config["encoders"]
-    seed = int(config.get("seed", 0))
+    seed = int(config["seed"])
     protocol = default_protocol(config)
     specs: dict[str, EncoderSpec] = {}
     for name, entry in entries.items():

@@ -1,4 +1,4 @@
-"""The seeded sample of a benchmark's images that the A score embeds (design.md: 100 images).
+"""The seeded sample of a benchmark's images that the A score embeds (docs/a_score.md: 100 images).
 
 The sample is drawn once per benchmark and written to a manifest, so every encoder embeds the
 same images. Local benchmark sets (the demo) are read from disk without importing lmms-eval;
@@ -22,6 +22,7 @@ import numpy as np
 from vislaw.eval.local_tasks import read_benchmark_set
 from vislaw.eval.tasks import Benchmark
 from vislaw.io.atomic import write_text_atomic
+from vislaw.scores.settings import AScoreSettings
 
 
 def benchmark_rng(seed: int, name: str) -> np.random.Generator:
@@ -85,6 +86,40 @@ def read_sample(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def sample_benchmark(
+    bench: Benchmark,
+    n: int,
+    seed: int,
+    out: str | Path,
+    *,
+    set_dir: str | Path | None = None,
+    include_path: str | None = None,
+) -> list[dict[str, str]]:
+    """Sample one benchmark and write its manifest ``out``: a local set from ``set_dir``, an
+    lmms-eval task's documents otherwise (their images saved beside ``out``)."""
+    if bench.local and set_dir is not None:
+        items = sample_local_set(set_dir, bench.name, n, seed)
+    else:
+        items = sample_lmms_task(bench, n, seed, Path(out).with_suffix(""), include_path)
+    write_sample(out, bench.name, seed, items)
+    return items
+
+
+def run_a_images(
+    a_score: AScoreSettings,
+    seed: int,
+    benchmarks: Sequence[Benchmark],
+    sets_root: str | Path,
+    outputs: Sequence[str | Path],
+) -> None:
+    """Step ``a_images``: the seeded sample of every benchmark (local sets under
+    ``sets_root``), one manifest per benchmark, in the order of ``outputs``."""
+    for bench, out in zip(benchmarks, outputs, strict=True):
+        set_dir = Path(sets_root) / bench.name if bench.local else None
+        items = sample_benchmark(bench, a_score.n_images, seed, out, set_dir=set_dir)
+        print(f"{bench.name}: {len(items)} images -> {out}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.eval.tasks import get_benchmark
 
@@ -100,14 +135,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    bench = get_benchmark(args.benchmark)
-    if bench.local and args.set_dir:
-        items = sample_local_set(args.set_dir, bench.name, args.n, args.seed)
-    else:
-        items = sample_lmms_task(
-            bench, args.n, args.seed, Path(args.out).with_suffix(""), args.include_path
-        )
-    write_sample(args.out, bench.name, args.seed, items)
+    sample_benchmark(
+        get_benchmark(args.benchmark),
+        args.n,
+        args.seed,
+        args.out,
+        set_dir=args.set_dir,
+        include_path=args.include_path,
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ preparing one source or repo by hand, and for asking what is still missing.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -38,15 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, specs = load_checked_config(args.config)
     try:
         if args.command == "data":
-            for name in args.source or list(sources.sources(config)):
-                print(sources.prepare_source(config, name))
+            sources.run_prepare_data(config, args.source)
         elif args.command == "models":
-            home = sources.hf_home(config)
-            if home is None:
-                raise sources.PrepareError("config key 'cache.hf_home' is not set")
-            for repo in hub.hub_repos(config, specs).values():
-                if not args.repo or repo.repo_id in args.repo:
-                    print(hub.prepare_repo(home, repo, token=os.environ.get("HF_TOKEN")))
+            hub.run_prepare_models(config, specs, only=args.repo, require_home=True)
         elif args.command == "mark":
             print(sources.mark_manual_source(config, args.source))
         else:
@@ -55,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(status.missing_message(gone, [args.config]), file=sys.stderr)
                 return 1
             print("everything this config needs is prepared")
-    except (sources.PrepareError, OSError, RuntimeError) as err:
+    except (hub.PrepareError, OSError, RuntimeError) as err:
         print(f"vislaw prepare: {err}", file=sys.stderr)
         return 1
     return 0

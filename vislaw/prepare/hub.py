@@ -16,14 +16,26 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vislaw.data.settings import CacheSettings
 from vislaw.io.atomic import write_text_atomic
 
-# lmms-eval's task datasets (design.md): compute nodes without internet need them cached.
+
+class PrepareError(RuntimeError):
+    """A source or model that cannot be prepared; the message says what to do."""
+
+
+def hf_home(config: Mapping[str, Any]) -> Path | None:
+    """``cache.hf_home`` (the Hub cache every job reads offline), or None when not set."""
+    value = CacheSettings.from_config(config).hf_home
+    return Path(value) if value else None
+
+
+# lmms-eval's task datasets (docs/data.md): compute nodes without internet need them cached.
 BENCHMARK_DATASETS = {
     "mmbench_en": "lmms-lab/MMBench",
     "mme": "lmms-lab/MME",
@@ -112,7 +124,7 @@ def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, 
     """Every Hub repo the config loads: encoders (not tiny twins), an image-variations
     model's separate image encoder, the LLM, and lmms-eval's datasets of the benchmarks.
     Keyed by ``<type>:<repo id>``; the same repo used twice merges its patterns."""
-    revisions = (config.get("cache") or {}).get("revisions") or {}
+    revisions = CacheSettings.from_config(config).revisions
     repos: dict[str, HubRepo] = {}
 
     def add(repo_id: str, repo_type: str, patterns: list[str] | None, why: str) -> None:
@@ -138,14 +150,45 @@ def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, 
         image_encoder = spec.options.get("image_encoder_id")
         if image_encoder:
             add(image_encoder, "model", TRANSFORMERS_FILES, f"encoders.{name}.options")
-    llm = config.get("llm") or {}
+    llm = config["llm"]  # tiny and model_id are optional keys (no schema default)
     if not llm.get("tiny") and llm.get("model_id"):
         patterns = [*TRANSFORMERS_FILES, "generation_config.json", *TOKENIZER_FILES]
         add(llm["model_id"], "model", patterns, "llm.model_id")
-    for bench in config.get("benchmarks") or []:
+    for bench in config["benchmarks"]:
         if bench in BENCHMARK_DATASETS:
             add(BENCHMARK_DATASETS[bench], "dataset", None, f"benchmarks ({bench})")
     return repos
+
+
+def run_prepare_models(
+    config: Mapping[str, Any],
+    specs: Mapping[str, Any],
+    *,
+    only: Sequence[str] | None = None,
+    done: str | Path | None = None,
+    require_home: bool = False,
+) -> list[Path]:
+    """Step ``prepare_models``: download every Hub repo the config loads (or the repo ids in
+    ``only``) into ``cache.hf_home``, one after the other (the link, not the CPU, is the
+    limit), printing each marker; then touch ``done`` when given. Without ``cache.hf_home``
+    models load from the user's own Hub cache: nothing to do, or PrepareError when
+    ``require_home`` (the CLI asked for it)."""
+    import os
+
+    home = hf_home(config)
+    markers = []
+    if home is None and require_home:
+        raise PrepareError("config key 'cache.hf_home' is not set")
+    if home is None:
+        print("cache.hf_home is not set: models load from your own Hub cache; nothing to do")
+    else:
+        for repo in hub_repos(config, specs).values():
+            if not only or repo.repo_id in only:
+                markers.append(prepare_repo(home, repo, token=os.environ.get("HF_TOKEN")))
+                print(f"prepared: {markers[-1]}")
+    if done is not None:
+        Path(done).touch()
+    return markers
 
 
 def repos_for_encoder(config, specs, name: str) -> list[HubRepo]:
@@ -233,8 +276,6 @@ def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None
     """Download one repo's needed files into ``<hf_home>/hub``; returns its marker.
     Raises PrepareError with an actionable message (gated, not found, offline)."""
     from huggingface_hub import snapshot_download
-
-    from vislaw.prepare.sources import PrepareError
 
     cache_dir = Path(hf_home) / "hub"
     try:

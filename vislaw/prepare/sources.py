@@ -13,19 +13,17 @@ rules that read a dataset take the markers of its sources as inputs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vislaw.data.settings import DataSettings
 from vislaw.prepare.download import download, sha256_file
+from vislaw.prepare.hub import PrepareError, hf_home, hub_error_message
 from vislaw.prepare.unpack import marker_path, unpack
 
 DATASETS = ("pretrain", "instruct", "spair")
-
-
-class PrepareError(RuntimeError):
-    """A source or model that cannot be prepared; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -52,29 +50,26 @@ class Source:
 
 
 def data_root(config: Mapping[str, Any]) -> Path:
-    return Path(config["data"]["root"])
-
-
-def hf_home(config: Mapping[str, Any]) -> Path | None:
-    """``cache.hf_home`` (the Hub cache every job reads offline), or None when not set."""
-    value = (config.get("cache") or {}).get("hf_home")
-    return Path(value) if value else None
+    return Path(DataSettings.from_config(config).root)
 
 
 def sources(config: Mapping[str, Any]) -> dict[str, Source]:
-    """Every ``data.sources`` entry as a :class:`Source` (schema-checked config)."""
-    root = data_root(config)
+    """Every ``data.sources`` entry as a :class:`Source` (schema-checked config: ``dest``,
+    ``unpack``, ``sha256`` and the hub ``type``/``revision`` have their defaults filled; ``url``,
+    ``hub``, ``manual`` and ``size_gb`` are optional, one of the first three present)."""
+    data = DataSettings.from_config(config)
+    root = Path(data.root)
     out = {}
-    for name, entry in (config["data"].get("sources") or {}).items():
-        dest = Path(entry.get("dest", "."))
+    for name, entry in data.sources.items():
+        dest = Path(entry["dest"])
         out[name] = Source(
             name=name,
             dest=dest if dest.is_absolute() else root / dest,
-            unpack=entry.get("unpack", "file"),
+            unpack=entry["unpack"],
             dataset=entry["for"],
             url=entry.get("url"),
             hub=dict(entry.get("hub") or {}),
-            sha256=entry.get("sha256"),
+            sha256=entry["sha256"],
             manual=entry.get("manual"),
             size_gb=entry.get("size_gb"),
         )
@@ -92,21 +87,19 @@ def _fetch_hub_file(source: Source, cache: Path | None) -> Path:
     """The source's file from the Hub cache (downloaded there, resumable, if not yet)."""
     from huggingface_hub import hf_hub_download
 
-    from vislaw.prepare.hub import hub_error_message
-
     hub = source.hub
     try:
         return Path(
             hf_hub_download(
                 hub["repo"],
                 hub["file"],
-                repo_type=hub.get("type", "dataset"),
-                revision=hub.get("revision"),
+                repo_type=hub["type"],
+                revision=hub["revision"],
                 cache_dir=str(cache / "hub") if cache else None,
             )
         )
     except Exception as err:  # noqa: BLE001 - turned into one message naming the repo
-        message = hub_error_message(err, hub["repo"], hub.get("type", "dataset"))
+        message = hub_error_message(err, hub["repo"], hub["type"])
         if message is None:
             raise
         raise PrepareError(f"data.sources.{source.name}: {message}") from err
@@ -153,6 +146,20 @@ def prepare_source(
     if not keep:
         os.remove(archive)
     return marker
+
+
+def run_prepare_data(
+    config: Mapping[str, Any], names: Sequence[str] | None = None, done: str | Path | None = None
+) -> list[Path]:
+    """Step ``prepare_data``: prepare the ``data.sources`` entries ``names`` (all by default),
+    printing each marker; then touch ``done`` (the rule's flag file) when given."""
+    markers = []
+    for name in names if names is not None else list(sources(config)):
+        markers.append(prepare_source(config, name))
+        print(f"prepared: {markers[-1]}")
+    if done is not None:
+        Path(done).touch()
+    return markers
 
 
 def mark_manual_source(config: Mapping[str, Any], name: str) -> Path:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.prepare import hub
-from vislaw.prepare.sources import hf_home, sources, sources_for
+from vislaw.prepare.hub import hf_home
+from vislaw.prepare.sources import sources, sources_for
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,19 @@
 """The A-score table: ``encoder, benchmark, a_cosine, a_cosine_<ref>..., a_loglik``.
 
 ``a_cosine_<ref>`` is the v1 alignment against each reference encoder's embeddings of the same
-images (design.md: CLIP@224 and CLIP@336), ``a_cosine`` their mean (the A the paper's law used);
+images (docs/a_score.md: CLIP@224 and CLIP@336), ``a_cosine`` their mean (the A the paper's law used);
 ``a_loglik`` is the v3 caption log-likelihood, one value per encoder repeated on each benchmark.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from vislaw.io.atomic import write_text_atomic
+from vislaw.io.atomic import write_csv
 from vislaw.scores.alignment import alignment_score
+from vislaw.scores.settings import AScoreSettings
 
 
 def a_score_rows(
@@ -44,10 +44,27 @@ def a_score_rows(
     return rows
 
 
-def write_rows(rows: Sequence[Mapping[str, object]], path: str | Path) -> None:
-    """CSV with the first row's columns, written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+def read_logliks(paths: Sequence[str | Path]) -> dict[str, float]:
+    """encoder -> ``a_loglik`` from the embeddings jobs' JSON records."""
+    loglik: dict[str, float] = {}
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        loglik[record["encoder"]] = record["a_loglik"]
+    return loglik
+
+
+def run_a_scores(
+    a_score: AScoreSettings,
+    encoders: Sequence[str],
+    benchmarks: Sequence[str],
+    embeddings: Callable[[str, str], str | Path],
+    loglik_paths: Sequence[str | Path],
+    out: str | Path,
+) -> list[dict[str, float | str]]:
+    """Step ``a_scores``: the table from the cached embeddings (``embeddings(benchmark,
+    encoder)`` names each file) and the log-likelihood records, written to ``out`` (CSV)."""
+    rows = a_score_rows(
+        encoders, benchmarks, embeddings, read_logliks(loglik_paths), a_score.references
+    )
+    write_csv(out, rows)
+    return rows

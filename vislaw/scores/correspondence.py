@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -38,10 +37,12 @@ import h5py
 import numpy as np
 import torch
 
+from vislaw.data.settings import DataSettings
 from vislaw.data.spair import MAX_KEYPOINTS, SpairPair, load_pairs
 from vislaw.encoders.preprocess import Letterbox
-from vislaw.io.atomic import write_text_atomic
+from vislaw.io.atomic import write_csv
 from vislaw.io.hdf5 import open_features
+from vislaw.scores.settings import CScoreSettings
 from vislaw.scores.symmetry import Groups, partner_table, symmetric_groups
 
 ALPHAS: tuple[float, ...] = (0.10, 0.05, 0.01)
@@ -87,10 +88,9 @@ class MatchSettings:
             raise ValueError(f"upsample must be an integer >= 1, got {self.upsample!r}")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any]) -> MatchSettings:
-        """From the config's ``c_score`` section (unknown keys ignored: alphas live there too)."""
-        names = ("matcher", "window", "temperature", "upsample")
-        return cls(**{k: section[k] for k in names if k in section})
+    def from_settings(cls, c_score: CScoreSettings) -> MatchSettings:
+        """The matching part of the ``c_score`` settings."""
+        return cls(c_score.matcher, c_score.window, c_score.temperature, c_score.upsample)
 
 
 # ---- features -----------------------------------------------------------------------------------
@@ -128,18 +128,6 @@ def upsample_grids(features: torch.Tensor, grid: tuple[int, int], factor: int) -
         maps, scale_factor=factor, mode="bilinear", align_corners=False
     )
     return maps.permute(0, 2, 3, 1).reshape(features.shape[0], -1, features.shape[2])
-
-
-def prepare_grids(
-    features: np.ndarray | torch.Tensor,
-    grid: tuple[int, int],
-    settings: MatchSettings,
-    channel_groups: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """(B, H*W, C) raw features -> (B, H'*W', C) unit vectors on the matching grid."""
-    return normalise_features(
-        upsample_grids(_as_float(features), grid, settings.upsample), channel_groups
-    )
 
 
 def _as_float(features: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -470,20 +458,25 @@ class ScoreInputs:
     memory_gb: float = 4.0  # feature files up to this size are read once, not streamed twice
 
 
-def inputs_from_config(config: Mapping[str, Any]) -> ScoreInputs:
-    """Scoring inputs from a checked workflow config: ``c_score`` settings, the SPair root and
-    split under ``data``, and the demo generator's symmetric groups when data are synthetic."""
-    section = config.get("c_score") or {}
-    data = config["data"]
+def score_inputs(c_score: CScoreSettings, data: DataSettings) -> ScoreInputs:
+    """Scoring inputs from the ``c_score`` and ``data`` settings: the SPair root and split, and
+    the demo generator's symmetric groups when data are synthetic."""
+    spair_root = data.spair_root()  # ConfigError naming data.spair when the config has none
+    assert data.spair is not None
     return ScoreInputs(
-        spair_root=Path(data["root"]) / data["spair"]["root"],
-        split=data["spair"].get("split", "test"),
-        settings=MatchSettings.from_config(section),
-        alphas=tuple(float(a) for a in section.get("alphas", ALPHAS)),
-        symmetry="synthetic" if "synthetic" in data else "spair",
-        block_size=int(section.get("block_size", 16)),
-        memory_gb=float(section.get("memory_gb", 4.0)),
+        spair_root=spair_root,
+        split=data.spair.split,
+        settings=MatchSettings.from_settings(c_score),
+        alphas=tuple(float(a) for a in c_score.alphas),
+        symmetry="synthetic" if data.synthetic is not None else "spair",
+        block_size=c_score.block_size,
+        memory_gb=float(c_score.memory_gb),
     )
+
+
+def inputs_from_config(config: Mapping[str, Any]) -> ScoreInputs:
+    """:func:`score_inputs` of a checked workflow config."""
+    return score_inputs(CScoreSettings.from_config(config), DataSettings.from_config(config))
 
 
 def score_features(
@@ -554,32 +547,14 @@ def make_row(
     return {**{c: row[c] for c in head}, **{k: v for k, v in row.items() if k not in head}}
 
 
-def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        raise ValueError("no rows to write")
-    columns = list(rows[0])
-    for row in rows[1:]:
-        if list(row) != columns:
-            raise ValueError(f"rows disagree on columns: {list(row)} vs {columns}")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write rows as CSV atomically (the file appears complete or not at all)."""
-    write_text_atomic(path, rows_to_csv(rows))
-
-
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def gather_rows(paths: Sequence[str | Path], out: str | Path) -> None:
-    """Concatenate per-encoder C-score CSVs (one row each, same columns) into one table."""
+def run_c_scores_table(paths: Sequence[str | Path], out: str | Path) -> None:
+    """Step ``c_scores_table``: the per-encoder C-score CSVs (one row each, same columns)
+    concatenated into one table."""
     rows: list[dict[str, str]] = []
     for path in paths:
         got = read_rows(path)
@@ -589,7 +564,25 @@ def gather_rows(paths: Sequence[str | Path], out: str | Path) -> None:
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}")
         rows.extend(got)
-    write_rows(out, rows)
+    write_csv(out, rows)
+
+
+def run_c_score(
+    inputs: ScoreInputs,
+    features: str | Path,
+    out: str | Path,
+    *,
+    encoder: str | None = None,
+    member_features: Sequence[str | Path] = (),
+) -> dict[str, Any]:
+    """Step ``c_score``: one encoder's row, written to ``out`` (CSV, atomic). A fusion's member
+    files (``member_features``, in order) give the channel counts that split the fused vector,
+    so each member is L2-normalised on its own before the cosine; without them the counts come
+    from the fusion file's meta."""
+    groups = [feature_channels(p) for p in member_features] or None
+    row = score_features(features, inputs, encoder=encoder, channel_groups=groups)
+    write_csv(out, [row])
+    return row
 
 
 # ---- CLI ----------------------------------------------------------------------------------------
@@ -635,7 +628,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = MatchSettings(args.matcher, args.window, args.temperature, args.upsample)
     except ValueError as err:
         parser.error(str(err))
-    groups = [feature_channels(p) for p in args.member_features] if args.member_features else None
     inputs = ScoreInputs(
         args.spair_root,
         args.split,
@@ -645,8 +637,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.block_size,
         args.memory_gb,
     )
-    row = score_features(args.features, inputs, encoder=args.encoder, channel_groups=groups)
-    write_rows(args.out, [row])
+    row = run_c_score(
+        inputs,
+        args.features,
+        args.out,
+        encoder=args.encoder,
+        member_features=args.member_features or (),
+    )
     with contextlib.suppress(KeyError):
         print(f"{row['encoder']}: PCK@0.10 per image {100 * row['pck10_image']:.2f}")
 

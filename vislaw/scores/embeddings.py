@@ -144,11 +144,12 @@ def embedding_job(
     from vislaw.data.llava import read_llava_json
     from vislaw.eval.images import read_sample
     from vislaw.io.atomic import write_text_atomic
+    from vislaw.scores.settings import AScoreSettings
     from vislaw.train.settings import stage_data
     from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE
     from vislaw.vlm.inference import load_vlm
 
-    settings = config["a_score"]
+    settings = AScoreSettings.from_config(config)
     # bf16 on the GPU (a 7B model in fp32 would need ~28 GB); fp32 on the CPU (demo, tests).
     import torch
 
@@ -167,21 +168,21 @@ def embedding_job(
             "benchmark": bench,
             "checkpoint_sha256": checkpoint,
             "sample_seed": sample["seed"],
-            "dtype": settings["dtype"],
+            "dtype": settings.dtype,
         }
         extract_embeddings(
             vlm,
             sample["items"],
             out_path,
-            batch_size=settings["batch_size"],
-            dtype=settings["dtype"],
+            batch_size=settings.batch_size,
+            dtype=settings.dtype,
             meta=meta,
         )
     json_path, image_folder = stage_data(config, 1)
-    captions = sample_captions(read_llava_json(json_path), settings["n_captions"], config["seed"])
+    captions = sample_captions(read_llava_json(json_path), settings.n_captions, config["seed"])
     n_captions = len(captions)
     captions = captions[shard[0] :: shard[1]]
-    values = caption_logliks(vlm, captions, image_folder, batch_size=settings["batch_size"])
+    values = caption_logliks(vlm, captions, image_folder, batch_size=settings.batch_size)
     record = {
         "encoder": vlm.info.encoder.name,
         "a_loglik": float(np.mean(values)),
@@ -205,17 +206,15 @@ def embedding_job_on_ranks(
     image of each sample and every ``processes``-th caption, then the shards merged in order
     (the same files as one process writes, plus ``ranks`` in the meta)."""
     import json
-    import os
-    import subprocess
     import sys
 
     from vislaw.eval.images import read_sample
     from vislaw.features import merge_shards
     from vislaw.io.atomic import write_text_atomic
+    from vislaw.ranks import rank_part, run_on_gpus
 
     def part(path: str | Path, rank: int) -> Path:
-        path = Path(path)
-        return path.with_name(f"{path.stem}.rank{rank}of{processes}{path.suffix}")
+        return rank_part(path, rank, processes)
 
     call = {
         "config": str(config_path),
@@ -224,9 +223,7 @@ def embedding_job_on_ranks(
         "outputs": {k: str(v) for k, v in outputs.items()},
         "loglik": str(loglik_out),
     }
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    devices = visible.split(",") if visible else [str(i) for i in range(processes)]
-    procs = []
+    commands = []
     for rank in range(processes):
         mine = {
             **call,
@@ -234,14 +231,9 @@ def embedding_job_on_ranks(
             "loglik": str(part(loglik_out, rank)),
             "shard": [rank, processes],
         }
-        command = [sys.executable, "-m", "vislaw.scores.embeddings", json.dumps(mine)]
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices[rank % len(devices)]}
-        procs.append(subprocess.Popen(command, env=env))
-    codes = [proc.wait() for proc in procs]
+        commands.append([sys.executable, "-m", "vislaw.scores.embeddings", json.dumps(mine)])
     try:
-        failed = [rank for rank, code in enumerate(codes) if code != 0]
-        if failed:
-            raise RuntimeError(f"embeddings: rank(s) {failed} of {processes} failed")
+        run_on_gpus(commands, "embeddings")
         for bench, out in outputs.items():
             ids = [item["id"] for item in read_sample(samples[bench])["items"]]
             merge_shards([part(out, r) for r in range(processes)], ids, out)
@@ -258,6 +250,32 @@ def embedding_job_on_ranks(
             part(loglik_out, rank).unlink(missing_ok=True)
             for out in outputs.values():
                 part(out, rank).unlink(missing_ok=True)
+
+
+def run_embeddings(
+    config: dict[str, Any],
+    stage1_dir: str | Path,
+    samples: dict[str, str | Path],
+    outputs: dict[str, str | Path],
+    loglik_out: str | Path,
+    *,
+    gpus: int = 0,
+    device: str = "cpu",
+) -> None:
+    """Step ``embeddings`` (a checked config: ``a_score``, ``seed`` and stage 1's data): one
+    process, or with ``gpus > 1`` one process per GPU (:func:`embedding_job_on_ranks`, which
+    reads the config from a file written beside ``loglik_out``)."""
+    if gpus <= 1:
+        embedding_job(config, stage1_dir, samples, outputs, loglik_out, device=device)
+        return
+    from vislaw.train.launch import write_run_config
+
+    run_config = Path(loglik_out).with_suffix(".run_config.yaml")
+    write_run_config(config, run_config)
+    try:
+        embedding_job_on_ranks(run_config, stage1_dir, samples, outputs, loglik_out, gpus)
+    finally:
+        run_config.unlink(missing_ok=True)
 
 
 def _rank_main(argv: Sequence[str]) -> None:
