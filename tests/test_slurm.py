@@ -208,7 +208,7 @@ def test_slurm_resources_of_the_paper_config(tmp_path, monkeypatch):
     """config.yaml through profiles/slurm: every job's partition, GPUs, memory and time."""
     from vislaw.config import load_config
     from vislaw.cost import cost_lines, job_hours
-    from vislaw.resources import GPU_RULES
+    from vislaw.gpu_rules import GPU_RULES
 
     _slurm_env(monkeypatch, tmp_path)
     config = yaml.safe_load(PAPER_CONFIG.read_text())

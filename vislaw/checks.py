@@ -146,7 +146,7 @@ def check_encoder(spec: EncoderSpec) -> None:
 
 
 # ---- training ----------------------------------------------------------------------------------
-def rule_gpus(config: Mapping[str, Any], rule: str) -> int:
+def training_processes(config: Mapping[str, Any], rule: str) -> int:
     """Processes a training rule launches: its resources' gpus (one per GPU), else 1."""
     resources = config["resources"]  # rule name -> resources; "default" applies to all
     merged = {**resources.get("default", {}), **resources.get(rule, {})}
@@ -160,7 +160,7 @@ def check_training(config: Mapping[str, Any], encoders: list[str]) -> None:
 
     seen: set[str] = set()  # a phase's settings depend on the config only, not the encoder
     for stage in (1, 2):
-        world = rule_gpus(config, f"stage{stage}")
+        world = training_processes(config, f"stage{stage}")
         for name in encoders:
             for phase in stage_phases(config, stage, name):
                 if phase.label in seen:

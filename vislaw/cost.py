@@ -140,7 +140,7 @@ def _job_encoders(config: Mapping[str, Any], rule: str) -> list[str]:
 
 def cost_lines(config: Mapping[str, Any], targets: Sequence[str] | None = None) -> list[Line]:
     """One line per GPU rule the targets run (checked config with defaults filled)."""
-    from vislaw.resources import rule_gpus
+    from vislaw.gpu_rules import rule_gpus
 
     targets = list(targets or config["targets"])
     rules = _needed_rules(targets)

@@ -1,7 +1,7 @@
 """What each rule asks the scheduler for, derived in one place (rules/common.smk calls this).
 
 Why one place: the GPU need of a rule is a property of what it runs (a model on the GPU), so it
-is listed once here (``GPU_RULES``) instead of once in the config and again in the SLURM
+is listed once (``vislaw.gpu_rules.GPU_RULES``) instead of once in the config and again in the SLURM
 profile. The config's ``resources:`` section may override counts and sizes per rule; the
 cluster facts (GPU partition, GPU model) come from the environment the profile documents:
 
@@ -24,34 +24,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-# Rules that load a model on the GPU (encoders, the MLLM).
-GPU_RULES = frozenset({"features", "stage1", "stage2", "embeddings", "evaluate", "lmvr"})
-# Rules that may span nodes (torchrun rendezvous); the others run on one node.
-MULTI_NODE_RULES = frozenset({"stage1", "stage2"})
-# What a rule gets when neither resources.<rule> nor resources.default names a key. These
-# cannot be schema defaults: a default filled into resources.<rule> would hide
-# resources.default (the section is a mapping of rule names layered over each other, so it has
-# no Section model either).
-FALLBACK = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "nodes": 1}
+from vislaw.cost import job_hours
+from vislaw.gpu_rules import MULTI_NODE_RULES, rule_gpus, rule_settings
+
 # Estimated hours x this = the time limit (queue noise, slower GPUs, checkpoint writes).
 RUNTIME_SAFETY = 1.5
-
-
-def rule_settings(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
-    """resources.<rule> over resources.default over FALLBACK (no runtime estimate yet)."""
-    table = config["resources"]
-    return {**FALLBACK, **table.get("default", {}), **table.get(rule, {})}
-
-
-def rule_gpus(config: Mapping[str, Any], rule: str) -> int:
-    """GPUs a job of ``rule`` asks for: explicit config value, else 1 for a GPU rule unless the
-    config computes on the CPU."""
-    explicit = config["resources"].get(rule, {}).get("gpus")
-    if explicit is not None:
-        return int(explicit)
-    if rule in GPU_RULES and config["device"] != "cpu":
-        return 1
-    return 0
 
 
 def rule_runtime(config: Mapping[str, Any], rule: str, encoder: str | None = None) -> int:
@@ -60,8 +37,6 @@ def rule_runtime(config: Mapping[str, Any], rule: str, encoder: str | None = Non
     explicit = config["resources"].get(rule, {}).get("runtime")
     if explicit is not None:
         return int(explicit)
-    from vislaw.cost import job_hours
-
     hours = job_hours(config, rule, rule_gpus(config, rule), encoder)
     if hours is None:
         return int(rule_settings(config, rule)["runtime"])
