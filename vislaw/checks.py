@@ -196,15 +196,15 @@ def llm_depth(config: Mapping[str, Any]) -> int | None:
 
 def check_lmvr(config: Mapping[str, Any]) -> None:
     """lmvr.layers and lmvr.maps.layer index the LLM's hidden states (embeddings + layers)."""
-    lmvr = config.get("lmvr", {})
+    from vislaw.lmvr.settings import LmvrSettings
+
     depth = llm_depth(config)
     if depth is None:
         return
-    for i, layer in enumerate(lmvr.get("layers", [])):
+    lmvr = LmvrSettings.from_config(config)
+    for i, layer in enumerate(lmvr.layers):
         check_index(f"lmvr.layers.{i}", layer, depth + 1, "the LLM's hidden_states")
-    layer = lmvr.get("maps", {}).get("layer")
-    if layer is not None:
-        check_index("lmvr.maps.layer", layer, depth + 1, "the LLM's hidden_states")
+    check_index("lmvr.maps.layer", lmvr.maps.layer, depth + 1, "the LLM's hidden_states")
 
 
 def check_semantics(config: Mapping[str, Any], specs: Mapping[str, EncoderSpec]) -> None:

@@ -19,11 +19,15 @@ def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
     """The environment variables a config asks every job to run with: the prepared HF cache and
     the offline switches. Libraries read them when imported, so they are set before any heavy
     import (and before a warm-start server preloads: vislaw.warm)."""
+    from vislaw.config import check_config
+    from vislaw.data.settings import CacheSettings
+
+    config = check_config(config)  # Snakemake hands scripts the config without defaults
     env = {"TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
-    hf_home = (config.get("cache") or {}).get("hf_home")
+    hf_home = CacheSettings.from_config(config).hf_home
     if hf_home:  # the cache `prepare` filled (vislaw.prepare.hub): read it, never the network
         env["HF_HOME"] = str(Path(hf_home).resolve())
-    if config.get("offline") or hf_home:
+    if config["offline"] or hf_home:
         env.update(dict.fromkeys(OFFLINE_VARS, "1"))
     return env
 
@@ -36,10 +40,13 @@ def apply_runtime_settings(config: Mapping[str, Any], threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-def pick_device(config: dict[str, Any]) -> str:
+def pick_device(config: Mapping[str, Any]) -> str:
+    """The config's ``device``; ``auto`` is CUDA when this machine has it."""
     import torch
 
-    wanted = config.get("device", "auto")
+    from vislaw.config import check_config
+
+    wanted = check_config(config)["device"]
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return wanted
