@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 
 from vislaw.config import check_cli_config, check_config_files
 from vislaw.encoders.registry import conda_env
-from vislaw.layout import POLICY_FILES, STAGES, RunLayout, law_files
+from vislaw.layout import LAW_REPORTED, STAGES, RunLayout, law_files
 from vislaw.layout import data_path as layout_data_path
 from vislaw.pipeline import load_checked_config
 from vislaw.prepare import status as prepare_status
@@ -119,16 +119,6 @@ def all_targets(wildcards):
             f"config key 'targets': stages not available in this workflow: {missing}"
         )
     return [path for t in config["targets"] for path in STAGE_TARGETS[t]()]
-
-
-LAW_REPORTED = {
-    "law.png",
-    "law_overview.png",
-    "r2.csv",
-    "policy.csv",
-    "coefficients.csv",
-    "policy_strategies.csv",
-}
 
 
 def law_output(name):

@@ -30,17 +30,17 @@ rule policy_report:
         policy_rounds,
     output:
         rounds=report(
-            LAYOUT.policy_file("rounds.csv"),
+            LAYOUT.policy_rounds_table,
             caption="../report/policy.rst",
             category="Policy",
         ),
         recommendation=report(
-            LAYOUT.policy_file("recommendation.md"),
+            LAYOUT.policy_recommendation,
             caption="../report/policy.rst",
             category="Policy",
         ),
         plot=report(
-            LAYOUT.policy_file("predicted_vs_measured.png"),
+            LAYOUT.policy_plot,
             caption="../report/policy.rst",
             category="Policy",
         ),
@@ -58,4 +58,8 @@ rule policy_report:
         "../workflow_scripts/policy_report.py"
 
 
-STAGE_TARGETS["policy"] = lambda: [LAYOUT.policy_file(name) for name in POLICY_FILES]
+STAGE_TARGETS["policy"] = lambda: [
+    LAYOUT.policy_rounds_table,
+    LAYOUT.policy_recommendation,
+    LAYOUT.policy_plot,
+]

@@ -14,6 +14,7 @@ import numpy as np
 
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.hdf5 import open_features, write_features
+from vislaw.layout import data_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -38,7 +39,7 @@ def image_set(config: dict[str, Any]) -> tuple[Path, list[str]]:
     settings = config["features"]
     if settings["image_set"] != "spair":
         raise ValueError(f"config key 'features.image_set': unknown {settings['image_set']!r}")
-    root = Path(config["data"]["root"]) / config["data"]["spair"]["root"]
+    root = data_path(config, "spair")
     ids = spair_image_ids(root)
     if settings.get("max_images"):
         ids = ids[: settings["max_images"]]

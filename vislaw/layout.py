@@ -52,13 +52,31 @@ LAW_FILES = (
 LAW_STRATEGIES_FILE = "policy_strategies.csv"
 """The extra law output when ``law.strategies`` is set."""
 
-POLICY_FILES = ("rounds.csv", "recommendation.md", "predicted_vs_measured.png")
+LAW_REPORTED = frozenset(
+    {"law.png", "law_overview.png", "r2.csv", "policy.csv", "coefficients.csv", LAW_STRATEGIES_FILE}
+)
+"""The law outputs shown in the HTML report (snakemake --report)."""
+
+POLICY_ROUNDS_TABLE = "rounds.csv"
+POLICY_RECOMMENDATION = "recommendation.md"
+POLICY_PLOT = "predicted_vs_measured.png"
+POLICY_FILES = (POLICY_ROUNDS_TABLE, POLICY_RECOMMENDATION, POLICY_PLOT)
 """What rule policy_report writes into ``<run>/policy/``."""
 
 LMVR_KINDS = ("lmvr", "baseline")
 """LMVR feature kinds: the MLLM's pooled hidden states, the encoder's own pooled tokens."""
+LMVR_FEATURES = "features"
+"""``<lmvr>/features/<encoder>/``: the kinds' HDF5 files and the responses."""
+LMVR_MAPS = "maps"
+"""``<lmvr>/maps/<encoder>/``: token-map PNGs and their index."""
+LMVR_PROBE = "probe.csv"
 LMVR_RESPONSES = "responses.jsonl"
 LMVR_MAPS_INDEX = "index.csv"
+
+
+def _placeholder(value: str) -> bool:
+    """A Snakemake wildcard (``{stage}``): the rules build patterns with the same methods."""
+    return value.startswith("{") and value.endswith("}")
 
 
 def law_files(strategies: bool) -> list[str]:
@@ -158,7 +176,7 @@ class RunLayout:
 
     def stage_dir(self, stage: str, encoder: str) -> str:
         """A trained stage's folder: ``stage1/<encoder>`` or ``stage2/<encoder>``."""
-        if stage not in STAGES:
+        if stage not in STAGES and not _placeholder(stage):
             raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
         return self._under(stage, encoder)
 
@@ -238,9 +256,19 @@ class RunLayout:
         """One policy round's decision (JSON)."""
         return f"{self.policy_dir}/rounds/{round_index}.json"
 
-    def policy_file(self, name: str) -> str:
-        """rounds.csv, recommendation.md, predicted_vs_measured.png."""
-        return f"{self.policy_dir}/{name}"
+    @property
+    def policy_rounds_table(self) -> str:
+        """One row per policy round."""
+        return f"{self.policy_dir}/{POLICY_ROUNDS_TABLE}"
+
+    @property
+    def policy_recommendation(self) -> str:
+        return f"{self.policy_dir}/{POLICY_RECOMMENDATION}"
+
+    @property
+    def policy_plot(self) -> str:
+        """Predicted against measured scores, by round."""
+        return f"{self.policy_dir}/{POLICY_PLOT}"
 
     # -- LMVR -------------------------------------------------------------------------------
     @property
@@ -249,7 +277,7 @@ class RunLayout:
 
     def lmvr_features_dir(self, encoder: str) -> str:
         """``lmvr/features/<encoder>``: the kinds' HDF5 files and the responses."""
-        return f"{self.lmvr_dir}/features/{encoder}"
+        return f"{self.lmvr_dir}/{LMVR_FEATURES}/{encoder}"
 
     def lmvr_feature(self, encoder: str, kind: str, condition: str) -> str:
         return lmvr_feature_file(self.lmvr_features_dir(encoder), kind, condition)
@@ -259,15 +287,15 @@ class RunLayout:
 
     def lmvr_maps(self, encoder: str) -> str:
         """An encoder's token-map PNGs (a folder)."""
-        return f"{self.lmvr_dir}/maps/{encoder}"
+        return f"{self.lmvr_dir}/{LMVR_MAPS}/{encoder}"
 
     @property
     def lmvr_probe(self) -> str:
-        return f"{self.lmvr_dir}/probe.csv"
+        return f"{self.lmvr_dir}/{LMVR_PROBE}"
 
 
 def lmvr_feature_file(features_dir: str | Path, kind: str, condition: str) -> str:
     """``<features_dir>/<kind>/<condition>.h5`` (features_dir: ``lmvr/features/<encoder>``)."""
-    if kind not in LMVR_KINDS and not kind.startswith("{"):
+    if kind not in LMVR_KINDS and not _placeholder(kind):
         raise ValueError(f"kind must be one of {LMVR_KINDS}, not {kind!r}")
     return f"{features_dir}/{kind}/{condition}.h5"

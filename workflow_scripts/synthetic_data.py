@@ -11,10 +11,11 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
-    from vislaw.data.synthetic import MANIFEST_NAME, generate_from_config
+    from vislaw.data.synthetic import generate_from_config
+    from vislaw.layout import RunLayout
 
     config = check_config(snakemake.config)
-    expected = Path(config["data"]["root"]) / MANIFEST_NAME
+    expected = Path(RunLayout.from_config(config).data_manifest)
     manifest_path = Path(snakemake.output.manifest)
     if manifest_path.resolve() != expected.resolve():
         raise ValueError(f"rule output {manifest_path} is not the generator's manifest {expected}")

@@ -21,6 +21,7 @@ from typing import Any
 
 from vislaw.data.images import DataError, image_path
 from vislaw.io.atomic import write_text_atomic
+from vislaw.layout import under_data_root
 
 SHOWN = 20  # bad items listed per kind in the summary (the report file lists them all)
 
@@ -165,10 +166,9 @@ def check_dataset(config: Mapping[str, Any], dataset: str) -> Report:
     data = config["data"]
     if dataset not in data:
         raise DataError(f"config key 'data.{dataset}' is not set: nothing to check")
-    root = Path(data["root"])
 
     def under(value: str) -> Path:
-        return Path(value) if Path(value).is_absolute() else root / value
+        return under_data_root(config, value)
 
     report = Report(dataset)
     if dataset == "spair":

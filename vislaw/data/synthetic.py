@@ -45,6 +45,7 @@ from vislaw.data.objects import RenderedObject, generate_object_image
 from vislaw.data.shapes import caption, render_scene, sample_scene
 from vislaw.data.templates import SPAIR_TEMPLATES
 from vislaw.io.atomic import atomic_dir, write_text_atomic
+from vislaw.layout import MANIFEST_NAME
 
 __all__ = [
     "BENCHMARKS",
@@ -57,7 +58,6 @@ __all__ = [
     "resolve_settings",
 ]
 
-MANIFEST_NAME = "vislaw-demo-data.json"
 MARKER_NAME = ".vislaw-demo-data"
 """Marks a folder as ours: only such a folder (or an empty one) is ever replaced."""
 MANIFEST_FORMAT = "vislaw-demo-data"

@@ -19,6 +19,7 @@ from vislaw.io.atomic import atomic_path, write_text_atomic
 from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
 from vislaw.law.plot import law_figure, overview_figure, save_figure
 from vislaw.law.policy import recall_curve, simulate
+from vislaw.layout import LAW_FILES, LAW_STRATEGIES_FILE
 
 R2_COLUMNS = (
     "benchmark",
@@ -31,18 +32,7 @@ R2_COLUMNS = (
     "r2_random_quadratic",
     "loo_r2_ac_quadratic",
 )
-OUTPUT_FILES = (
-    "r2.csv",
-    "coefficients.csv",
-    "fit_stats.csv",
-    "predictions.csv",
-    "policy.csv",
-    "policy_curves.csv",
-    "law.png",
-    "law.svg",
-    "law_overview.png",
-    "summary.md",
-)
+OUTPUT_FILES = LAW_FILES  # the layout names them: rule law's outputs are the same list
 
 
 @dataclass(frozen=True)
@@ -325,6 +315,6 @@ def write_law_outputs(
         table, _ = strategy_table(
             fits, settings.trials, settings.k, settings.budgets, settings.seed
         )
-        paths["policy_strategies.csv"] = out_dir / "policy_strategies.csv"
-        _write_csv(table, paths["policy_strategies.csv"])
+        paths[LAW_STRATEGIES_FILE] = out_dir / LAW_STRATEGIES_FILE
+        _write_csv(table, paths[LAW_STRATEGIES_FILE])
     return paths

@@ -14,6 +14,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from vislaw.layout import LMVR_FEATURES, LMVR_MAPS, LMVR_PROBE, RunLayout
 from vislaw.lmvr.settings import (
     lmvr_settings,
     require_image_folder,
@@ -22,9 +23,7 @@ from vislaw.lmvr.settings import (
 
 
 def lmvr_dir(config: dict) -> Path:
-    from vislaw.config import run_dir
-
-    return run_dir(config) / "lmvr"
+    return Path(RunLayout.from_config(config).lmvr_dir)
 
 
 def _images(args: argparse.Namespace, config: dict) -> int:
@@ -38,20 +37,19 @@ def _images(args: argparse.Namespace, config: dict) -> int:
 
 
 def _extract(args: argparse.Namespace, config: dict) -> int:
-    from vislaw.config import run_dir
     from vislaw.jobs import apply_runtime_settings, pick_device
     from vislaw.lmvr.extract import extract_encoder
 
     apply_runtime_settings(config, args.threads)
     settings = lmvr_settings(config)
     out = Path(args.out_dir) if args.out_dir else lmvr_dir(config)
-    stage2 = Path(args.stage2) if args.stage2 else run_dir(config) / "stage2" / args.encoder
+    stage2 = Path(args.stage2 or RunLayout.from_config(config).stage_dir("stage2", args.encoder))
     summary = extract_encoder(
         stage2,
         Path(args.image_folder) if args.image_folder else require_image_folder(config),
         settings,
-        out / "features" / args.encoder,
-        out / "maps" / args.encoder,
+        out / LMVR_FEATURES / args.encoder,
+        out / LMVR_MAPS / args.encoder,
         device=args.device or pick_device(config),
     )
     print(f"{args.encoder}: {summary}")
@@ -67,12 +65,12 @@ def _probe(args: argparse.Namespace, config: dict) -> int:
     for encoder in args.encoders or settings.encoders:
         rows += encoder_rows(
             encoder,
-            root / "features" / encoder,
+            root / LMVR_FEATURES / encoder,
             settings.conditions,
             settings.condition_names,
             settings.probe,
         )
-    path = write_probe_csv(rows, args.out or root / "probe.csv")
+    path = write_probe_csv(rows, args.out or root / LMVR_PROBE)
     print(f"wrote {len(rows)} rows to {path}")
     return 0
 

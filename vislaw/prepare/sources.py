@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vislaw.layout import data_root as layout_data_root
 from vislaw.prepare.download import download, sha256_file
 from vislaw.prepare.unpack import marker_path, unpack
 
@@ -51,8 +52,7 @@ class Source:
         return Path(str(self.url).split("?", 1)[0]).name or f"{self.name}.download"
 
 
-def data_root(config: Mapping[str, Any]) -> Path:
-    return Path(config["data"]["root"])
+data_root = layout_data_root  # data.root, resolved in one place (vislaw.layout)
 
 
 def hf_home(config: Mapping[str, Any]) -> Path | None:

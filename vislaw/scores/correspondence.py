@@ -42,6 +42,7 @@ from vislaw.data.spair import MAX_KEYPOINTS, SpairPair, load_pairs
 from vislaw.encoders.preprocess import Letterbox
 from vislaw.io.atomic import write_text_atomic
 from vislaw.io.hdf5 import open_features
+from vislaw.layout import data_path
 from vislaw.scores.symmetry import Groups, partner_table, symmetric_groups
 
 ALPHAS: tuple[float, ...] = (0.10, 0.05, 0.01)
@@ -476,7 +477,7 @@ def inputs_from_config(config: Mapping[str, Any]) -> ScoreInputs:
     section = config.get("c_score") or {}
     data = config["data"]
     return ScoreInputs(
-        spair_root=Path(data["root"]) / data["spair"]["root"],
+        spair_root=data_path(config, "spair"),
         split=data["spair"].get("split", "test"),
         settings=MatchSettings.from_config(section),
         alphas=tuple(float(a) for a in section.get("alphas", ALPHAS)),

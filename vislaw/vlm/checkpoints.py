@@ -35,6 +35,7 @@ import torch
 
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.atomic import atomic_dir, atomic_path, write_text_atomic
+from vislaw.layout import STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
 from vislaw.vlm.projector import build_projector, infer_projector
 from vislaw.vlm.templates import Template, get_template, tokenize_prompt
@@ -48,10 +49,10 @@ if TYPE_CHECKING:
 
 FORMAT = "vislaw.vlm"
 VERSION = 1
-INFO_FILE = "vlm.json"
-PROJECTOR_FILE = "projector.safetensors"
+INFO_FILE = STAGE_INFO
+PROJECTOR_FILE = STAGE_PROJECTOR
 ENCODER_FILE = "encoder.safetensors"
-LLM_DIR = "llm"
+LLM_DIR = STAGE_LLM
 LLAVA_PROJECTOR_PREFIX = "mm_projector."
 # LLaVA model types and the stock transformers architecture of their language model.
 LLAVA_BASE_TYPES = {
