@@ -8,6 +8,7 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
+    from vislaw.layout import LMVR_FEATURES
     from vislaw.lmvr.probe import encoder_rows, write_probe_csv
     from vislaw.lmvr.settings import lmvr_settings
 
@@ -16,7 +17,7 @@ with job_log(snakemake.log[0]):
     for encoder in settings.encoders:
         rows += encoder_rows(
             encoder,
-            Path(snakemake.params.root) / "features" / encoder,
+            Path(snakemake.params.root) / LMVR_FEATURES / encoder,
             settings.conditions,
             settings.condition_names,
             settings.probe,
