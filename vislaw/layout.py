@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_RESULTS_DIR = "results"
-"""``results_dir`` when a (partial, unchecked) config leaves it out; the schema has the same."""
-
 MANIFEST_NAME = "vislaw-demo-data.json"
 """The demo generator's manifest, in ``data.root`` (the synthetic data's one DAG output)."""
 
@@ -114,8 +111,9 @@ class RunLayout:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunLayout:
+        """The layout of a checked config (check_config gives ``results_dir`` its default)."""
         return cls(
-            results_dir=str(config.get("results_dir", DEFAULT_RESULTS_DIR)),
+            results_dir=str(config["results_dir"]),
             run=str(config["run"]),
             data_root=str(config["data"]["root"]),
         )

@@ -26,7 +26,6 @@ from vislaw.layout import (
     LMVR_MAPS_INDEX,
     LMVR_RESPONSES,
     LMVR_SYNTHETIC_FOLDER,
-    RunLayout,
     lmvr_feature_file,
     under_data_root,
 )
@@ -139,7 +138,7 @@ def image_folder(config: Mapping[str, Any]) -> Path | None:
     if given:
         return under_data_root(config, given)
     if "synthetic" in config["data"]:
-        return Path(RunLayout.from_config(config).lmvr_synthetic_images)
+        return under_data_root(config, LMVR_SYNTHETIC_FOLDER)
     return None
 
 
