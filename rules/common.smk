@@ -8,6 +8,8 @@ from snakemake.utils import min_version
 
 from vislaw.config import check_cli_config, check_config_files
 from vislaw.encoders.registry import conda_env
+from vislaw.layout import LAW_REPORTED, STAGES, RunLayout, law_files
+from vislaw.layout import data_path as layout_data_path
 from vislaw.pipeline import load_checked_config
 from vislaw.prepare import status as prepare_status
 from vislaw.prepare.sources import sources as prepare_sources
@@ -23,13 +25,10 @@ check_cli_config(sys.argv)
 # (vislaw.checks: grids, layers, timesteps, batches): fails before any job.
 config, SPECS = load_checked_config(config)
 
-RUN = config["run"]
-RUN_DIR = f"{config['results_dir']}/{RUN}"
-LOG_DIR = f"{RUN_DIR}/logs"
-BENCH_DIR = f"{RUN_DIR}/benchmarks"
-DATA_ROOT = config["data"]["root"]
+# Every output path and file name of the run (vislaw/layout.py, shared with the library): the
+# rules call its methods with Snakemake placeholders ("{encoder}") for wildcard patterns.
+LAYOUT = RunLayout.from_config(config)
 SYNTHETIC = "synthetic" in config["data"]
-DATA_MANIFEST = f"{DATA_ROOT}/vislaw-demo-data.json"
 
 ENCODERS = list(SPECS)
 BASE_ENCODERS = [n for n, s in SPECS.items() if s.family != "fusion"]
@@ -53,14 +52,12 @@ wildcard_constraints:
 
 def data_path(key):
     """A dataset path from config; relative paths resolve against data.root."""
-    value = config["data"][key]
-    path = value["root"] if isinstance(value, dict) and "root" in value else value
-    return str(Path(DATA_ROOT) / path) if not Path(path).is_absolute() else path
+    return str(layout_data_path(config, key))
 
 
 def data_inputs(wildcards=None):
     """The demo generator's manifest when the data are synthetic; nothing for real data."""
-    return [DATA_MANIFEST] if SYNTHETIC else []
+    return [LAYOUT.data_manifest] if SYNTHETIC else []
 
 
 def lmvr_image_folder(wildcards):
@@ -83,7 +80,7 @@ def trained_encoder_stage1(wildcards):
     (C score) come from the trained encoder the MLLM uses, not the spec's untrained one.
     """
     if trains_encoder(config, wildcards.encoder):
-        return f"{RUN_DIR}/stage1/{wildcards.encoder}/vlm.json"
+        return LAYOUT.stage_info("stage1", wildcards.encoder)
     return []
 
 
@@ -100,17 +97,17 @@ def rule_resources(rule_name):
 
 STAGE_TARGETS = {
     "data": lambda: data_inputs(),
-    "features": lambda: expand(f"{RUN_DIR}/features/{{encoder}}.h5", encoder=ENCODERS),
-    "stage1": lambda: expand(f"{RUN_DIR}/stage1/{{e}}/vlm.json", e=ENCODERS),
-    "stage2": lambda: expand(f"{RUN_DIR}/stage2/{{e}}/vlm.json", e=ENCODERS),
-    "c_score": lambda: [f"{RUN_DIR}/scores/c_scores.csv"],  # rules/scores.smk
-    "law": lambda: expand(f"{RUN_DIR}/law/{{name}}", name=LAW_FILES),  # rules/law.smk
-    "evaluate": lambda: [f"{RUN_DIR}/scores/benchmarks.csv"],
-    "embeddings": lambda: expand(f"{RUN_DIR}/a_score/loglik/{{e}}.json", e=ENCODERS),
-    "a_score": lambda: [f"{RUN_DIR}/scores/a_scores.csv"],  # rules/embed.smk
-    "lmvr": lambda: [f"{RUN_DIR}/lmvr/probe.csv"]  # rules/lmvr.smk
-    + expand(f"{RUN_DIR}/lmvr/maps/{{e}}", e=LMVR_ENCODERS),
-    "report": lambda: [f"{RUN_DIR}/report/training_curves.png"],  # rules/report.smk
+    "features": lambda: [LAYOUT.features(e) for e in ENCODERS],
+    "stage1": lambda: [LAYOUT.stage_info("stage1", e) for e in ENCODERS],
+    "stage2": lambda: [LAYOUT.stage_info("stage2", e) for e in ENCODERS],
+    "c_score": lambda: [LAYOUT.c_scores_table],  # rules/scores.smk
+    "law": lambda: [LAYOUT.law_file(name) for name in LAW_FILES],  # rules/law.smk
+    "evaluate": lambda: [LAYOUT.benchmarks_table],
+    "embeddings": lambda: [LAYOUT.a_loglik(e) for e in ENCODERS],
+    "a_score": lambda: [LAYOUT.a_scores_table],  # rules/embed.smk
+    "lmvr": lambda: [LAYOUT.lmvr_probe]  # rules/lmvr.smk
+    + [LAYOUT.lmvr_maps(e) for e in LMVR_ENCODERS],
+    "report": lambda: [LAYOUT.training_curves],  # rules/report.smk
 }
 
 
@@ -124,19 +121,9 @@ def all_targets(wildcards):
     return [path for t in config["targets"] for path in STAGE_TARGETS[t]()]
 
 
-LAW_REPORTED = {
-    "law.png",
-    "law_overview.png",
-    "r2.csv",
-    "policy.csv",
-    "coefficients.csv",
-    "policy_strategies.csv",
-}
-
-
 def law_output(name):
     """A law output path, marked for the HTML report when it is a figure or a main table."""
-    path = f"{RUN_DIR}/law/{name}"
+    path = LAYOUT.law_file(name)
     if name in LAW_REPORTED:
         return report(path, caption="../report/law.rst", category="Law")
     return path
@@ -193,4 +180,4 @@ def prepared(dataset=False, encoder=False, llm=False, benchmarks=False, name=Non
 
 def data_checked(dataset):
     """check_data's report of a dataset the config has (training and scoring start after it)."""
-    return [f"{RUN_DIR}/data_check/{dataset}.txt"] if dataset in config["data"] else []
+    return [LAYOUT.data_check(dataset)] if dataset in config["data"] else []

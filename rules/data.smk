@@ -3,11 +3,11 @@ if SYNTHETIC:
 
     rule synthetic_data:
         output:
-            manifest=DATA_MANIFEST,
+            manifest=LAYOUT.data_manifest,
         log:
-            f"{LOG_DIR}/synthetic_data.log",
+            LAYOUT.log("synthetic_data"),
         benchmark:
-            f"{BENCH_DIR}/synthetic_data.tsv"
+            LAYOUT.benchmark("synthetic_data")
         conda:
             "../envs/analysis.yaml"
         resources:

@@ -1,10 +1,9 @@
 # A score (docs/a_score.md): a seeded image sample per benchmark, embedded by every encoder's
 # stage-1 model (post-projector tokens to HDF5), the caption log-likelihood, and the table.
 A_BENCHMARKS = list(config["benchmarks"])
-A_DIR = f"{RUN_DIR}/a_score"
-A_SAMPLE = f"{A_DIR}/samples/{{benchmark}}.json"
-EMBEDDING = f"{RUN_DIR}/embeddings/{{benchmark}}/{{encoder}}.h5"
-A_LOGLIK = f"{A_DIR}/loglik/{{encoder}}.json"
+A_SAMPLE = LAYOUT.a_sample("{benchmark}")
+EMBEDDING = LAYOUT.embedding("{benchmark}", "{encoder}")
+A_LOGLIK = LAYOUT.a_loglik("{encoder}")
 
 
 rule a_images:
@@ -15,9 +14,9 @@ rule a_images:
     output:
         expand(A_SAMPLE, benchmark=A_BENCHMARKS),
     log:
-        f"{LOG_DIR}/a_images.log",
+        LAYOUT.log("a_images"),
     benchmark:
-        f"{BENCH_DIR}/a_images.tsv"
+        LAYOUT.benchmark("a_images")
     conda:
         "../envs/lmms_eval.yaml"
     resources:
@@ -28,16 +27,16 @@ rule a_images:
 
 rule embeddings:
     input:
-        stage1=f"{RUN_DIR}/stage1/{{encoder}}/vlm.json",
+        stage1=LAYOUT.stage_info("stage1", "{encoder}"),
         samples=expand(A_SAMPLE, benchmark=A_BENCHMARKS),
         prepared=prepared(encoder=True, llm=True),
     output:
         embeddings=expand(EMBEDDING, benchmark=A_BENCHMARKS, allow_missing=True),
         loglik=A_LOGLIK,
     log:
-        f"{LOG_DIR}/embeddings/{{encoder}}.log",
+        LAYOUT.log("embeddings", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/embeddings/{{encoder}}.tsv"
+        LAYOUT.benchmark("embeddings", "{encoder}")
     conda:
         lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
     threads: rule_resources("embeddings")["cpus_per_task"]
@@ -54,14 +53,14 @@ rule a_scores:
         loglik=expand(A_LOGLIK, encoder=ENCODERS),
     output:
         report(
-            f"{RUN_DIR}/scores/a_scores.csv",
+            LAYOUT.a_scores_table,
             caption="../report/scores.rst",
             category="Scores",
         ),
     log:
-        f"{LOG_DIR}/a_scores.log",
+        LAYOUT.log("a_scores"),
     benchmark:
-        f"{BENCH_DIR}/a_scores.tsv"
+        LAYOUT.benchmark("a_scores")
     conda:
         "../envs/analysis.yaml"
     resources:

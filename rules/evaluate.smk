@@ -8,12 +8,9 @@ from vislaw.eval.tasks import resolve_benchmarks
 
 EVAL_BENCHMARKS = {b.name: b for b in resolve_benchmarks(config)}
 LOCAL_BENCHMARKS = [name for name, b in EVAL_BENCHMARKS.items() if b.local]
-EVAL_DIR = f"{RUN_DIR}/eval"
-STAGE2_DONE = f"{RUN_DIR}/stage2/{{encoder}}/vlm.json"
-EVAL_RESULT = f"{EVAL_DIR}/{{encoder}}/{{benchmark}}.json"
-EVAL_SAMPLES = f"{EVAL_DIR}/{{encoder}}/{{benchmark}}.samples.jsonl"
-# A local benchmark's task folder (its YAML stands for the folder): .format(benchmark name).
-LOCAL_TASK_YAML = f"{EVAL_DIR}/tasks/{{0}}/{{0}}.yaml"
+STAGE2_DONE = LAYOUT.stage_info("stage2", "{encoder}")
+EVAL_RESULT = LAYOUT.eval_result("{encoder}", "{benchmark}")
+EVAL_SAMPLES = LAYOUT.eval_samples("{encoder}", "{benchmark}")
 
 
 wildcard_constraints:
@@ -27,11 +24,11 @@ if LOCAL_BENCHMARKS:
         input:
             data_inputs,
         output:
-            [LOCAL_TASK_YAML.format(n) for n in LOCAL_BENCHMARKS],
+            [LAYOUT.eval_task_yaml(n) for n in LOCAL_BENCHMARKS],
         log:
-            f"{LOG_DIR}/eval_tasks.log",
+            LAYOUT.log("eval_tasks"),
         benchmark:
-            f"{BENCH_DIR}/eval_tasks.tsv"
+            LAYOUT.benchmark("eval_tasks")
         conda:
             "../envs/analysis.yaml"
         resources:
@@ -48,14 +45,14 @@ if config["eval"]["jobs"] == "per_encoder":
         input:
             model=STAGE2_DONE,
             prepared=prepared(encoder=True, benchmarks=True),
-            tasks=[LOCAL_TASK_YAML.format(n) for n in LOCAL_BENCHMARKS],
+            tasks=[LAYOUT.eval_task_yaml(n) for n in LOCAL_BENCHMARKS],
         output:
             results=expand(EVAL_RESULT, benchmark=EVAL_BENCHMARKS, allow_missing=True),
             samples=expand(EVAL_SAMPLES, benchmark=EVAL_BENCHMARKS, allow_missing=True),
         log:
-            f"{LOG_DIR}/evaluate/{{encoder}}.log",
+            LAYOUT.log("evaluate", "{encoder}"),
         benchmark:
-            f"{BENCH_DIR}/evaluate/{{encoder}}.tsv"
+            LAYOUT.benchmark("evaluate", "{encoder}")
         conda:
             "../envs/lmms_eval.yaml"
         threads: rule_resources("evaluate")["cpus_per_task"]
@@ -72,7 +69,7 @@ else:
             prepared=prepared(encoder=True, benchmarks=True),
             # a local benchmark's task folder; lmms-eval's own tasks need none
             tasks=lambda wc: (
-                [LOCAL_TASK_YAML.format(wc.benchmark)]
+                [LAYOUT.eval_task_yaml(wc.benchmark)]
                 if EVAL_BENCHMARKS[wc.benchmark].local
                 else []
             ),
@@ -80,9 +77,9 @@ else:
             results=EVAL_RESULT,
             samples=EVAL_SAMPLES,
         log:
-            f"{LOG_DIR}/evaluate/{{encoder}}/{{benchmark}}.log",
+            LAYOUT.log("evaluate", "{encoder}", "{benchmark}"),
         benchmark:
-            f"{BENCH_DIR}/evaluate/{{encoder}}/{{benchmark}}.tsv"
+            LAYOUT.benchmark("evaluate", "{encoder}", "{benchmark}")
         conda:
             "../envs/lmms_eval.yaml"
         threads: rule_resources("evaluate")["cpus_per_task"]
@@ -98,14 +95,14 @@ rule benchmarks_table:
         expand(EVAL_RESULT, encoder=ENCODERS, benchmark=EVAL_BENCHMARKS),
     output:
         report(
-            f"{RUN_DIR}/scores/benchmarks.csv",
+            LAYOUT.benchmarks_table,
             caption="../report/scores.rst",
             category="Scores",
         ),
     log:
-        f"{LOG_DIR}/benchmarks_table.log",
+        LAYOUT.log("benchmarks_table"),
     benchmark:
-        f"{BENCH_DIR}/benchmarks_table.tsv"
+        LAYOUT.benchmark("benchmarks_table")
     conda:
         "../envs/analysis.yaml"
     resources:

@@ -8,11 +8,11 @@ rule features:
         data_checked("spair"),
         stage1=trained_encoder_stage1,
     output:
-        f"{RUN_DIR}/features/{{encoder}}.h5",
+        LAYOUT.features("{encoder}"),
     log:
-        f"{LOG_DIR}/features/{{encoder}}.log",
+        LAYOUT.log("features", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/features/{{encoder}}.tsv"
+        LAYOUT.benchmark("features", "{encoder}")
     wildcard_constraints:
         encoder=BASE_RE,
     conda:
@@ -27,16 +27,13 @@ rule features:
 rule fuse_features:
     # A fusion concatenates its members' cached features: each member is computed once.
     input:
-        lambda wc: expand(
-            f"{RUN_DIR}/features/{{member}}.h5",
-            member=[m.name for m in SPECS[wc.encoder].members],
-        ),
+        lambda wc: [LAYOUT.features(m.name) for m in SPECS[wc.encoder].members],
     output:
-        f"{RUN_DIR}/features/{{encoder}}.h5",
+        LAYOUT.features("{encoder}"),
     log:
-        f"{LOG_DIR}/features/{{encoder}}.log",
+        LAYOUT.log("features", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/features/{{encoder}}.tsv"
+        LAYOUT.benchmark("features", "{encoder}")
     wildcard_constraints:
         encoder=FUSION_RE,
     conda:

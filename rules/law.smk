@@ -2,19 +2,8 @@
 # Input: law.scores_table when set (e.g. the paper's released table), else the tidy table of
 # this run's own measurements (written by the scores stage).
 
-LAW_TABLE = config["law"]["scores_table"] or f"{RUN_DIR}/scores/law_input.csv"
-LAW_FILES = [
-    "r2.csv",
-    "coefficients.csv",
-    "fit_stats.csv",
-    "predictions.csv",
-    "policy.csv",
-    "policy_curves.csv",
-    "law.png",
-    "law.svg",
-    "law_overview.png",
-    "summary.md",
-] + (["policy_strategies.csv"] if config["law"]["strategies"] else [])
+LAW_TABLE = config["law"]["scores_table"] or LAYOUT.law_input
+LAW_FILES = law_files(config["law"]["strategies"])
 
 
 rule law:
@@ -23,9 +12,9 @@ rule law:
     output:
         [law_output(name) for name in LAW_FILES],
     log:
-        f"{LOG_DIR}/law.log",
+        LAYOUT.log("law"),
     benchmark:
-        f"{BENCH_DIR}/law.tsv"
+        LAYOUT.benchmark("law")
     conda:
         "../envs/analysis.yaml"
     resources:
@@ -39,15 +28,15 @@ if not config["law"]["scores_table"]:
     rule law_input:
         # This run's measured A, C and benchmark scores as the law's tidy table.
         input:
-            a=f"{RUN_DIR}/scores/a_scores.csv",
-            c=f"{RUN_DIR}/scores/c_scores.csv",
-            benchmarks=f"{RUN_DIR}/scores/benchmarks.csv",
+            a=LAYOUT.a_scores_table,
+            c=LAYOUT.c_scores_table,
+            benchmarks=LAYOUT.benchmarks_table,
         output:
-            f"{RUN_DIR}/scores/law_input.csv",
+            LAYOUT.law_input,
         log:
-            f"{LOG_DIR}/law_input.log",
+            LAYOUT.log("law_input"),
         benchmark:
-            f"{BENCH_DIR}/law_input.tsv"
+            LAYOUT.benchmark("law_input")
         conda:
             "../envs/analysis.yaml"
         resources:

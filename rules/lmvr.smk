@@ -1,13 +1,12 @@
 # LMVR (docs/lmvr.md): per encoder, its stage-2 MLLM describes a labelled ImageFolder (clean and
 # corrupted copies); pooled LLM hidden states and the encoder's own pooled tokens go to HDF5 and
 # a few token maps to PNG, in one job that loads the model once; then linear probes on both.
-from vislaw.lmvr.settings import SYNTHETIC_FOLDER, lmvr_settings
+from vislaw.layout import LMVR_KINDS
+from vislaw.lmvr.settings import lmvr_settings
 
 LMVR = lmvr_settings(config)
 LMVR_ENCODERS = list(LMVR.encoders)
 LMVR_CONDITIONS = LMVR.condition_names
-LMVR_DIR = f"{RUN_DIR}/lmvr"
-LMVR_FEATURES = f"{LMVR_DIR}/features/{{encoder}}"
 
 
 if SYNTHETIC:
@@ -17,11 +16,11 @@ if SYNTHETIC:
         input:
             data_inputs,
         output:
-            directory(f"{DATA_ROOT}/{SYNTHETIC_FOLDER}"),
+            directory(LAYOUT.lmvr_synthetic_images),
         log:
-            f"{LOG_DIR}/lmvr_images.log",
+            LAYOUT.log("lmvr_images"),
         benchmark:
-            f"{BENCH_DIR}/lmvr_images.tsv"
+            LAYOUT.benchmark("lmvr_images")
         conda:
             "../envs/analysis.yaml"
         resources:
@@ -32,26 +31,20 @@ if SYNTHETIC:
 
 rule lmvr:
     input:
-        stage2=f"{RUN_DIR}/stage2/{{encoder}}/vlm.json",
+        stage2=LAYOUT.stage_info("stage2", "{encoder}"),
         images=lmvr_image_folder,
         prepared=prepared(encoder=True),
     output:
-        lmvr=expand(
-            f"{LMVR_FEATURES}/lmvr/{{condition}}.h5",
-            condition=LMVR_CONDITIONS,
-            allow_missing=True,
-        ),
-        baseline=expand(
-            f"{LMVR_FEATURES}/baseline/{{condition}}.h5",
-            condition=LMVR_CONDITIONS,
-            allow_missing=True,
-        ),
-        responses=f"{LMVR_FEATURES}/responses.jsonl",
-        maps=directory(f"{LMVR_DIR}/maps/{{encoder}}"),
+        **{
+            kind: [LAYOUT.lmvr_feature("{encoder}", kind, c) for c in LMVR_CONDITIONS]
+            for kind in LMVR_KINDS
+        },
+        responses=LAYOUT.lmvr_responses("{encoder}"),
+        maps=directory(LAYOUT.lmvr_maps("{encoder}")),
     log:
-        f"{LOG_DIR}/lmvr/{{encoder}}.log",
+        LAYOUT.log("lmvr", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/lmvr/{{encoder}}.tsv"
+        LAYOUT.benchmark("lmvr", "{encoder}")
     conda:
         lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
     threads: rule_resources("lmvr")["cpus_per_task"]
@@ -65,18 +58,18 @@ rule lmvr:
 
 rule lmvr_probe:
     input:
-        expand(
-            f"{LMVR_FEATURES}/{{kind}}/{{condition}}.h5",
-            encoder=LMVR_ENCODERS,
-            kind=["lmvr", "baseline"],
-            condition=LMVR_CONDITIONS,
-        ),
+        [
+            LAYOUT.lmvr_feature(e, kind, c)
+            for e in LMVR_ENCODERS
+            for kind in LMVR_KINDS
+            for c in LMVR_CONDITIONS
+        ],
     output:
-        f"{LMVR_DIR}/probe.csv",
+        LAYOUT.lmvr_probe,
     log:
-        f"{LOG_DIR}/lmvr_probe.log",
+        LAYOUT.log("lmvr_probe"),
     benchmark:
-        f"{BENCH_DIR}/lmvr_probe.tsv"
+        LAYOUT.benchmark("lmvr_probe")
     conda:
         "../envs/analysis.yaml"
     resources:

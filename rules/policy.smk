@@ -10,9 +10,9 @@ checkpoint policy_round:
     output:
         POLICY_ROUND,
     log:
-        f"{LOG_DIR}/policy/round_{{round}}.log",
+        LAYOUT.log("policy", "round_{round}"),
     benchmark:
-        f"{BENCH_DIR}/policy/round_{{round}}.tsv"
+        LAYOUT.benchmark("policy", "round_{round}")
     conda:
         "../envs/analysis.yaml"
     resources:
@@ -30,24 +30,24 @@ rule policy_report:
         policy_rounds,
     output:
         rounds=report(
-            f"{POLICY_DIR}/rounds.csv",
+            LAYOUT.policy_rounds_table,
             caption="../report/policy.rst",
             category="Policy",
         ),
         recommendation=report(
-            f"{POLICY_DIR}/recommendation.md",
+            LAYOUT.policy_recommendation,
             caption="../report/policy.rst",
             category="Policy",
         ),
         plot=report(
-            f"{POLICY_DIR}/predicted_vs_measured.png",
+            LAYOUT.policy_plot,
             caption="../report/policy.rst",
             category="Policy",
         ),
     log:
-        f"{LOG_DIR}/policy/report.log",
+        LAYOUT.log("policy", "report"),
     benchmark:
-        f"{BENCH_DIR}/policy/report.tsv"
+        LAYOUT.benchmark("policy", "report")
     conda:
         "../envs/analysis.yaml"
     resources:
@@ -59,7 +59,7 @@ rule policy_report:
 
 
 STAGE_TARGETS["policy"] = lambda: [
-    f"{POLICY_DIR}/rounds.csv",
-    f"{POLICY_DIR}/recommendation.md",
-    f"{POLICY_DIR}/predicted_vs_measured.png",
+    LAYOUT.policy_rounds_table,
+    LAYOUT.policy_recommendation,
+    LAYOUT.policy_plot,
 ]

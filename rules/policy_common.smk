@@ -3,8 +3,7 @@ import json
 
 from vislaw.law.mode import read_round
 
-POLICY_DIR = f"{RUN_DIR}/policy"
-POLICY_ROUND = f"{POLICY_DIR}/rounds/{{round}}.json"
+POLICY_ROUND = LAYOUT.policy_round("{round}")
 POLICY_SCORES_FILE = config["policy"]["scores_file"]
 POLICY_PRIOR = (
     config["policy"]["prior_table"]
@@ -38,8 +37,8 @@ def policy_ordered(wildcards):
 def policy_round_inputs(wildcards):
     r = int(wildcards.round)
     inputs = {
-        "a": f"{RUN_DIR}/scores/a_scores.csv",
-        "c": f"{RUN_DIR}/scores/c_scores.csv",
+        "a": LAYOUT.a_scores_table,
+        "c": LAYOUT.c_scores_table,
         "extra": [p for p in (POLICY_SCORES_FILE, POLICY_PRIOR) if p],
     }
     if r > 0:

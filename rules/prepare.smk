@@ -5,7 +5,6 @@
 # before its first job (rules/common.smk: prepared). The prepare rules are local rules (never
 # submitted to compute nodes) and their stamps are temporary: each `prepare` re-checks, and a
 # source or repo already in place is skipped at once.
-PREPARE_DIR = f"{RUN_DIR}/prepare"
 PREPARE_SOURCES = list(prepare_sources(config))
 
 
@@ -21,16 +20,16 @@ wildcard_constraints:
 
 rule prepare:
     input:
-        expand(f"{PREPARE_DIR}/data-{{source}}.done", source=PREPARE_SOURCES),
-        f"{PREPARE_DIR}/models.done",
+        [LAYOUT.prepare_marker(s) for s in PREPARE_SOURCES],
+        LAYOUT.prepare_models_marker,
 
 
 rule prepare_data:
     # One source: download (resumable, sha256-checked), unpack atomically, write its marker.
     output:
-        temp(f"{PREPARE_DIR}/data-{{source}}.done"),
+        temp(LAYOUT.prepare_marker("{source}")),
     log:
-        f"{LOG_DIR}/prepare/data-{{source}}.log",
+        LAYOUT.log("prepare", "data-{source}"),
     conda:
         "../envs/transformers.yaml"
     script:
@@ -40,9 +39,9 @@ rule prepare_data:
 rule prepare_models:
     # Every encoder, the LLM and lmms-eval's datasets into cache.hf_home (allow_patterns).
     output:
-        temp(f"{PREPARE_DIR}/models.done"),
+        temp(LAYOUT.prepare_models_marker),
     log:
-        f"{LOG_DIR}/prepare/models.log",
+        LAYOUT.log("prepare", "models"),
     conda:
         "../envs/transformers.yaml"
     script:
@@ -55,11 +54,11 @@ rule check_data:
         data_inputs,
         prepared(dataset=True),
     output:
-        f"{RUN_DIR}/data_check/{{dataset}}.txt",
+        LAYOUT.data_check("{dataset}"),
     log:
-        f"{LOG_DIR}/check_data/{{dataset}}.log",
+        LAYOUT.log("check_data", "{dataset}"),
     benchmark:
-        f"{BENCH_DIR}/check_data/{{dataset}}.tsv"
+        LAYOUT.benchmark("check_data", "{dataset}")
     wildcard_constraints:
         dataset="pretrain|instruct|spair",
     conda:

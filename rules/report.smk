@@ -3,21 +3,17 @@
 
 rule training_curves:
     input:
-        expand(
-            f"{RUN_DIR}/{{stage}}/{{encoder}}/vlm.json",
-            stage=["stage1", "stage2"],
-            encoder=ENCODERS,
-        ),
+        [LAYOUT.stage_info(s, e) for s in STAGES for e in ENCODERS],
     output:
         report(
-            f"{RUN_DIR}/report/training_curves.png",
+            LAYOUT.training_curves,
             caption="../report/training_curves.rst",
             category="Training",
         ),
     log:
-        f"{LOG_DIR}/training_curves.log",
+        LAYOUT.log("training_curves"),
     benchmark:
-        f"{BENCH_DIR}/training_curves.tsv"
+        LAYOUT.benchmark("training_curves")
     conda:
         "../envs/analysis.yaml"
     resources:

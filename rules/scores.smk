@@ -3,19 +3,17 @@
 
 rule c_score:
     input:
-        features=f"{RUN_DIR}/features/{{encoder}}.h5",
+        features=LAYOUT.features("{encoder}"),
         # A fusion's member files: the C score L2-normalises each member's channels.
-        members=lambda wc: [
-            f"{RUN_DIR}/features/{m.name}.h5" for m in SPECS[wc.encoder].members
-        ],
+        members=lambda wc: [LAYOUT.features(m.name) for m in SPECS[wc.encoder].members],
         data=data_inputs,
         checked=data_checked("spair"),
     output:
-        f"{RUN_DIR}/scores/c_score/{{encoder}}.csv",
+        LAYOUT.c_score("{encoder}"),
     log:
-        f"{LOG_DIR}/c_score/{{encoder}}.log",
+        LAYOUT.log("c_score", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/c_score/{{encoder}}.tsv"
+        LAYOUT.benchmark("c_score", "{encoder}")
     conda:
         "../envs/analysis.yaml"
     threads: rule_resources("c_score")["cpus_per_task"]
@@ -27,13 +25,13 @@ rule c_score:
 
 rule c_scores_table:
     input:
-        expand(f"{RUN_DIR}/scores/c_score/{{encoder}}.csv", encoder=ENCODERS),
+        [LAYOUT.c_score(e) for e in ENCODERS],
     output:
-        f"{RUN_DIR}/scores/c_scores.csv",
+        LAYOUT.c_scores_table,
     log:
-        f"{LOG_DIR}/c_scores_table.log",
+        LAYOUT.log("c_scores_table"),
     benchmark:
-        f"{BENCH_DIR}/c_scores_table.tsv"
+        LAYOUT.benchmark("c_scores_table")
     conda:
         "../envs/analysis.yaml"
     resources:

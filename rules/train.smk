@@ -5,8 +5,7 @@
 # Env: the encoder family's (every one holds DeepSpeed); for a fusion the registry's env that
 # holds all members' stacks, not the light analysis env its cached features use.
 TINY_LLM = bool(config["llm"].get("tiny"))
-LLM_DIR = f"{RUN_DIR}/llm"
-LLM_INPUTS = [LLM_DIR] if TINY_LLM else []  # a hub/local LLM is no DAG input
+LLM_INPUTS = [LAYOUT.llm_dir] if TINY_LLM else []  # a hub/local LLM is no DAG input
 
 
 if TINY_LLM:
@@ -16,11 +15,11 @@ if TINY_LLM:
         input:
             data_inputs,
         output:
-            directory(LLM_DIR),
+            directory(LAYOUT.llm_dir),
         log:
-            f"{LOG_DIR}/tiny_llm.log",
+            LAYOUT.log("tiny_llm"),
         benchmark:
-            f"{BENCH_DIR}/tiny_llm.tsv"
+            LAYOUT.benchmark("tiny_llm")
         conda:
             "../envs/transformers.yaml"
         threads: rule_resources("tiny_llm")["cpus_per_task"]
@@ -37,12 +36,12 @@ rule stage1:
         prepared(encoder=True, llm=True),
         data_checked("pretrain"),
     output:
-        projector=f"{RUN_DIR}/stage1/{{encoder}}/projector.safetensors",
-        info=f"{RUN_DIR}/stage1/{{encoder}}/vlm.json",
+        projector=LAYOUT.stage_projector("stage1", "{encoder}"),
+        info=LAYOUT.stage_info("stage1", "{encoder}"),
     log:
-        f"{LOG_DIR}/stage1/{{encoder}}.log",
+        LAYOUT.log("stage1", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/stage1/{{encoder}}.tsv"
+        LAYOUT.benchmark("stage1", "{encoder}")
     conda:
         lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
     threads: rule_resources("stage1")["cpus_per_task"]
@@ -61,15 +60,15 @@ rule stage2:
         LLM_INPUTS,
         prepared(encoder=True, llm=True),
         data_checked("instruct"),
-        stage1=f"{RUN_DIR}/stage1/{{encoder}}/vlm.json",
+        stage1=LAYOUT.stage_info("stage1", "{encoder}"),
     output:
-        projector=f"{RUN_DIR}/stage2/{{encoder}}/projector.safetensors",
-        llm=directory(f"{RUN_DIR}/stage2/{{encoder}}/llm"),
-        info=f"{RUN_DIR}/stage2/{{encoder}}/vlm.json",
+        projector=LAYOUT.stage_projector("stage2", "{encoder}"),
+        llm=directory(LAYOUT.stage_llm("{encoder}")),
+        info=LAYOUT.stage_info("stage2", "{encoder}"),
     log:
-        f"{LOG_DIR}/stage2/{{encoder}}.log",
+        LAYOUT.log("stage2", "{encoder}"),
     benchmark:
-        f"{BENCH_DIR}/stage2/{{encoder}}.tsv"
+        LAYOUT.benchmark("stage2", "{encoder}")
     conda:
         lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
     threads: rule_resources("stage2")["cpus_per_task"]

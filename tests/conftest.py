@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DELETE = object()
+"""A value for :func:`with_key`: remove the key instead of setting it."""
 
 MINIMAL_CONFIG = {
     "run": "unit",
@@ -94,3 +99,52 @@ def isolated_config(tmp_path):
         return path
 
     return write
+
+
+def with_key(config: dict, path: str, value) -> dict:
+    """A copy of ``config`` with the dotted ``path`` set to ``value`` (:data:`DELETE` removes
+    the key); parents are created as needed. Keys that hold dots: separate them with '|'."""
+    config = copy.deepcopy(config)
+    node = config
+    keys = path.split("|") if "|" in path else path.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    if value is DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return config
+
+
+def run_snakemake(
+    *args: str, cwd: Path = ROOT, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake from this venv, with the venv first on PATH (sbatch --export=ALL hands that PATH
+    to SLURM jobs, which is how they find this Python on a cluster without conda); ``env``
+    adds variables."""
+    exe = BIN / "snakemake"
+    return subprocess.run(
+        [str(exe) if exe.exists() else (shutil.which("snakemake") or "snakemake"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            **(env or {}),
+        },
+    )
+
+
+def mark_prepared(config_path: Path, workdir: Path | None = None) -> None:
+    """Write `prepare`'s markers (data sources, Hub repos) of a config, without which a real
+    config refuses to plan; relative markers resolve in ``workdir`` (the run's --directory)."""
+    from vislaw.pipeline import load_checked_config
+    from vislaw.prepare.status import all_requirements
+
+    checked, specs = load_checked_config(config_path)
+    for req in all_requirements(checked, specs):
+        marker = (workdir / req.marker) if workdir else req.marker
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")

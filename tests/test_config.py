@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import textwrap
 
 import pytest
+from conftest import DELETE as _DELETE
+from conftest import with_key as _with
 
 from vislaw.config import ConfigError, check_config, load_config
 from vislaw.pipeline import load_checked_config
@@ -26,21 +27,6 @@ def test_defaults_do_not_leak_between_calls(minimal_config):
     assert check_config(minimal_config)["features"]["batch_size"] == 8
     assert "features" not in minimal_config
 
-
-def _with(config: dict, path: str, value) -> dict:
-    config = copy.deepcopy(config)
-    node = config
-    keys = path.split(".")
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    if value is _DELETE:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return config
-
-
-_DELETE = object()
 
 BAD_CONFIGS = [
     # (description, dotted path to change, new value, key the message must name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import run_snakemake
 from test_prepare import FileServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,20 +74,7 @@ def _config(tmp_path: Path, url: str, archive: bytes) -> dict:
 
 
 def _snakemake(*args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-    }
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    return run_snakemake(*args, env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.mark.slow

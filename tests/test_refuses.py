@@ -16,30 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import isolate
+from conftest import with_key as _with
 
 from vislaw.config import ConfigError, check_cli_config, cli_config_entries
 from vislaw.pipeline import load_checked_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-_DELETE = object()
 
 SD = {"family": "sd_unet", "tiny": True, "input_size": 64}
 CONV = {"family": "convnext", "tiny": True, "input_size": 128, "fifth_stage": True}
-
-
-def _with(config: dict, path: str, value) -> dict:
-    """``config`` with the dotted ``path`` set to ``value`` (created as needed)."""
-    config = copy.deepcopy(config)
-    node = config
-    keys = path.split("|") if "|" in path else path.split(".")
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    if value is _DELETE:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return config
 
 
 # (id, dotted path to change (| separates keys that hold dots), new value, key named)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import getpass
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import mark_prepared
+from conftest import run_snakemake as _snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -64,20 +65,6 @@ GPU_REQUEST = 2
 
 def _load_profile(name: str) -> dict:
     return yaml.safe_load((PROFILES / name / "config.yaml").read_text())
-
-
-def _snakemake(*args: str, timeout: int) -> subprocess.CompletedProcess:
-    """Snakemake from this venv, with the venv first on PATH: sbatch --export=ALL hands that PATH
-    to the jobs, which is how they find this Python on a cluster without conda."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 # --- the profiles (no cluster needed) --------------------------------------------------------
@@ -174,14 +161,7 @@ def _placeholder_data(workdir: Path, config: dict) -> None:
     if folder:
         (root / folder / "placeholder_class").mkdir(parents=True, exist_ok=True)
     # and `prepare`'s markers (data sources, Hub repos), without which a run refuses to plan
-    from vislaw.pipeline import load_checked_config
-    from vislaw.prepare.status import all_requirements
-
-    checked, specs = load_checked_config(PAPER_CONFIG)
-    for req in all_requirements(checked, specs):
-        marker = workdir / req.marker  # relative markers resolve in the run's --directory
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("{}")
+    mark_prepared(PAPER_CONFIG, workdir)
 
 
 def _planned_jobs_with_wildcards(out: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:

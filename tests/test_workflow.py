@@ -3,7 +3,6 @@ time, and the embedded demo DAG end to end (into a temporary results folder)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import isolate
+from conftest import isolate, mark_prepared
+from conftest import run_snakemake as snakemake
 
 from vislaw.pipeline import load_checked_config
 
@@ -23,18 +23,6 @@ BIN = Path(sys.executable).parent
 def _tool(name: str) -> str:
     path = BIN / name
     return str(path) if path.exists() else (shutil.which(name) or name)
-
-
-def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [_tool("snakemake"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def test_lint_is_clean():
@@ -79,16 +67,12 @@ def _dry_run_jobs(configfile: Path, *targets: str) -> dict[str, int]:
 
 def test_paper_dry_run_has_a_features_job_per_encoder(isolated_config, tmp_path):
     # With its real inputs marked as prepared (config.yaml alone refuses to plan: test_prepare).
-    from vislaw.prepare.status import all_requirements
-
     path = isolated_config("config.yaml")
     paper = yaml.safe_load(path.read_text())
     paper["cache"]["hf_home"] = str(tmp_path / "hf")
     path.write_text(yaml.safe_dump(paper, sort_keys=False))
-    config, specs = load_checked_config(path)
-    for req in all_requirements(config, specs):
-        req.marker.parent.mkdir(parents=True, exist_ok=True)
-        req.marker.write_text("{}")
+    mark_prepared(path)
+    _, specs = load_checked_config(path)
     # config.yaml runs every stage; LMVR's image folder is real data that is not here.
     jobs = _dry_run_jobs(path, "--config", "targets=[features]")
     base = [n for n, s in specs.items() if s.family != "fusion"]

@@ -338,5 +338,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
 
 
 def run_dir(config: Mapping[str, Any]) -> Path:
-    """Where this run's outputs go: ``<results_dir>/<run>``."""
-    return Path(config.get("results_dir", "results")) / config["run"]
+    """Where this run's outputs go: ``<results_dir>/<run>`` (vislaw.layout names the rest)."""
+    from vislaw.layout import RunLayout
+
+    return Path(RunLayout.from_config(config).run_dir)

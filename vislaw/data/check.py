@@ -171,15 +171,10 @@ def check_dataset(data: DataSettings | Mapping[str, Any], dataset: str) -> Repor
     entry = getattr(data, dataset, None) if dataset in DATASETS else None
     if entry is None:
         raise DataError(f"config key 'data.{dataset}' is not set: nothing to check")
-    root = Path(data.root)
-
-    def under(value: str) -> Path:
-        return Path(value) if Path(value).is_absolute() else root / value
-
     report = Report(dataset)
     if isinstance(entry, SpairSettings):
-        return check_spair(under(entry.root), entry.split, report)
-    return check_llava(under(entry.json), under(entry.image_folder), report)
+        return check_spair(data.path(entry.root), entry.split, report)
+    return check_llava(data.path(entry.json), data.path(entry.image_folder), report)
 
 
 def run_check_data(data: DataSettings, dataset: str, out: str | Path | None) -> Report:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vislaw.config import ConfigError
+from vislaw.layout import resolve_data_path
 from vislaw.sections import Section
 
 
@@ -71,15 +72,19 @@ class DataSettings(Section):
     benchmark_root: str
     sources: Mapping[str, Any]
 
+    def path(self, value: str | Path) -> Path:
+        """A data path of this section: relative ones are under ``root`` (vislaw.layout)."""
+        return resolve_data_path(self.root, value)
+
     def spair_root(self) -> Path:
         """The SPair-71k folder; a ConfigError names ``data.spair`` when the config has none."""
         if self.spair is None:
             raise ConfigError("data.spair", "missing: this step needs the SPair-71k dataset")
-        return Path(self.root) / self.spair.root
+        return self.path(self.spair.root)
 
     def benchmarks_root(self) -> Path:
         """The folder of local benchmark sets (``data.root``/``data.benchmark_root``)."""
-        return Path(self.root) / self.benchmark_root
+        return self.path(self.benchmark_root)
 
 
 @dataclass(frozen=True)

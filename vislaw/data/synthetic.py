@@ -53,6 +53,7 @@ from vislaw.data.spair import (
 )
 from vislaw.data.templates import SPAIR_TEMPLATES
 from vislaw.io.atomic import atomic_dir, write_text_atomic
+from vislaw.layout import MANIFEST_NAME
 
 __all__ = [
     "BENCHMARKS",
@@ -65,7 +66,6 @@ __all__ = [
     "resolve_settings",
 ]
 
-MANIFEST_NAME = "vislaw-demo-data.json"
 MARKER_NAME = ".vislaw-demo-data"
 """Marks a folder as ours: only such a folder (or an empty one) is ever replaced."""
 MANIFEST_FORMAT = "vislaw-demo-data"

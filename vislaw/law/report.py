@@ -22,6 +22,7 @@ from vislaw.law.plot import law_figure, overview_figure, save_figure
 from vislaw.law.policy import recall_curve, simulate
 from vislaw.law.settings import LawSettings
 from vislaw.law.tables import FLOAT_FORMAT
+from vislaw.layout import LAW_FILES, LAW_STRATEGIES_FILE
 
 R2_COLUMNS = (
     "benchmark",
@@ -34,18 +35,7 @@ R2_COLUMNS = (
     "r2_random_quadratic",
     "loo_r2_ac_quadratic",
 )
-OUTPUT_FILES = (
-    "r2.csv",
-    "coefficients.csv",
-    "fit_stats.csv",
-    "predictions.csv",
-    "policy.csv",
-    "policy_curves.csv",
-    "law.png",
-    "law.svg",
-    "law_overview.png",
-    "summary.md",
-)
+OUTPUT_FILES = LAW_FILES  # the layout names them: rule law's outputs are the same list
 
 
 def r2_table(fits: dict[str, BenchmarkFit]) -> pd.DataFrame:
@@ -314,6 +304,6 @@ def write_law_outputs(
         table, _ = strategy_table(
             fits, settings.trials, settings.k, settings.budgets, settings.seed
         )
-        paths["policy_strategies.csv"] = out_dir / "policy_strategies.csv"
-        write_frame(paths["policy_strategies.csv"], table, FLOAT_FORMAT)
+        paths[LAW_STRATEGIES_FILE] = out_dir / LAW_STRATEGIES_FILE
+        write_frame(paths[LAW_STRATEGIES_FILE], table, FLOAT_FORMAT)
     return paths

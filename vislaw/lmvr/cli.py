@@ -14,13 +14,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from vislaw.layout import LMVR_FEATURES, LMVR_MAPS, LMVR_PROBE, RunLayout
 from vislaw.lmvr.settings import LmvrSettings, SyntheticImages, require_image_folder
 
 
 def lmvr_dir(config: dict) -> Path:
-    from vislaw.config import run_dir
-
-    return run_dir(config) / "lmvr"
+    return Path(RunLayout.from_config(config).lmvr_dir)
 
 
 def _images(args: argparse.Namespace, config: dict) -> int:
@@ -32,20 +31,19 @@ def _images(args: argparse.Namespace, config: dict) -> int:
 
 
 def _extract(args: argparse.Namespace, config: dict) -> int:
-    from vislaw.config import run_dir
     from vislaw.jobs import apply_runtime_settings, pick_device
     from vislaw.lmvr.steps import run_lmvr
 
     apply_runtime_settings(config, args.threads)
     out = Path(args.out_dir) if args.out_dir else lmvr_dir(config)
-    stage2 = Path(args.stage2) if args.stage2 else run_dir(config) / "stage2" / args.encoder
+    stage2 = Path(args.stage2 or RunLayout.from_config(config).stage_dir("stage2", args.encoder))
     run_lmvr(
         LmvrSettings.from_config(config),
         args.encoder,
         stage2,
         Path(args.image_folder) if args.image_folder else require_image_folder(config),
-        out / "features" / args.encoder,
-        out / "maps" / args.encoder,
+        out / LMVR_FEATURES / args.encoder,
+        out / LMVR_MAPS / args.encoder,
         device=args.device or pick_device(config),
     )
     return 0
@@ -56,7 +54,7 @@ def _probe(args: argparse.Namespace, config: dict) -> int:
 
     root = Path(args.out_dir) if args.out_dir else lmvr_dir(config)
     run_lmvr_probe(
-        LmvrSettings.from_config(config), root, args.out or root / "probe.csv", args.encoders
+        LmvrSettings.from_config(config), root, args.out or root / LMVR_PROBE, args.encoders
     )
     return 0
 

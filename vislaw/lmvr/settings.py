@@ -21,14 +21,22 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from vislaw.config import ConfigError
+from vislaw.layout import (
+    LMVR_KINDS,
+    LMVR_MAPS_INDEX,
+    LMVR_RESPONSES,
+    LMVR_SYNTHETIC_FOLDER,
+    lmvr_feature_file,
+    under_data_root,
+)
 from vislaw.lmvr.corruptions import condition_name, conditions
 from vislaw.sections import Section
 
-SYNTHETIC_FOLDER = "lmvr_images"
-"""Where the demo's synthetic ImageFolder goes, relative to data.root."""
-KINDS = ("lmvr", "baseline")
-RESPONSES_FILE = "responses.jsonl"
-MAPS_INDEX = "index.csv"
+SYNTHETIC_FOLDER = LMVR_SYNTHETIC_FOLDER
+"""Where the demo's synthetic ImageFolder goes, relative to data.root (vislaw.layout)."""
+KINDS = LMVR_KINDS
+RESPONSES_FILE = LMVR_RESPONSES
+MAPS_INDEX = LMVR_MAPS_INDEX
 
 
 @dataclass(frozen=True)
@@ -128,12 +136,11 @@ def lmvr_settings(config: Mapping[str, Any]) -> LmvrSettings:
 def image_folder(config: Mapping[str, Any]) -> Path | None:
     """The labelled ImageFolder: ``lmvr.image_folder`` (relative paths under data.root), or the
     generated synthetic one when the data are synthetic; None when neither is given."""
-    root = Path(config["data"]["root"])
     given = config["lmvr"]["image_folder"]
     if given:
-        return Path(given) if Path(given).is_absolute() else root / given
+        return under_data_root(config, given)
     if "synthetic" in config["data"]:
-        return root / SYNTHETIC_FOLDER
+        return under_data_root(config, LMVR_SYNTHETIC_FOLDER)
     return None
 
 
@@ -149,9 +156,7 @@ def require_image_folder(config: Mapping[str, Any]) -> Path:
 
 def feature_file(features_dir: str | Path, kind: str, condition: str) -> Path:
     """``<features_dir>/<kind>/<condition>.h5`` (features_dir is ``lmvr/features/<encoder>``)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    return Path(features_dir) / kind / f"{condition}.h5"
+    return Path(lmvr_feature_file(features_dir, kind, condition))
 
 
 def feature_files(features_dir: str | Path, names: Sequence[str]) -> dict[str, dict[str, Path]]:

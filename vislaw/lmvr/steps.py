@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vislaw.layout import LMVR_FEATURES
 from vislaw.lmvr.settings import LmvrSettings, SyntheticImages
 
 
@@ -59,7 +60,7 @@ def run_lmvr_probe(
     for encoder in encoders or settings.encoders:
         rows += encoder_rows(
             encoder,
-            Path(lmvr_dir) / "features" / encoder,
+            Path(lmvr_dir) / LMVR_FEATURES / encoder,
             settings.conditions,
             settings.condition_names,
             settings.probe,

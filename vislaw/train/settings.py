@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vislaw.config import ConfigError, run_dir
+from vislaw.config import ConfigError
+from vislaw.layout import RunLayout, under_data_root
 from vislaw.sections import Section
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ class LlmSettings(Section):
     def source(self, config: Mapping[str, Any]) -> str:
         """The LLM to load: the tiny demo LLM's folder (rule tiny_llm) or the hub id/folder."""
         if self.tiny:
-            return str(run_dir(config) / "llm")
+            return RunLayout.from_config(config).llm_dir
         if not self.model_id:
             raise ConfigError("llm", "set model_id (hub id or folder) or tiny")
         return self.model_id
@@ -229,8 +230,9 @@ def stage_data(config: Mapping[str, Any], stage: int) -> tuple[Path, Path]:
     data = config["data"]
     if key not in data:
         raise ConfigError(f"data.{key}", f"stage {stage} needs its LLaVA JSON and image folder")
-    root = Path(data["root"])
-    return root / data[key]["json"], root / data[key]["image_folder"]
+    return under_data_root(config, data[key]["json"]), under_data_root(
+        config, data[key]["image_folder"]
+    )
 
 
 def llm_source(config: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ import torch
 
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.atomic import atomic_dir, atomic_path, write_text_atomic
+from vislaw.layout import STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.projector import build_projector, infer_projector
 
 if TYPE_CHECKING:
@@ -40,10 +41,10 @@ if TYPE_CHECKING:
 
 FORMAT = "vislaw.vlm"
 VERSION = 1
-INFO_FILE = "vlm.json"
-PROJECTOR_FILE = "projector.safetensors"
+INFO_FILE = STAGE_INFO
+PROJECTOR_FILE = STAGE_PROJECTOR
 ENCODER_FILE = "encoder.safetensors"
-LLM_DIR = "llm"
+LLM_DIR = STAGE_LLM
 
 
 # ---- encoder specs ----------------------------------------------------------------------------
