@@ -44,7 +44,7 @@ def run_demo(folder: Path, warm_start: bool, cores: int) -> float:
     path = folder / "demo.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(cores)]
-    command += ["--configfile", str(path), "--profile", "profiles/local", "--quiet", "all"]
+    command += ["--configfile", str(path), "--profile", "profiles/local"]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started

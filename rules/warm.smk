@@ -14,7 +14,7 @@ def start_warm_server():
     in_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     if config["warm_start"] and workflow.local_exec and not in_conda:
         os.environ.update(runtime_environment(config))  # what jobs set before importing
-        WARM_SERVER.append(warm.start(log=f"{LOG_DIR}/warm_start.log"))
+        WARM_SERVER.append(warm.start(log=LAYOUT.log("warm_start")))
 
 
 def stop_warm_server():
