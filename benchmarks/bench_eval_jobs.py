@@ -36,7 +36,7 @@ def tiny_stage2(root: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from vislaw.encoders.base import EncoderSpec
-    from vislaw.encoders.registry import build_encoder, token_grid
+    from vislaw.encoders.registry import build_encoder
     from vislaw.vlm.checkpoints import VlmInfo, write_stage
     from vislaw.vlm.projector import build_projector
     from vislaw.vlm.tiny_llm import write_tiny_llm
@@ -47,17 +47,8 @@ def tiny_stage2(root: Path) -> Path:
     llm = AutoModelForCausalLM.from_pretrained(llm_dir)
     torch.manual_seed(0)
     projector = build_projector("mlp2x_gelu", encoder.channels, llm.config.hidden_size)
-    rows, cols = token_grid(spec)
-    info = VlmInfo(
-        stage=2,
-        encoder=spec,
-        projector_type="mlp2x_gelu",
-        projector_in=encoder.channels,
-        projector_out=llm.config.hidden_size,
-        llm="llm",
-        llm_local=True,
-        template="vicuna_v1",
-        image_tokens=rows * cols,
+    info = VlmInfo.of_parts(
+        2, spec, encoder, llm, projector_type="mlp2x_gelu", template="vicuna_v1"
     )
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)
     return write_stage(root / "stage2", info, projector.state_dict(), llm, tokenizer)

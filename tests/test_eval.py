@@ -88,7 +88,7 @@ def stage2(tmp_path_factory) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from vislaw.encoders.base import EncoderSpec
-    from vislaw.encoders.registry import build_encoder, token_grid
+    from vislaw.encoders.registry import build_encoder
     from vislaw.vlm.checkpoints import VlmInfo, prepare_tokenizer, write_stage
     from vislaw.vlm.model import LlavaStyleModel, preprocess_images
     from vislaw.vlm.projector import build_projector
@@ -137,17 +137,8 @@ def stage2(tmp_path_factory) -> Path:
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.1, f"the tiny model did not fit its three answers (loss {loss.item()})"
-    rows, cols = token_grid(spec)
-    info = VlmInfo(
-        stage=2,
-        encoder=spec,
-        projector_type="mlp2x_gelu",
-        projector_in=encoder.channels,
-        projector_out=llm.config.hidden_size,
-        llm="llm",
-        llm_local=True,
-        template="vicuna_v1",
-        image_tokens=rows * cols,
+    info = VlmInfo.of_parts(
+        2, spec, encoder, llm, projector_type="mlp2x_gelu", template="vicuna_v1"
     )
     return write_stage(root / "stage2", info, projector.state_dict(), llm.eval(), tokenizer)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from snakemake_runner import run_snakemake
+from conftest import run_snakemake
 
 from vislaw.law.report import OUTPUT_FILES, R2_COLUMNS
 from vislaw.law.tables import PAPER_ENCODERS

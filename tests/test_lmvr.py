@@ -65,7 +65,6 @@ from vislaw.lmvr.settings import (
 from vislaw.lmvr.steps import run_lmvr_probe
 from vislaw.vlm.checkpoints import VlmInfo, write_stage
 from vislaw.vlm.inference import load_vlm
-from vislaw.vlm.model import LlavaStyleModel
 from vislaw.vlm.projector import build_projector
 from vislaw.vlm.templates import IMAGE_TOKEN_INDEX, tokenize_prompt
 from vislaw.vlm.tiny_llm import write_tiny_llm
@@ -96,17 +95,8 @@ def stage2(tmp_path_factory) -> Path:
     encoder = build_encoder(SPEC)
     torch.manual_seed(0)
     projector = build_projector("mlp2x_gelu", encoder.channels, llm.config.hidden_size)
-    model = LlavaStyleModel(encoder, projector, llm)
-    info = VlmInfo(
-        stage=2,
-        encoder=SPEC,
-        projector_type="mlp2x_gelu",
-        projector_in=encoder.channels,
-        projector_out=llm.config.hidden_size,
-        llm="llm",
-        llm_local=True,
-        template="vicuna_v1",
-        image_tokens=model.image_tokens,
+    info = VlmInfo.of_parts(
+        2, SPEC, encoder, llm, projector_type="mlp2x_gelu", template="vicuna_v1"
     )
     folder = root / "stage2"
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from snakemake_runner import run_snakemake
+from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow  # two Snakemake runs of a small DAG (about 2-3 min on 2 cores)
 

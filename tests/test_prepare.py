@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import run_snakemake
 
 from vislaw.config import check_config
 from vislaw.prepare.download import DownloadError, download, part_path
@@ -299,19 +300,7 @@ def test_gated_model_without_token_names_licence_page_and_hf_token(server, tmp_p
 
 # ---- refuse early --------------------------------------------------------------------------------
 def _snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_snakemake(*args, cwd=cwd, timeout=300, env={"PYTHONPATH": str(ROOT)})
 
 
 def test_dry_run_with_nothing_prepared_refuses_and_names_prepare(tmp_path):

@@ -8,14 +8,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import isolate
+from conftest import isolate, run_snakemake
 from conftest import with_key as _with
 
 from vislaw.config import ConfigError, check_cli_config, cli_config_entries
@@ -236,15 +235,7 @@ def test_cli_overrides_are_parsed_like_snakemake_and_duplicates_refused():
 
 # ---- through Snakemake: the key is named and no job ran ----------------------------------------
 def _snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", "--directory", str(folder), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_snakemake("--cores", "1", "--directory", str(folder), *args, timeout=300)
 
 
 def _demo_text(folder: Path) -> str:

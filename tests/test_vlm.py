@@ -179,17 +179,18 @@ def test_tiny_llm_is_seeded(tmp_path):
 
 # ---- checkpoints ------------------------------------------------------------------------------
 def _info(stage: int, model: LlavaStyleModel, llm: str, local: bool, template: str) -> VlmInfo:
-    return VlmInfo(
-        stage=stage,
-        encoder=SPEC,
+    info = VlmInfo.of_parts(
+        stage,
+        SPEC,
+        model.encoder,
+        model.llm,
         projector_type="mlp2x_gelu",
-        projector_in=model.encoder.channels,
-        projector_out=model.llm.config.hidden_size,
-        llm=llm,
-        llm_local=local,
         template=template,
-        image_tokens=model.image_tokens,
+        llm_ref=llm,
+        llm_local=local,
     )
+    assert info.image_tokens == model.image_tokens
+    return info
 
 
 def _logits(model: LlavaStyleModel, tok) -> torch.Tensor:

@@ -49,28 +49,14 @@ BENCHMARK_DATASETS = {
 TRANSFORMERS_FILES = ["config.json", "model*.safetensors", "model.safetensors.index.json"]
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt"]
 # Subfolders each diffusers family's loading code reads (vislaw/encoders/*.py).
+_TEXT = ["text_encoder", "tokenizer"]  # SD 1.5/2.1's CLIP text encoder
+_SECOND_TEXT = ["text_encoder_2", "tokenizer_2"]  # SDXL's and SD3's second one
 DIFFUSERS_FOLDERS = {
-    "sd_unet": ["unet", "vae", "scheduler", "text_encoder", "tokenizer"],
-    "sd_unet/sdxl": [
-        "unet",
-        "vae",
-        "scheduler",
-        "text_encoder",
-        "tokenizer",
-        "text_encoder_2",
-        "tokenizer_2",
-    ],
+    "sd_unet": ["unet", "vae", "scheduler", *_TEXT],
+    "sd_unet/sdxl": ["unet", "vae", "scheduler", *_TEXT, *_SECOND_TEXT],
     "sd_image_variations": ["unet", "vae", "scheduler", "image_encoder"],
     "dit": ["transformer", "vae", "scheduler"],
-    "sd3": [
-        "transformer",
-        "vae",
-        "scheduler",
-        "text_encoder",
-        "tokenizer",
-        "text_encoder_2",
-        "tokenizer_2",
-    ],
+    "sd3": ["transformer", "vae", "scheduler", *_TEXT, *_SECOND_TEXT],
 }
 IGNORE = [
     "*.fp16.*",

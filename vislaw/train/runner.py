@@ -506,23 +506,21 @@ def _export(
         reference, local = LLM_DIR, True
     else:
         reference, local = llm_reference(run.llm, run.out_dir)
-    rows, cols = run.encoder.grid
     encoder_state = None
     if run.encoder_keys:  # trained here or in an earlier phase (ConvLLaVA)
         tower = "vision_tower."
         source = {k[len(tower) :]: v for k, v in state.items() if k.startswith(tower)}
         source = source or run.encoder.model.state_dict()
         encoder_state = {k: source[k] for k in sorted(run.encoder_keys)}
-    info = VlmInfo(
-        stage=run.stage,
-        encoder=run.spec,
+    info = VlmInfo.of_parts(
+        run.stage,
+        run.spec,
+        run.encoder,
+        lm,
         projector_type=settings.projector,
-        projector_in=run.encoder.channels,
-        projector_out=int(lm.config.hidden_size),
-        llm=reference,
-        llm_local=local,
         template=settings.template,
-        image_tokens=rows * cols,
+        llm_ref=reference,
+        llm_local=local,
         pad_to_square=settings.pad_to_square,
         max_length=settings.max_length,
         llm_adapter=adapter,

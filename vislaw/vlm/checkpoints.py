@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from vislaw.encoders.base import VisionEncoder
+
 
 FORMAT = "vislaw.vlm"
 VERSION = 1
@@ -91,6 +93,36 @@ class VlmInfo:
     # Folder (in the stage folder) of a PEFT LoRA adapter applied over ``llm`` (stage 2 with
     # train.stage2.lora); None: ``llm`` is the trained LLM itself.
     llm_adapter: str | None = None
+
+    @classmethod
+    def of_parts(
+        cls,
+        stage: int,
+        spec: EncoderSpec,
+        encoder: VisionEncoder,
+        llm: PreTrainedModel,
+        *,
+        projector_type: str,
+        template: str,
+        llm_ref: str = LLM_DIR,
+        llm_local: bool = True,
+        **extra: Any,
+    ) -> VlmInfo:
+        """The info of a stage built from these parts: the projector's sizes and the image
+        token count are read off the encoder and the LLM, so they cannot disagree with them."""
+        rows, cols = encoder.grid
+        return cls(
+            stage=stage,
+            encoder=spec,
+            projector_type=projector_type,
+            projector_in=encoder.channels,
+            projector_out=int(llm.config.hidden_size),
+            llm=llm_ref,
+            llm_local=llm_local,
+            template=template,
+            image_tokens=rows * cols,
+            **extra,
+        )
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
