@@ -42,7 +42,9 @@ JOB = textwrap.dedent(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server preloading one light module (``decimal``) that no job imports itself."""
-    saved = os.environ.get(warm.SOCKET_VAR)
+    saved = {k: os.environ.get(k) for k in (warm.SOCKET_VAR, "PYTHONPATH")}
+    # the jobs below run with PYTHONPATH=<repo>; an import-time variable, so the server too
+    os.environ["PYTHONPATH"] = str(ROOT)
     log = tmp_path_factory.mktemp("warm") / "server.log"
     process = warm.start(modules=["decimal"], log=log)
     address = os.environ[warm.SOCKET_VAR]
@@ -55,8 +57,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     warm.stop(process)
     assert not Path(address).exists(), "the server left its socket behind"
     assert log.exists()  # the server's own output went to its log, not the terminal
-    if saved is not None:
-        os.environ[warm.SOCKET_VAR] = saved
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _job(

@@ -15,19 +15,26 @@ STEP_SECONDS = "[vislaw] step seconds:"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
+def _setting(config: Mapping[str, Any], key: str) -> Any:
+    """Top-level ``key`` of a config that may be unchecked (Snakemake hands scripts the config
+    as written), else the schema's default for it. Not a validation: the Snakefile checked the
+    config before any job, and a job must not refuse it again for an unrelated key."""
+    from vislaw.sections import section_values
+
+    return section_values(key, config.get(key))
+
+
 def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
     """The environment variables a config asks every job to run with: the prepared HF cache and
     the offline switches. Libraries read them when imported, so they are set before any heavy
     import (and before a warm-start server preloads: vislaw.warm)."""
-    from vislaw.config import check_config
     from vislaw.data.settings import CacheSettings
 
-    config = check_config(config)  # Snakemake hands scripts the config without defaults
     env = {"TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "false")}
-    hf_home = CacheSettings.from_config(config).hf_home
+    hf_home = CacheSettings.from_mapping(_setting(config, "cache")).hf_home
     if hf_home:  # the cache `prepare` filled (vislaw.prepare.hub): read it, never the network
         env["HF_HOME"] = str(Path(hf_home).resolve())
-    if config["offline"] or hf_home:
+    if _setting(config, "offline") or hf_home:
         env.update(dict.fromkeys(OFFLINE_VARS, "1"))
     return env
 
@@ -44,9 +51,7 @@ def pick_device(config: Mapping[str, Any]) -> str:
     """The config's ``device``; ``auto`` is CUDA when this machine has it."""
     import torch
 
-    from vislaw.config import check_config
-
-    wanted = check_config(config)["device"]
+    wanted = _setting(config, "device")
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return wanted
