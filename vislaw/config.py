@@ -305,13 +305,34 @@ def check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def check_section(dotted: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """One section (``data.synthetic``) checked against its schema node, defaults filled in;
-    for a library call given just that section. Errors name the dotted key."""
-    node: dict = schema()
-    for part in dotted.split("."):
-        node = node["properties"][part]
-    values = copy.deepcopy(dict(values))
+def schema_node(dotted: str) -> dict[str, Any]:
+    """The schema node of config key ``dotted`` (``""``: the root), a local ``$ref`` followed."""
+    root = schema()
+    node: dict[str, Any] = root
+    for part in dotted.split(".") if dotted else []:
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            raise ConfigError(dotted, "not a key of the config schema")
+        if "$ref" in node:
+            node = root["$defs"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def _plain(value: Any) -> Any:
+    """A copy made of JSON types (tuples back to lists, mappings to dicts), for the validator."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_section(dotted: str, values: Any) -> Any:
+    """The value of one config key (a section such as ``data.synthetic``, or a scalar such as
+    ``seed``) checked against its schema node, defaults filled in, for a caller that has no
+    whole config. Errors name the dotted key."""
+    node = schema_node(dotted)
+    values = _plain(values)
     validator = jsonschema.Draft202012Validator({**node, "$defs": schema().get("$defs", {})})
     errors = sorted(validator.iter_errors(values), key=lambda e: (-len(e.absolute_path), e.path))
     if errors:

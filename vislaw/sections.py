@@ -31,7 +31,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
-from vislaw.config import ConfigError, _fill_defaults, schema
+from vislaw.config import ConfigError, check_section, schema_node
 
 # Modules that define Section models: the drift test imports them all.
 SECTION_MODULES: tuple[str, ...] = (
@@ -137,28 +137,6 @@ def section_models() -> list[type[Section]]:
     return sorted(found, key=lambda m: (m.SECTION, m.__qualname__))
 
 
-def _schema_node(dotted: str) -> dict[str, Any]:
-    """The schema node of ``dotted`` (``""``: the root), local ``$ref`` followed."""
-    root = schema()
-    node: dict[str, Any] = root
-    for part in dotted.split(".") if dotted else []:
-        node = node.get("properties", {}).get(part)
-        if node is None:
-            raise ConfigError(dotted, "not a key of the config schema")
-        if "$ref" in node:
-            node = root["$defs"][node["$ref"].split("/")[-1]]
-    return node
-
-
-def _thaw(value: Any) -> Any:
-    """Tuples back to lists (JSON arrays) so the schema validates them."""
-    if isinstance(value, list | tuple):
-        return [_thaw(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    return value
-
-
 def section_values(dotted: str, values: Any = None) -> Any:
     """The value of config key ``dotted`` built from ``values`` (None: nothing given), validated
     against the key's schema node and with its defaults filled in, as check_config would.
@@ -166,17 +144,9 @@ def section_values(dotted: str, values: Any = None) -> Any:
     The schema stays the one home of the defaults where there is no whole config: a CLI that
     takes a few settings as options, a test that changes one key. ConfigError names the key.
     """
-    import jsonschema
-
-    node = _schema_node(dotted)
     if values is None:
+        node = schema_node(dotted)
         if "default" not in node:
             raise ConfigError(dotted, "not given and the schema has no default")
         values = node["default"]
-    instance = _thaw(values)
-    validator = jsonschema.Draft202012Validator({**node, "$defs": schema().get("$defs", {})})
-    for error in validator.iter_errors(instance):
-        key = ".".join([dotted, *(str(p) for p in error.absolute_path)]).strip(".")
-        raise ConfigError(key or "<root>", error.message)
-    _fill_defaults(instance, node, schema())
-    return instance
+    return check_section(dotted, values)
