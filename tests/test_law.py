@@ -12,7 +12,7 @@ from vislaw.config import ConfigError, check_config
 from vislaw.law import fit as F
 from vislaw.law import policy as P
 from vislaw.law.cli import main
-from vislaw.law.report import OUTPUT_FILES, R2_COLUMNS, write_law_outputs
+from vislaw.law.report import R2_COLUMNS, write_law_outputs
 from vislaw.law.settings import LawSettings
 from vislaw.law.tables import (
     PAPER_ENCODERS,
@@ -22,6 +22,7 @@ from vislaw.law.tables import (
     read_tidy_table,
     restrict_to_config,
 )
+from vislaw.layout import LAW_FILES
 
 PAPER = "resources/paper/ablations_t.csv"
 BETA = np.array([0.3, -1.2, 0.7, 2.0, -0.5, 1.1])  # [1, A, C, A^2, AC, C^2]
@@ -271,7 +272,7 @@ def paper_run(tmp_path_factory, project_root):
 
 
 def test_paper_run_writes_every_output(paper_run):
-    for name in OUTPUT_FILES:
+    for name in LAW_FILES:
         assert paper_run[name].stat().st_size > 0, name
     assert paper_run["law.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in paper_run["law.svg"].read_bytes()[:2000]

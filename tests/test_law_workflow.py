@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 from conftest import run_snakemake
 
-from vislaw.law.report import OUTPUT_FILES, R2_COLUMNS
+from vislaw.law.report import R2_COLUMNS
 from vislaw.law.tables import PAPER_ENCODERS
+from vislaw.layout import LAW_FILES
 from vislaw.pipeline import load_checked_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def test_paper_v1_reproduces_the_law(tmp_path):
     run = run_snakemake("--cores", "1", *args, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     out = tmp_path / "paper_v1" / "law"
-    for name in OUTPUT_FILES:
+    for name in LAW_FILES:
         assert (out / name).stat().st_size > 0, name
     r2 = pd.read_csv(out / "r2.csv")
     assert tuple(r2.columns) == R2_COLUMNS

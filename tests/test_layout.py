@@ -123,33 +123,19 @@ def test_every_planned_file_is_one_the_layout_names(demo):
 
 
 def test_rule_outputs_are_the_library_names(demo):
-    from vislaw.law.report import OUTPUT_FILES
-
     checked, lay, planned = demo
     law = {lay.law_file(n) for n in layout.law_files(checked["law"]["strategies"])}
-    assert law <= planned["law"] and {lay.law_file(n) for n in OUTPUT_FILES} <= law
+    assert law <= planned["law"] and {lay.law_file(n) for n in layout.LAW_FILES} <= law
     assert lay.data_manifest in planned["synthetic_data"]
     assert lay.lmvr_synthetic_images in planned["lmvr_images"]
     assert lay.lmvr_responses("clip224") in planned["lmvr"]
 
 
 def test_library_constants_are_the_layouts(demo):
-    from vislaw.config import run_dir
-    from vislaw.data import synthetic
-    from vislaw.law import report
     from vislaw.lmvr import settings as lmvr
     from vislaw.train.settings import llm_source
 
     checked, lay, _ = demo
-    assert report.OUTPUT_FILES == layout.LAW_FILES
-    assert synthetic.MANIFEST_NAME == layout.MANIFEST_NAME
-    assert (lmvr.SYNTHETIC_FOLDER, lmvr.KINDS, lmvr.RESPONSES_FILE, lmvr.MAPS_INDEX) == (
-        layout.LMVR_SYNTHETIC_FOLDER,
-        layout.LMVR_KINDS,
-        layout.LMVR_RESPONSES,
-        layout.LMVR_MAPS_INDEX,
-    )
-    assert run_dir(checked) == Path(lay.run_dir)
     assert lmvr.image_folder(checked) == Path(lay.lmvr_synthetic_images)
     assert lmvr.feature_file(lay.lmvr_features_dir("e"), "lmvr", "c") == Path(
         lay.lmvr_feature("e", "lmvr", "c")

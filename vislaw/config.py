@@ -361,10 +361,3 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if overrides:
         data = {**data, **overrides}
     return check_config(data)
-
-
-def run_dir(config: Mapping[str, Any]) -> Path:
-    """Where this run's outputs go: ``<results_dir>/<run>`` (vislaw.layout names the rest)."""
-    from vislaw.layout import RunLayout
-
-    return Path(RunLayout.from_config(config).run_dir)

@@ -58,7 +58,6 @@ from vislaw.layout import MANIFEST_NAME
 __all__ = [
     "BENCHMARKS",
     "LAYOUT",
-    "MANIFEST_NAME",
     "SPAIR_TEMPLATES",
     "generate_demo_data",
     "generate_from_config",

@@ -35,7 +35,6 @@ R2_COLUMNS = (
     "r2_random_quadratic",
     "loo_r2_ac_quadratic",
 )
-OUTPUT_FILES = LAW_FILES  # the layout names them: rule law's outputs are the same list
 
 
 def r2_table(fits: dict[str, BenchmarkFit]) -> pd.DataFrame:
@@ -266,7 +265,7 @@ def summary_markdown(
 def write_law_outputs(
     table: pd.DataFrame, out_dir: str | Path, settings: LawSettings
 ) -> dict[str, Path]:
-    """Fit, simulate, plot and write :data:`OUTPUT_FILES` into ``out_dir``; returns their paths."""
+    """Fit, simulate, plot and write :data:`vislaw.layout.LAW_FILES` into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fits = fit_all(
@@ -276,7 +275,7 @@ def write_law_outputs(
         random_draws=settings.random_draws,
         confidence=settings.confidence,
     )
-    paths = {name: out_dir / name for name in OUTPUT_FILES}
+    paths = {name: out_dir / name for name in LAW_FILES}
     r2 = r2_table(fits)
     stats = fit_stats_table(fits)
     policy, curves = policy_tables(fits, settings)

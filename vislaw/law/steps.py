@@ -42,7 +42,7 @@ def run_law(
     measured: bool = False,
 ) -> dict[str, Path]:
     """Rule ``law``: fit the AC law on ``scores`` and write every file of ``out_dir``
-    (vislaw.law.report.OUTPUT_FILES); returns their paths.
+    (vislaw.layout.LAW_FILES); returns their paths.
 
     ``benchmarks``: only these (empty: all of the table). ``encoders``: the config's encoders,
     to which the table is restricted. ``measured``: the table is this run's own law_input.csv,

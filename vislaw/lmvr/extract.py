@@ -22,6 +22,7 @@ from vislaw.config import ConfigError
 from vislaw.data.imagefolder import LabelledImage, class_names, list_image_folder
 from vislaw.io.atomic import write_csv, write_text_atomic
 from vislaw.io.hdf5 import write_features
+from vislaw.layout import LMVR_MAPS_INDEX, LMVR_RESPONSES
 from vislaw.lmvr.corruptions import CLEAN, condition_name, corrupt, image_seed
 from vislaw.lmvr.features import (
     attention_index,
@@ -33,7 +34,7 @@ from vislaw.lmvr.features import (
 )
 from vislaw.lmvr.maps import render_panel, safe_name, select_words, token_image_similarity
 from vislaw.lmvr.maps import word_tokens as find_words
-from vislaw.lmvr.settings import MAPS_INDEX, RESPONSES_FILE, LmvrSettings, feature_file
+from vislaw.lmvr.settings import LmvrSettings, feature_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -205,7 +206,7 @@ def write_maps(
                         "file": file,
                     }
                 )
-    write_csv(out_dir / MAPS_INDEX, rows, MAP_COLUMNS)
+    write_csv(out_dir / LMVR_MAPS_INDEX, rows, MAP_COLUMNS)
     return rows
 
 
@@ -255,7 +256,7 @@ def extract_encoder(
         ]
         if corruption == CLEAN:
             clean_responses = responses
-    write_text_atomic(features_dir / RESPONSES_FILE, "\n".join(lines) + "\n")
+    write_text_atomic(features_dir / LMVR_RESPONSES, "\n".join(lines) + "\n")
     with atomic_dir(maps_dir) as tmp:
         map_rows = write_maps(vlm, items, clean_responses, settings, Path(tmp))
     return {"images": len(items), "conditions": len(settings.conditions), "maps": len(map_rows)}

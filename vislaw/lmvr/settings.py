@@ -21,22 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from vislaw.config import ConfigError
-from vislaw.layout import (
-    LMVR_KINDS,
-    LMVR_MAPS_INDEX,
-    LMVR_RESPONSES,
-    LMVR_SYNTHETIC_FOLDER,
-    lmvr_feature_file,
-    under_data_root,
-)
+from vislaw.layout import LMVR_KINDS, LMVR_SYNTHETIC_FOLDER, lmvr_feature_file, under_data_root
 from vislaw.lmvr.corruptions import condition_name, conditions
 from vislaw.sections import Section
-
-SYNTHETIC_FOLDER = LMVR_SYNTHETIC_FOLDER
-"""Where the demo's synthetic ImageFolder goes, relative to data.root (vislaw.layout)."""
-KINDS = LMVR_KINDS
-RESPONSES_FILE = LMVR_RESPONSES
-MAPS_INDEX = LMVR_MAPS_INDEX
 
 
 @dataclass(frozen=True)
@@ -161,4 +148,4 @@ def feature_file(features_dir: str | Path, kind: str, condition: str) -> Path:
 
 def feature_files(features_dir: str | Path, names: Sequence[str]) -> dict[str, dict[str, Path]]:
     """kind -> condition -> path, for every kind and condition name."""
-    return {k: {c: feature_file(features_dir, k, c) for c in names} for k in KINDS}
+    return {k: {c: feature_file(features_dir, k, c) for c in names} for k in LMVR_KINDS}
