@@ -17,8 +17,8 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 def _setting(config: Mapping[str, Any], key: str) -> Any:
     """Top-level ``key`` of a config that may be unchecked (Snakemake hands scripts the config
-    as written), else the schema's default for it. Not a validation: the Snakefile checked the
-    config before any job, and a job must not refuse it again for an unrelated key."""
+    as written), else the schema's default for it. Only this key is checked: the Snakefile
+    checked the whole config before any job, and a job must not refuse it for an unrelated key."""
     from vislaw.sections import section_values
 
     return section_values(key, config.get(key))
