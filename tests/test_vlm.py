@@ -345,3 +345,78 @@ def test_import_cli(encoder, llm_dir, tmp_path, minimal_config):
     info = VlmInfo.read(tmp_path / "o")
     assert info.encoder.name == "clip224" and info.projector_type == "mlp2x_gelu"
     assert info.image_tokens == 16
+
+
+# ---- what the authors' checkpoint config says about its tower -----------------------------------
+CLIP336 = EncoderSpec("clip336", "clip", 336, model_id="openai/clip-vit-large-patch14-336")
+DINO = EncoderSpec("dinov2", "dinov2", 336, model_id="facebook/dinov2-large", patch_size=14)
+FUSED = EncoderSpec("clip336+dinov2", "fusion", 336, members=(CLIP336, DINO))
+
+
+def _tower_config(folder: Path, **fields) -> Path:
+    """A checkpoint folder holding only the config.json keys the authors' train.py writes."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llava_llama", **fields}))
+    return folder
+
+
+def test_import_refuses_a_fusion_whose_members_the_checkpoint_orders_otherwise(tmp_path):
+    from vislaw.vlm.llava import check_tower
+
+    good = _tower_config(
+        tmp_path / "a", mm_vision_tower="openai/clip-vit-large-patch14-336.facebook/dinov2-large"
+    )
+    check_tower(good, FUSED)
+    swapped = _tower_config(
+        tmp_path / "b", mm_vision_tower="facebook/dinov2-large.openai/clip-vit-large-patch14-336"
+    )
+    with pytest.raises(ValueError, match=r"order.*encoders.clip336\+dinov2.members"):
+        check_tower(swapped, FUSED)
+    # Through the import itself, before any weight is read (the folder has none).
+    with pytest.raises(ValueError, match="would be swapped"):
+        import_llava(swapped, tmp_path / "out", FUSED, 2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_refuses_a_checkpoint_of_another_tower(tmp_path):
+    from vislaw.vlm.llava import check_tower
+
+    other = _tower_config(tmp_path / "a", mm_vision_tower="openai/clip-vit-large-patch14")
+    with pytest.raises(ValueError, match="encoders.clip336.model_id.*another encoder"):
+        check_tower(other, CLIP336)
+    # A tiny twin names no id: nothing to compare, nothing refused.
+    check_tower(other, SPEC)
+
+
+@pytest.mark.parametrize(
+    "spec,fields,key",
+    [
+        (EncoderSpec("sd15", "sd_unet", 768, model_id="x/sd15"), {"up_ft_index": 1}, "up_block"),
+        (EncoderSpec("sd15", "sd_unet", 512, model_id="x/sd15"), {"img_size": 768}, "input_size"),
+        (EncoderSpec("dit", "dit", 512, model_id="x/dit", layer=0), {"up_ft_index": 2}, "layer"),
+    ],
+)
+def test_import_refuses_another_diffusion_block_or_size(tmp_path, spec, fields, key):
+    from vislaw.vlm.llava import check_tower
+
+    folder = _tower_config(tmp_path / "c", mm_vision_tower=spec.model_id, **fields)
+    with pytest.raises(ValueError, match=f"encoders.{spec.name}.{key}"):
+        check_tower(folder, spec)
+
+
+def test_import_accepts_the_authors_training_defaults_as_configured(tmp_path):
+    """train.py's defaults (up_ft_index 0, img_size 768) match a spec configured that way; a
+    spec's last block (-1) cannot be told from a count from the start, so it is not refused."""
+    from vislaw.vlm.llava import check_tower
+
+    fields = {"mm_vision_tower": "x/dit", "up_ft_index": 0, "img_size": 768}
+    check_tower(
+        _tower_config(tmp_path / "a", **fields),
+        EncoderSpec("dit", "dit", 768, model_id="x/dit", layer=0),
+    )
+    check_tower(
+        _tower_config(tmp_path / "b", **fields),
+        EncoderSpec("dit", "dit", 768, model_id="x/dit"),
+    )
+    sd = EncoderSpec("sd15", "sd_unet", 768, model_id="x/sd15")
+    check_tower(_tower_config(tmp_path / "c", mm_vision_tower="x/sd15", up_ft_index=0), sd)

@@ -183,6 +183,14 @@ class VisionEncoder(ABC):
         return images_to_tensor(images, self.spec.input_size, **self.geometry(purpose))
 
     @classmethod
+    def authors_reading(cls, spec: EncoderSpec) -> dict[str, tuple[str, int]]:
+        """The keys the authors' training writes into a checkpoint's config.json for this
+        family, each with the spec key it corresponds to and the value this spec implies
+        (``vislaw.vlm.llava`` compares them on import). Only their diffusion towers record
+        any (``up_ft_index``, ``img_size``)."""
+        return {}
+
+    @classmethod
     def layout_for(cls, spec: EncoderSpec) -> str:
         """How a feature vector's channels are ordered: what a projector's input columns were
         trained on. Row-major tokens with the model's own channels, unless a family groups

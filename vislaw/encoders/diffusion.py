@@ -326,6 +326,12 @@ class DiffusionTransformerEncoder(DiffusionEncoder):
     def layout_for(cls, spec: EncoderSpec) -> str:
         return f"s2d2:{S2D_ORDERS[spec.protocol]}"
 
+    @classmethod
+    def authors_reading(cls, spec: EncoderSpec) -> dict[str, tuple[str, int]]:
+        """Their ``up_ft_index`` is the transformer block (``layer``; -1 when unset)."""
+        block = -1 if spec.layer is None else spec.layer
+        return {"up_ft_index": ("layer", block), "img_size": ("input_size", spec.input_size)}
+
     @property
     def block_index(self) -> int:
         """The transformer block whose output is the feature: ``layer`` (default -1, the last;

@@ -15,8 +15,9 @@ joint attention width; pooled = both projected ``text_embeds`` concatenated), fo
 ``t5_tokens`` zero tokens where T5's would be (256, the pipeline's default
 ``max_sequence_length``; ``options.t5_tokens`` changes it).
 
-``protocol: paper`` (the authors' SD3 featurizer): 77 zero T5 tokens (their diffusers'
-default ``max_sequence_length``), latents only scaled (no ``shift_factor`` subtraction), and
+``protocol: paper`` (the authors' SD3 featurizer): as many zero T5 tokens as the CLIP tokenizer
+pads to (their vendored diffusers sizes the T5 padding by the CLIP tokenizer's length: 77 for the
+real model), latents only scaled (no ``shift_factor`` subtraction), and
 their flow-matching ``add_noise``, ``t * latent + (1 - t) * noise`` with the raw timestep as
 ``t``: at t=1 the clean latent, which the transformer then sees with ``timestep = 1``; channel
 order (dx, dy, D). ``layer`` picks the
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     import torch
 
 T5_TOKENS = 256
-PAPER_T5_TOKENS = 77
 TINY_T5_TOKENS = 8
 NUM_TRAIN_TIMESTEPS = 1000
 TINY_SD3_VAE = {**TINY_VAE, "latent_channels": 16, "scaling_factor": 1.5305, "shift_factor": 0.0609}
@@ -68,15 +68,17 @@ class Sd3Encoder(DiffusionTransformerEncoder):
     tiny_transformer = TINY_SD3
     tiny_keys = frozenset({"vae", "transformer", "text_encoder", "t5_tokens"})
 
-    def t5_tokens(self) -> int:
-        """Zero T5 tokens after the CLIP ones: an explicit ``tiny.t5_tokens`` /
-        ``options.t5_tokens``, else 77 under ``paper``, else 256 (8 for the tiny twin)."""
+    def t5_tokens(self, clip_tokens: int) -> int:
+        """Zero T5 tokens after the ``clip_tokens`` CLIP ones: an explicit ``tiny.t5_tokens`` /
+        ``options.t5_tokens``, else the CLIP tokenizer's length under ``paper`` (77 for the real
+        model; a twin with a shorter tokenizer gets its own length, as the authors' code would),
+        else 256 (8 for the tiny twin)."""
         if self.spec.tiny is not None and "t5_tokens" in self.spec.tiny:
             return int(self.spec.tiny["t5_tokens"])
         if self.spec.tiny is None and "t5_tokens" in self.spec.options:
             return int(self.spec.options["t5_tokens"])
         if self.spec.is_paper:
-            return PAPER_T5_TOKENS
+            return clip_tokens
         return TINY_T5_TOKENS if self.spec.tiny is not None else T5_TOKENS
 
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
@@ -131,7 +133,7 @@ class Sd3Encoder(DiffusionTransformerEncoder):
                 f"CLIP width {tokens.shape[-1]} exceeds the joint attention width {joint_dim}",
             )
         clip = F.pad(tokens, (0, joint_dim - tokens.shape[-1]))
-        t5 = torch.zeros(1, self.t5_tokens(), joint_dim, dtype=clip.dtype)
+        t5 = torch.zeros(1, self.t5_tokens(tokens.shape[1]), joint_dim, dtype=clip.dtype)
         model.register_buffer("prompt_embeds", torch.cat([clip, t5], dim=1))
         model.register_buffer("pooled_projections", torch.cat(pooled, dim=-1))
 

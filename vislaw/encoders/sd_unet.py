@@ -108,6 +108,14 @@ class SdUnetEncoder(DiffusionEncoder):
         return cls.default_up_block if spec.up_block is None else spec.up_block
 
     @classmethod
+    def authors_reading(cls, spec: EncoderSpec) -> dict[str, tuple[str, int]]:
+        """Their ``up_ft_index`` is the UNet decoder block (``up_block``)."""
+        return {
+            "up_ft_index": ("up_block", cls.up_block_index(spec)),
+            "img_size": ("input_size", spec.input_size),
+        }
+
+    @classmethod
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:
         latent, downs = cls.latent_side(spec), cls.unet_downsamplings(spec)
         index = cls.up_block_index(spec)

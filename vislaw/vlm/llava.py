@@ -13,6 +13,7 @@ Step ``import-llava``: :func:`run_import_llava`; CLI ``python -m vislaw.vlm impo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -155,6 +156,7 @@ def import_llava(
 
         if not allow_protocol_mismatch:
             check_aspect_ratio(src, protocol)
+        check_tower(src, spec)
         weights: dict[str, torch.Tensor] = {}
         for path in _llava_weight_files(src):
             tensors = _load_tensor_file(path)
@@ -232,3 +234,57 @@ def run_import_llava(
         protocol=protocol,
         allow_protocol_mismatch=allow_protocol_mismatch,
     )
+
+
+def check_tower(folder: Path, spec: EncoderSpec) -> None:
+    """Refuse a stage-2 checkpoint whose own config.json names another vision tower than
+    ``spec``: other ids, the fusion's members in another order (the projector's input columns
+    would be swapped while every width still agrees), or a diffusion tower read at another
+    block or size than the spec's (the authors' ``up_ft_index`` / ``img_size``)."""
+    path = folder / "config.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    members = spec.members or (spec,)
+    tower = data.get("mm_vision_tower")
+    ids = [member.model_id for member in members]
+    if isinstance(tower, str) and all(ids) and not Path(tower).exists():
+        _check_tower_ids(path, tower, [str(i) for i in ids], spec)
+    for member in members:
+        _check_authors_reading(path, data, member)
+
+
+def _check_tower_ids(path: Path, tower: str, ids: list[str], spec: EncoderSpec) -> None:
+    """The authors write a channel fusion as its towers' ids joined by '.' (',' is their
+    mixture of features, one projector per tower: not a fusion this project builds)."""
+    if tower == ".".join(ids):
+        return
+    key = f"encoders.{spec.name}" + (".members" if spec.members else ".model_id")
+    for order in itertools.permutations(ids):
+        if ".".join(order) == tower:
+            raise ValueError(
+                f"{path}: mm_vision_tower {tower!r} concatenates the towers in the order "
+                f"{list(order)}; config key '{key}' orders them {ids}: the projector's input "
+                "columns would be swapped"
+            )
+    raise ValueError(
+        f"{path}: mm_vision_tower {tower!r} is not the tower of config key '{key}' "
+        f"({'.'.join(ids)!r}): the checkpoint was trained on another encoder"
+    )
+
+
+def _check_authors_reading(path: Path, data: Mapping[str, Any], spec: EncoderSpec) -> None:
+    """``up_ft_index`` and ``img_size`` as the authors' training recorded them, against the
+    spec. A block counted from the end (-1) cannot be compared with one counted from the start
+    without the model, so only indices of the same sign are compared."""
+    from vislaw.encoders.registry import family_class
+
+    for key, (spec_key, wanted) in family_class(spec.family).authors_reading(spec).items():
+        if key not in data:
+            continue
+        found = int(data[key])
+        if key == "up_ft_index" and (found < 0) != (wanted < 0):
+            continue
+        if found != wanted:
+            raise ValueError(
+                f"{path}: {key} {found} (the authors' training setting) differs from config "
+                f"key 'encoders.{spec.name}.{spec_key}' ({wanted})"
+            )
