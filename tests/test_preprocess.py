@@ -30,6 +30,8 @@ EXPECTED_NORM = {
     "sd_image_variations": (HALF_MEAN, HALF_STD),
     "dit": (HALF_MEAN, HALF_STD),
     "sd3": (HALF_MEAN, HALF_STD),
+    # Any backbone: its checkpoint's processor's (tests/test_hf_auto.py); a twin's [-1, 1].
+    "hf_auto": (HALF_MEAN, HALF_STD),
 }
 COLOUR = (200, 100, 30)
 

@@ -17,6 +17,7 @@ from vislaw.encoders.convnext import ConvNextEncoder
 from vislaw.encoders.dinov2 import Dinov2Encoder
 from vislaw.encoders.dit import DitEncoder
 from vislaw.encoders.fusion import FusionEncoder
+from vislaw.encoders.hf_auto import HfAutoEncoder
 from vislaw.encoders.sd3 import Sd3Encoder
 from vislaw.encoders.sd_image_variations import SdImageVariationsEncoder
 from vislaw.encoders.sd_unet import SdUnetEncoder
@@ -34,6 +35,7 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "sd_image_variations": SdImageVariationsEncoder,
     "dit": DitEncoder,
     "sd3": Sd3Encoder,
+    "hf_auto": HfAutoEncoder,
     "fusion": FusionEncoder,
 }
 FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
