@@ -1,7 +1,10 @@
 """The only map from a family name to its class, and config -> spec resolution.
 
-Adding a family: one module with a :class:`VisionEncoder` subclass plus one line in FAMILIES
-(and its name in the schema's family enum). Adding an encoder: one config entry.
+Adding a family: one module with a :class:`VisionEncoder` subclass plus one line in FAMILIES.
+Adding one from another package, without forking this one: an entry point in the
+``vislaw.encoders`` group, named as the family, pointing at the class
+(``my_family = "my_pkg.encoders:MyEncoder"``); :func:`load_plugin_families` adds it to
+FAMILIES when a config names a family that is not built in. Adding an encoder: one config entry.
 """
 
 from __future__ import annotations
@@ -39,9 +42,33 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "fusion": FusionEncoder,
 }
 FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
+PLUGIN_GROUP = "vislaw.encoders"
+
+
+def load_plugin_families() -> dict[str, type[VisionEncoder]]:
+    """Add the families other installed packages register under :data:`PLUGIN_GROUP` to
+    FAMILIES (once each; a built-in name cannot be taken over) and return them. Read only when
+    a config names a family that is not built in, so importing the registry stays cheap."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, type[VisionEncoder]] = {}
+    for point in entry_points(group=PLUGIN_GROUP):
+        if point.name in FAMILIES:
+            continue
+        cls = point.load()
+        where = f"entry point '{point.name} = {point.value}' ({PLUGIN_GROUP})"
+        if not (isinstance(cls, type) and issubclass(cls, VisionEncoder)):
+            raise ConfigError(where, "does not name a vislaw VisionEncoder subclass")
+        if cls.family != point.name:
+            raise ConfigError(where, f"names a class of family '{cls.family}'")
+        found[point.name] = cls
+    FAMILIES.update(found)
+    return found
 
 
 def family_class(family: str) -> type[VisionEncoder]:
+    if family not in FAMILIES:
+        load_plugin_families()
     try:
         return FAMILIES[family]
     except KeyError:
@@ -102,9 +129,15 @@ def resolve_encoders(config: Mapping[str, Any]) -> dict[str, EncoderSpec]:
     seed = int(config["seed"])
     protocol = default_protocol(config)
     specs: dict[str, EncoderSpec] = {}
+    if any(entry["family"] not in FAMILIES for entry in entries.values()):
+        load_plugin_families()
     for name, entry in entries.items():
         if entry["family"] not in FAMILIES:
-            raise ConfigError(f"encoders.{name}.family", f"unknown family '{entry['family']}'")
+            raise ConfigError(
+                f"encoders.{name}.family",
+                f"unknown family '{entry['family']}'; known: {sorted(FAMILIES)} (a family from "
+                f"another package registers under the '{PLUGIN_GROUP}' entry points)",
+            )
         if entry["family"] != "fusion":
             specs[name] = _spec_from_entry(name, entry, seed, protocol)
             # The grid arithmetic refuses impossible sizes (ConfigError) before any job runs.
