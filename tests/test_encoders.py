@@ -46,6 +46,7 @@ DEMO_SHAPES = {
     "dit": (8, 8, 64),
     "sd3": (8, 8, 64),
     "dinov2_reg": (8, 8, 32),
+    "timm_vit_reg": (8, 8, 32),
     "clip224+dinov2": (8, 8, 64),
 }
 # The paper's grids (the paper's Table; docs/encoders.md; ConvNeXt at 512 px without the fifth stage).

@@ -32,6 +32,8 @@ EXPECTED_NORM = {
     "sd3": (HALF_MEAN, HALF_STD),
     # Any backbone: its checkpoint's processor's (tests/test_hf_auto.py); a twin's [-1, 1].
     "hf_auto": (HALF_MEAN, HALF_STD),
+    # timm: the model's own data config (tests/test_timm.py); the class default is [-1, 1].
+    "timm": (HALF_MEAN, HALF_STD),
 }
 COLOUR = (200, 100, 30)
 

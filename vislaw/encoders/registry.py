@@ -25,6 +25,7 @@ from vislaw.encoders.sd3 import Sd3Encoder
 from vislaw.encoders.sd_image_variations import SdImageVariationsEncoder
 from vislaw.encoders.sd_unet import SdUnetEncoder
 from vislaw.encoders.siglip import SiglipEncoder
+from vislaw.encoders.timm_models import TimmEncoder
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +40,7 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "dit": DitEncoder,
     "sd3": Sd3Encoder,
     "hf_auto": HfAutoEncoder,
+    "timm": TimmEncoder,
     "fusion": FusionEncoder,
 }
 FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
