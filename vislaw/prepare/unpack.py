@@ -169,6 +169,14 @@ def _undo_interrupted(state: Path, dest: Path, name: str) -> None:
     journal.unlink()
 
 
+def _journal_entries(journal: Path) -> list[Any]:
+    try:
+        record = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        return []
+    return record.get("entries") or [] if isinstance(record, dict) else []
+
+
 def _walk(path: Path) -> Iterator[Path]:
     if path.is_dir():
         yield from (p for p in path.rglob("*") if p.is_file())
@@ -237,10 +245,9 @@ def unpack(
             journal.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if journal.exists() and not marker.exists():
-            # nothing of this run was renamed into place when the journal lists no entries
-            if not json.loads(journal.read_text()).get("entries"):
-                journal.unlink()
+        # a journal that lists no entries: nothing of this run was renamed into place
+        if not marker.exists() and journal.exists() and not _journal_entries(journal):
+            journal.unlink()
     return marker
 
 
