@@ -120,7 +120,7 @@ def check_prepared(source: Source) -> str | None:
     """Why ``source`` does not count as prepared, or None when its marker is prepare's own for
     this config: same source, dest and URL, the pinned sha256 when there is one, and every entry
     it lists in place (vislaw.prepare.unpack.verify_marker)."""
-    expect = {} if source.manual else {"url": source.origin, "sha256": source.sha256}
+    expect = None if source.manual else {"url": source.origin, "sha256": source.sha256}
     return verify_marker(source.marker, source.name, source.dest, expect)
 
 

@@ -251,11 +251,14 @@ def unpack(
     return marker
 
 
-def verify_marker(marker: Path, name: str, dest: Path, expect: Mapping[str, Any]) -> str | None:
+def verify_marker(
+    marker: Path, name: str, dest: Path, expect: Mapping[str, Any] | None
+) -> str | None:
     """Why the marker of source ``name`` cannot be trusted, or None when it can: it must be a
     JSON object prepare wrote for this source and ``dest``, each ``expect`` key (url, sha256
     when pinned) must match, its size and hash must be recorded, and every entry it lists must be
-    one name inside ``dest`` that exists."""
+    one name inside ``dest`` that exists. ``expect`` None: a manual source (``mark``), whose
+    marker says so and whose ``dest`` must not be empty."""
     try:
         record = json.loads(marker.read_text())
     except FileNotFoundError:
@@ -266,7 +269,11 @@ def verify_marker(marker: Path, name: str, dest: Path, expect: Mapping[str, Any]
         return f"marker {marker} is not source '{name}''s"
     if record.get("dest") != str(dest):
         return f"marker {marker} is for {record.get('dest')!r}, not {dest}"
-    if record.get("manual") is True:
+    manual = record.get("manual") is True
+    if (expect is None) != manual:
+        kind = "manual" if expect is None else "downloaded"
+        return f"marker {marker} is not the marker of a {kind} source"
+    if expect is None:
         return None if dest.is_dir() and any(dest.iterdir()) else f"{dest} is empty"
     for key, value in expect.items():
         if value is not None and str(record.get(key, "")).lower() != str(value).lower():
