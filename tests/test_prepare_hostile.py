@@ -219,6 +219,30 @@ def test_planted_marker_does_not_count_as_prepared(server, tmp_path):
         assert status.missing(status.data_requirements(config, "spair")), record
 
 
+def test_manual_marker_counts_only_for_a_manual_source(server, tmp_path):
+    """`mark` writes a manual marker; the same marker for a downloaded source is not trusted."""
+    from vislaw.prepare.sources import check_prepared, mark_manual_source
+
+    config = _config(
+        tmp_path,
+        {
+            "ocr": {"for": "instruct", "manual": "by hand", "dest": "ocr"},
+            "coco": {"for": "instruct", "url": server.url("/c.zip"), "dest": "ocr"},
+        },
+    )
+    (tmp_path / "data" / "ocr").mkdir(parents=True)
+    (tmp_path / "data" / "ocr" / "1.jpg").write_bytes(b"x")
+    ocr, coco = sources(config)["ocr"], sources(config)["coco"]
+    mark_manual_source(config, "ocr")
+    assert check_prepared(ocr) is None
+    record = json.loads(ocr.marker.read_text())
+    coco.marker.write_text(json.dumps({**record, "source": "coco"}))
+    assert "not the marker of a downloaded source" in str(check_prepared(coco))
+    assert [
+        r.what.split("'")[1] for r in status.missing(status.data_requirements(config, "instruct"))
+    ] == ["coco"]
+
+
 def test_archive_member_under_the_state_prefix_is_refused(server, tmp_path):
     url = _serve(server, "/s.zip", _zip([(".vislaw-state/locks/x", b""), ("ok.txt", b"")]))
     config = _config(tmp_path, {"s": {"for": "spair", "url": url, "unpack": "zip", "dest": "."}})

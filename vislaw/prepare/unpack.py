@@ -119,6 +119,7 @@ def check_members(archive: Path, kind: str, limits: Limits) -> None:
 
 def _extract(archive: Path, kind: str, into: Path, limits: Limits) -> None:
     if kind == "file":
+        _member_name(archive, archive.name)  # a file named like prepare's own is refused too
         shutil.copyfile(archive, into / archive.name)
         return
     try:
