@@ -487,3 +487,15 @@ def test_second_prepare_waits_for_the_lock(server, tmp_path):
     assert len(results) == 2 and all(isinstance(r, Path) for r in results), results
     assert [p for p, _ in server.requests] == ["/p.zip"]
     assert (tmp_path / "data" / "p" / "a.bin").read_bytes() == bytes(range(256)) * 100
+
+
+def test_marker_counts_only_for_the_pinned_hash(server, tmp_path):
+    """A prepared source whose config then pins another sha256 is no longer prepared; the same
+    hash written in upper case still is."""
+    archive = _zip([("h/a.txt", b"a")])
+    entry = {"for": "spair", "url": _serve(server, "/h.zip", archive), "unpack": "zip"}
+    prepare_source(_config(tmp_path, {"h": entry}), "h", progress=False)
+    digest = hashlib.sha256(archive).hexdigest()
+    for pinned, prepared in (("f" * 64, False), (digest.upper(), True)):
+        config = _config(tmp_path, {"h": {**entry, "sha256": pinned}})
+        assert (status.missing(status.data_requirements(config, "spair")) == []) is prepared

@@ -277,7 +277,10 @@ def verify_marker(
     if expect is None:
         return None if dest.is_dir() and any(dest.iterdir()) else f"{dest} is empty"
     for key, value in expect.items():
-        if value is not None and str(record.get(key, "")).lower() != str(value).lower():
+        found = record.get(key)
+        if key == "sha256" and isinstance(found, str) and value is not None:
+            found, value = found.lower(), value.lower()  # hex digits in either case
+        if value is not None and found != value:
             return f"marker {marker} has {key} {record.get(key)!r}, the config {value!r}"
     size, digest = record.get("size"), record.get("sha256")
     if not isinstance(size, int) or size < 0 or not isinstance(digest, str) or len(digest) != 64:
