@@ -322,6 +322,7 @@ def test_body_without_length_cut_in_half(server, tmp_path):
     with pytest.warns(UserWarning, match="UNVERIFIED"):
         marker = prepare_source(config, "half", progress=False)
     assert json.loads(marker.read_text())["verified"] is False
+    assert status.unverified(config) == ["half"]  # `prepare status` warns about it
 
 
 def test_lying_content_length_on_resume(server, tmp_path):

@@ -88,6 +88,20 @@ def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> lis
     return reqs
 
 
+def unverified(config: Mapping[str, Any]) -> list[str]:
+    """The prepared data sources whose download could not be checked (no length from the
+    server, no pinned sha256): prepare accepted them with a warning and their marker says so."""
+    import json
+
+    return [
+        source.name
+        for source in sources(config).values()
+        if not source.manual
+        and check_prepared(source) is None
+        and json.loads(source.marker.read_text()).get("verified") is False
+    ]
+
+
 def missing(reqs: Sequence[Requirement]) -> list[Requirement]:
     return [r for r in reqs if r.problem() is not None]
 
