@@ -60,6 +60,17 @@ class SpairSettings(Section):
 
 
 @dataclass(frozen=True)
+class PrepareSettings(Section):
+    """``data.prepare``: the limits that keep ``prepare`` safe (vislaw.prepare: expansion guard,
+    stall detection)."""
+
+    max_unpack_ratio: float
+    max_unpack_gb: float
+    stall_min_bytes_per_s: int
+    stall_window_s: float
+
+
+@dataclass(frozen=True)
 class DataSettings(Section):
     """``data``: where the datasets are (relative paths are under ``root``)."""
 
@@ -71,6 +82,7 @@ class DataSettings(Section):
     spair: SpairSettings | None
     benchmark_root: str
     sources: Mapping[str, Any]
+    prepare: PrepareSettings
 
     def path(self, value: str | Path) -> Path:
         """A data path of this section: relative ones are under ``root`` (vislaw.layout)."""

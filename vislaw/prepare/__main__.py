@@ -43,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "mark":
             print(sources.mark_manual_source(config, args.source))
         else:
+            for name in status.unverified(config):
+                print(
+                    f"warning: data source '{name}' is UNVERIFIED (no length from the server, no "
+                    "sha256 pinned): pin the publisher's hash in data.sources to check it",
+                    file=sys.stderr,
+                )
             gone = status.missing(status.all_requirements(config, specs))
             if gone:
                 print(status.missing_message(gone, [args.config]), file=sys.stderr)

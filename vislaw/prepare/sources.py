@@ -6,22 +6,24 @@ under ``data.root`` it unpacks into (``dest``) and which dataset of the config i
 (``for``: pretrain, instruct or spair). A source the project cannot fetch (OCR-VQA's images are
 scraped from the URLs in its ``dataset.json``) has ``manual`` instructions instead.
 
-A prepared source leaves the marker ``<dest>/.vislaw-source-<name>.json`` (vislaw.prepare.unpack);
-rules that read a dataset take the markers of its sources as inputs.
+A prepared source leaves the marker ``<data.root>/.vislaw-state/sources/<name>.json``
+(vislaw.prepare.unpack, vislaw.prepare.state: out of every archive's reach); rules that read a
+dataset take the markers of its sources as inputs, and a marker is trusted only once
+:func:`check_prepared` has matched it against the config (source, URL, hash, entries).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vislaw.data.settings import DataSettings
-from vislaw.prepare.download import download, sha256_file
+from vislaw.prepare.download import Stall, download, record_path, sha256_file
 from vislaw.prepare.hub import PrepareError, hf_home, hub_error_message
-from vislaw.prepare.unpack import marker_path, unpack
+from vislaw.prepare.state import source_lock, state_dir
+from vislaw.prepare.unpack import CorruptArchive, Limits, marker_path, unpack, verify_marker
 
 DATASETS = ("pretrain", "instruct", "spair")
 
@@ -30,6 +32,7 @@ DATASETS = ("pretrain", "instruct", "spair")
 class Source:
     name: str
     dest: Path  # absolute or relative to the working directory (data.root joined)
+    state: Path  # prepare's state folder (<data.root>/.vislaw-state)
     unpack: str
     dataset: str
     url: str | None = None
@@ -40,7 +43,14 @@ class Source:
 
     @property
     def marker(self) -> Path:
-        return marker_path(self.dest, self.name)
+        return marker_path(self.state, self.name)
+
+    @property
+    def origin(self) -> str:
+        """What the marker records as the source's URL (a Hub file as ``hub:<repo>/<file>``)."""
+        if self.hub:
+            return f"hub:{self.hub.get('repo')}/{self.hub.get('file')}"
+        return str(self.url)
 
     @property
     def filename(self) -> str:
@@ -65,6 +75,7 @@ def sources(config: Mapping[str, Any]) -> dict[str, Source]:
         out[name] = Source(
             name=name,
             dest=dest if dest.is_absolute() else root / dest,
+            state=state_dir(root),
             unpack=entry["unpack"],
             dataset=entry["for"],
             url=entry.get("url"),
@@ -105,16 +116,58 @@ def _fetch_hub_file(source: Source, cache: Path | None) -> Path:
         raise PrepareError(f"data.sources.{source.name}: {message}") from err
 
 
+def check_prepared(source: Source) -> str | None:
+    """Why ``source`` does not count as prepared, or None when its marker is prepare's own for
+    this config: same source, dest and URL, the pinned sha256 when there is one, and every entry
+    it lists in place (vislaw.prepare.unpack.verify_marker)."""
+    expect = None if source.manual else {"url": source.origin, "sha256": source.sha256}
+    return verify_marker(source.marker, source.name, source.dest, expect)
+
+
+def _limits(config: Mapping[str, Any]) -> tuple[Limits, Stall]:
+    settings = DataSettings.from_config(config).prepare
+    return (
+        Limits(max_ratio=settings.max_unpack_ratio, max_gb=settings.max_unpack_gb),
+        Stall(settings.stall_min_bytes_per_s, settings.stall_window_s),
+    )
+
+
+def _fetch_archive(
+    config: Mapping[str, Any], source: Source, progress: bool, retries: int
+) -> tuple[Path, dict[str, Any], bool]:
+    """(the archive, what the marker records about it, whether prepare owns the file)."""
+    if source.hub:
+        archive = _fetch_hub_file(source, hf_home(config))
+        digest = sha256_file(archive)
+        if source.sha256 and digest != source.sha256.lower():
+            raise PrepareError(
+                f"data.sources.{source.name}: sha256 mismatch for {archive}: expected "
+                f"{source.sha256}, got {digest}"
+            )
+        size = archive.stat().st_size
+        return archive, {"size": size, "sha256": digest, "verified": True}, False
+    got = download(
+        str(source.url),
+        source.state / "downloads" / source.name / source.filename,
+        sha256=source.sha256,
+        progress=progress,
+        retries=retries,
+        stall=_limits(config)[1],
+    )
+    return got.path, {"size": got.size, "sha256": got.sha256, "verified": got.verified}, True
+
+
 def prepare_source(
     config: Mapping[str, Any], name: str, *, progress: bool = True, retries: int = 3
 ) -> Path:
-    """Download, verify and unpack one source; returns its marker. A prepared source (marker
-    present) is left alone. Raises PrepareError / DownloadError / UnpackError naming it."""
+    """Download, verify and unpack one source; returns its marker. A prepared source (verified
+    marker) is left alone. One prepare at a time per source (a lock in the state folder).
+    Raises PrepareError / DownloadError / UnpackError naming it."""
     try:
         source = sources(config)[name]
     except KeyError:
         raise PrepareError(f"data.sources has no entry '{name}'") from None
-    if source.marker.exists():
+    if check_prepared(source) is None:
         return source.marker
     if source.manual:
         raise PrepareError(
@@ -122,29 +175,29 @@ def prepare_source(
             f"When the files are in {source.dest}, run: python -m vislaw.prepare mark "
             f"--config <config> --source {name}"
         )
-    if source.hub:
-        archive = _fetch_hub_file(source, hf_home(config))
-        keep = True  # the Hub cache owns it
-    else:
-        downloads = data_root(config) / ".downloads" / name
-        archive = download(
-            str(source.url),
-            downloads / source.filename,
-            sha256=source.sha256,
-            progress=progress,
-            retries=retries,
-        )
-        keep = False
-    digest = source.sha256 or sha256_file(archive)
-    if source.hub and source.sha256 and sha256_file(archive) != source.sha256.lower():
-        raise PrepareError(
-            f"data.sources.{name}: sha256 mismatch for {archive}: expected {source.sha256}, "
-            f"got {sha256_file(archive)}"
-        )
-    info = {"url": source.url or f"hub:{source.hub.get('repo')}/{source.hub.get('file')}"}
-    marker = unpack(archive, source.dest, name, kind=source.unpack, info={**info, "sha256": digest})
-    if not keep:
-        os.remove(archive)
+    with source_lock(source.state, name):
+        if check_prepared(source) is None:  # another prepare finished it while we waited
+            return source.marker
+        archive, record, owned = _fetch_archive(config, source, progress, retries)
+        info = {"url": source.origin, **record}
+        try:
+            marker = unpack(
+                archive,
+                source.dest,
+                name,
+                kind=source.unpack,
+                state=source.state,
+                info=info,
+                limits=_limits(config)[0],
+            )
+        except CorruptArchive:
+            if owned:  # never leave a failed archive under its final name
+                archive.unlink(missing_ok=True)
+                record_path(archive).unlink(missing_ok=True)
+            raise
+        if owned:
+            archive.unlink()
+            record_path(archive).unlink(missing_ok=True)
     return marker
 
 
@@ -172,5 +225,7 @@ def mark_manual_source(config: Mapping[str, Any], name: str) -> Path:
     if not source.dest.is_dir() or not any(source.dest.iterdir()):
         raise PrepareError(f"data.sources.{name}: {source.dest} is empty or missing")
     files = sum(1 for p in source.dest.rglob("*") if p.is_file())
-    write_text_atomic(source.marker, json.dumps({"source": name, "manual": True, "files": files}))
+    record = {"source": name, "dest": str(source.dest), "manual": True, "files": files}
+    source.marker.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(source.marker, json.dumps(record))
     return source.marker
