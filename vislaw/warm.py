@@ -119,7 +119,8 @@ def _send(conn: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = 
     payload = _HEADER.pack(len(data)) + data
     if fds:
         sent = socket.send_fds(conn, [payload], list(fds))
-        conn.sendall(payload[sent:])
+        if sent < len(payload):
+            conn.sendall(payload[sent:])
     else:
         conn.sendall(payload)
 
@@ -270,17 +271,17 @@ def _apply_job_environment() -> None:
     if omp and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(omp)
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:
         return
     cores = os.cpu_count() or 1
-    threadpool_limits(  # each library's own variable first, then OMP's, then all cores
-        limits={
-            "openblas": counts["OPENBLAS_NUM_THREADS"] or omp or cores,
-            "mkl": counts["MKL_NUM_THREADS"] or omp or cores,
-            "openmp": omp or cores,
-        }
-    )
+    pools = ThreadpoolController()
+    for api, count in (  # each library's own variable first, then OMP's, then all cores
+        ("openblas", counts["OPENBLAS_NUM_THREADS"] or omp or cores),
+        ("mkl", counts["MKL_NUM_THREADS"] or omp or cores),
+        ("openmp", omp or cores),
+    ):
+        pools.select(internal_api=api).limit(limits=count)
 
 
 def _run_child(request: Mapping[str, Any], fds: Sequence[int], conn: socket.socket) -> None:
@@ -423,6 +424,7 @@ class _Server:
     def __init__(self, address: str, parent: int, token: str, receive_seconds: float) -> None:
         self.address = address
         self.parent = parent
+        self.owner = os.getpid()
         self.token = token.encode()
         self.receive_seconds = receive_seconds
         self.environ = fingerprint(os.environ)
@@ -448,7 +450,7 @@ class _Server:
                 _kill_group(pid, signal.SIGTERM)
             self.selector.close()
             self.listener.close()
-            _remove_socket(self.address, os.getpid())
+            _remove_socket(self.address, self.owner)
 
     def _accept(self) -> None:
         """Take a connection from this user only (SO_PEERCRED), then read it as it arrives."""
@@ -518,10 +520,13 @@ class _Server:
             conn.close()
             return
         pid = os.fork()
-        if pid == 0:
-            os.setsid()  # its own session and process group, killed as one
-            self._close_others(conn)
-            _run_child(request, pending.fds, conn)
+        if pid == 0:  # never back into the server's loop, whatever is raised (a SIGTERM)
+            try:
+                os.setsid()  # its own session and process group, killed as one
+                self._close_others(conn)
+                _run_child(request, pending.fds, conn)
+            finally:
+                os._exit(1)
         _close_fds(pending.fds)
         self.running[pid] = _Running(conn)
         self.selector.register(conn, selectors.EVENT_READ, pid)
