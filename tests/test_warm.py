@@ -391,24 +391,27 @@ def test_a_request_without_the_secret_is_refused_and_nothing_runs(server, tmp_pa
         time.sleep(0.5)
         assert not (tmp_path / name / "marker.txt").exists(), name
     # the same request with the run's secret does run: the refusal was the secret's
-    request = _request(server, tmp_path / "right", server.env[TOKEN])
+    request = _request(server, tmp_path / "right", server.env.get(TOKEN, ""))
     answers = _send_request(server.address, request, messages=2)
     assert answers == '{"accepted": true} {"status": 0}'
     assert (tmp_path / "right" / "marker.txt").exists()
 
 
 def test_an_idle_connection_does_not_block_other_jobs(server, tmp_path):
-    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    idle.connect(server.address)
-    idle.sendall(b"\x00\x00")  # half a header, then nothing
+    idle, half = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+    idle.connect(server.address)  # sends nothing
+    half.connect(server.address)
+    half.sendall(b"\x00\x00")  # half a header, then nothing
     try:
         done = _job(tmp_path / "h", server, {})  # times out (60 s) if the server waits
         assert done.returncode == 0, done.stderr
         assert "warm-child 1" in done.stdout
-        idle.settimeout(30)
-        assert idle.recv(1) == b""  # dropped after its receive deadline (3 s here)
+        for conn in (idle, half):
+            conn.settimeout(30)
+            assert conn.recv(1) == b""  # dropped after its receive deadline (3 s here)
     finally:
         idle.close()
+        half.close()
 
 
 def test_a_squatted_path_gets_no_request(tmp_path):
@@ -483,7 +486,7 @@ def test_another_user_cannot_reach_the_socket_nor_run_a_job(tmp_path):
     folder's mode were loosened, the server refuses that uid by SO_PEERCRED, secret or not."""
     started = _start(tmp_path, ["decimal"], umask=0o000)
     try:
-        request = _request(started, tmp_path / "other", started.env[TOKEN])
+        request = _request(started, tmp_path / "other", started.env.get(TOKEN, ""))
         answer = _as_nobody(lambda: _send_request(started.address, request))
         assert '"accepted": true' not in answer
         assert "PermissionError" in answer  # the private folder: no way in
