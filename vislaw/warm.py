@@ -84,6 +84,7 @@ PRELOAD = (
     "matplotlib.pyplot",
     "vislaw.config",
     "vislaw.pipeline",
+    "threadpoolctl",  # each child sizes the thread pools with it (_apply_job_environment)
 )
 
 # Read by libraries when they are imported (caches, offline switches, thread pools): a job whose
