@@ -56,7 +56,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 SOCKET_VAR = "VISLAW_WARM_SOCKET"  # set for jobs while a server runs
 TOKEN_VAR = "VISLAW_WARM_TOKEN"  # the run's secret, set for jobs and for the server
@@ -285,7 +285,7 @@ def _apply_job_environment() -> None:
         pools.select(internal_api=api).limit(limits=count)
 
 
-def _run_child(request: Mapping[str, Any], fds: Sequence[int], conn: socket.socket) -> None:
+def _run_child(request: Mapping[str, Any], fds: Sequence[int], conn: socket.socket) -> NoReturn:
     """In the forked child: become the job (descriptors, folder, environment, argv), run its
     script and report its exit status to the job itself; never returns."""
     code = 1
@@ -459,7 +459,10 @@ class _Server:
             conn, _ = self.listener.accept()
         except OSError:
             return
-        uid = peer_uid(conn)
+        try:
+            uid = peer_uid(conn)
+        except OSError:
+            uid = -1  # unknown: refused like another user's
         if uid != os.getuid():
             _log(f"refused a connection from uid {uid} (this server runs as {os.getuid()})")
             conn.close()
@@ -557,7 +560,9 @@ class _Server:
                 self._drop(key.data, f"no whole request within {self.receive_seconds:g} s")
 
     def _hang_up(self, pid: int) -> None:
-        job = self.running[pid]
+        job = self.running.get(pid)
+        if job is None:
+            return
         with contextlib.suppress(OSError):
             if job.conn.recv(1):
                 return
@@ -585,6 +590,7 @@ class _Server:
         for pid, job in self.running.items():
             if job.kill_at is not None and now >= job.kill_at:
                 _kill_group(pid, signal.SIGKILL)
+                job.kill_at = now + KILL_GRACE_SECONDS
 
 
 def serve(
