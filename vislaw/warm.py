@@ -240,7 +240,8 @@ def delegate(device: str | None, gpus: int = 0) -> None:
         done = _receive(conn, buffer)
     except (OSError, ValueError):
         done = None
-    os._exit(int(done["status"]) % 256 if done else 1)  # the job ran: never run it again here
+    status = done.get("status") if done else None
+    os._exit(status % 256 if isinstance(status, int) else 1)  # it ran: never run it again here
 
 
 # -- the server's side ------------------------------------------------------------------------
