@@ -10,9 +10,12 @@ WARM_SERVER = []
 
 def start_warm_server():
     """Start the server for this run's jobs when the config asks for it and jobs run here, in
-    this interpreter (not on a cluster, not in conda envs)."""
+    this interpreter (not on a cluster, not in conda envs), and not for a run whose jobs may use
+    CUDA (device cuda, or auto on a machine with a GPU driver): those run themselves anyway.
+    """
     in_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-    if config["warm_start"] and workflow.local_exec and not in_conda:
+    cuda = warm.may_use_cuda(config["device"], 0)
+    if config["warm_start"] and workflow.local_exec and not in_conda and not cuda:
         os.environ.update(runtime_environment(config))  # what jobs set before importing
         WARM_SERVER.append(warm.start(log=LAYOUT.log("warm_start")))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -57,16 +58,38 @@ def pick_device(config: Mapping[str, Any]) -> str:
     return wanted
 
 
+def hand_over_to_warm_server() -> None:
+    """Run this job in a fork of the run's warm-start server when its config turns warm start
+    on (vislaw.warm.delegate: returns here when there is no usable server or the job may use
+    CUDA). The config is the one Snakemake's script directive put in the script's globals as
+    ``snakemake``; without it, or without ``warm_start: true`` in it, the job runs itself, so a
+    socket variable left in the environment is never honoured by a run that did not ask for it.
+
+    The raw value is read, not the checked one: a job must hand over before it parses the
+    schema (that parse is what warm start saves), and an absent key means the schema's default,
+    false (tests/test_warm.py checks that default)."""
+    snakemake = getattr(sys.modules.get("__main__"), "snakemake", None)
+    config = getattr(snakemake, "config", None)
+    if not isinstance(config, Mapping) or config.get("warm_start") is not True:
+        return
+    resources = getattr(snakemake, "resources", None) or {}
+    try:
+        gpus = int(resources.get("gpu", 0) or 0)
+    except (TypeError, ValueError):
+        gpus = 1  # unreadable: assume it may use a GPU, and run here
+    from vislaw.warm import delegate
+
+    delegate(config.get("device"), gpus)
+
+
 @contextlib.contextmanager
 def job_log(path: str | Path | None) -> Iterator[None]:
     """Send stdout and stderr (progress bars included) to the rule's log file.
 
     Every workflow script enters this first, so it is also where a job hands itself to the
-    warm-start server of a local run (vislaw.warm.delegate: returns here when there is none).
+    warm-start server of a local run (hand_over_to_warm_server).
     """
-    from vislaw.warm import delegate
-
-    delegate()
+    hand_over_to_warm_server()
     if not path:
         yield
         return
