@@ -1,4 +1,4 @@
-"""CLI: ``python -m vislaw.prepare {data,models,mark,status} --config config.yaml``.
+"""CLI: ``python -m vislaw.prepare {data,models,mark,list,status} --config config.yaml``.
 
 The workflow's ``prepare`` target runs the same functions (rules/prepare.smk); this CLI is for
 preparing one source or repo by hand, and for asking what is still missing.
@@ -7,6 +7,7 @@ preparing one source or repo by hand, and for asking what is still missing.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -23,8 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--repo", action="append", help="repo id (repeatable; default all)")
     mark = sub.add_parser("mark", help="mark a manual source as in place")
     mark.add_argument("--source", required=True)
+    listing = sub.add_parser("list", help="every item the config needs, prepared or not")
+    listing.add_argument("--json", action="store_true", help="one JSON object per item, a list")
     sub.add_parser("status", help="list what is missing (exit 1 if anything is)")
-    for p in (data, models, mark, sub.choices["status"]):
+    for p in (data, models, mark, listing, sub.choices["status"]):
         p.add_argument("--config", required=True, help="workflow config YAML")
     return parser
 
@@ -42,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             hub.run_prepare_models(config, specs, only=args.repo, require_home=True)
         elif args.command == "mark":
             print(sources.mark_manual_source(config, args.source))
+        elif args.command == "list":
+            rows = status.items(config, specs)
+            if args.json:
+                print(json.dumps([r.as_dict() for r in rows], indent=1))
+            else:
+                print(status.items_table(rows))
         else:
             gone = status.missing(status.all_requirements(config, specs))
             if gone:

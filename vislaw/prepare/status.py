@@ -62,19 +62,88 @@ def model_requirements(
     ]
 
 
-def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Requirement]:
-    """Every data source and Hub repo of the config."""
-    reqs = [
-        Requirement(s.marker, f"data source '{s.name}' (data.{s.dataset}) -> {s.dest}")
-        for s in sources(config).values()
-    ]
+@dataclass(frozen=True)
+class Item:
+    """One thing ``prepare`` fetches, as ``prepare list`` prints it.
+
+    ``kind``: ``url``, ``hub-file`` or ``manual`` (a data source), ``model`` or ``dataset`` (a
+    Hub repo); ``source``: the URL or repo id (a Hub file: ``<repo>/<file>``)."""
+
+    kind: str
+    source: str
+    revision: str | None
+    dest: Path
+    marker: Path
+    what: str
+    config_name: str | None = None
+    splits: tuple[str, ...] = ()
+
+    @property
+    def prepared(self) -> bool:
+        return self.marker.exists()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON row of ``prepare list --json``."""
+        row = {
+            "kind": self.kind,
+            "source": self.source,
+            "revision": self.revision,
+            "dest": str(self.dest),
+            "prepared": self.prepared,
+        }
+        if self.kind == "dataset":
+            row |= {"config_name": self.config_name, "splits": list(self.splits)}
+        return row
+
+
+def _source_item(s: Any) -> Item:
+    what = f"data source '{s.name}' (data.{s.dataset}) -> {s.dest}"
+    if s.hub:
+        kind, source = "hub-file", f"{s.hub['repo']}/{s.hub['file']}"
+        revision = s.hub.get("revision")
+    else:
+        kind, source, revision = ("manual", "manual", None) if s.manual else ("url", s.url, None)
+    return Item(kind, source, revision, s.dest, s.marker, what)
+
+
+def items(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Item]:
+    """Every data source and Hub repo of the config (Hub repos only with ``cache.hf_home``:
+    without it jobs read the user's own Hub cache, which prepare does not manage)."""
+    out = [_source_item(s) for s in sources(config).values()]
     home = hf_home(config)
     if home is not None:
-        reqs += [
-            Requirement(hub.marker_path(home, r), f"{r.repo_type} {r.repo_id} ({r.why}) in {home}")
-            for r in hub.hub_repos(config, specs).values()
-        ]
-    return reqs
+        for r in hub.hub_repos(config, specs).values():
+            folder = f"{r.repo_type}s--{r.repo_id.replace('/', '--')}"
+            out.append(
+                Item(
+                    r.repo_type,
+                    r.repo_id,
+                    r.revision,
+                    home / "hub" / folder,
+                    hub.marker_path(home, r),
+                    f"{r.repo_type} {r.repo_id} ({r.why}) in {home}",
+                    r.config_name,
+                    r.splits,
+                )
+            )
+    return out
+
+
+def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Requirement]:
+    """Every data source and Hub repo of the config (the rows of :func:`items`)."""
+    return [Requirement(i.marker, i.what) for i in items(config, specs)]
+
+
+def items_table(rows: Sequence[Item]) -> str:
+    """``prepare list``'s text: one line per item, prepared or not."""
+    lines = []
+    for i in rows:
+        extra = f" [{i.config_name or '-'}: {','.join(i.splits)}]" if i.kind == "dataset" else ""
+        lines.append(
+            f"{'yes' if i.prepared else 'no ':3}  {i.kind:8} {i.source}{extra}"
+            f"  @{i.revision or 'main'} -> {i.dest}"
+        )
+    return "\n".join(["ok?  kind     source  @revision -> destination", *lines])
 
 
 def missing(reqs: Sequence[Requirement]) -> list[Requirement]:
