@@ -23,6 +23,11 @@ CONFIG ?= config.yaml
 cost: setup
 	$(BIN)/python -m vislaw.cost --config $(CONFIG)
 
+# The SLURM plan of CONFIG before any download: every job (GPUs, memory, time, partition), the
+# cost table and what `prepare` still has to fetch. Needs no data and no conda (vislaw/plan.py).
+plan: setup
+	$(BIN)/python -m vislaw.plan --config $(CONFIG)
+
 test: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra
 

@@ -1,0 +1,95 @@
+"""``make plan`` in a fresh checkout with nothing prepared and no conda: every SLURM job of
+config.yaml with its resources, the cost table and the missing inputs; a real run of the same
+checkout still refuses (issue 24, scope 5)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_snakemake
+
+from vislaw.config import load_config
+from vislaw.cost import cost_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _fresh_checkout(tmp_path: Path) -> Path:
+    for name in ("Snakefile", "config.yaml", "pyproject.toml", "Makefile"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for folder in (
+        "rules",
+        "workflow_scripts",
+        "envs",
+        "report",
+        "resources",
+        "vislaw",
+        "profiles",
+    ):
+        os.symlink(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_make_plan_with_nothing_prepared_and_no_conda(tmp_path):
+    checkout = _fresh_checkout(tmp_path)
+    path = f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    assert shutil.which("conda", path=path) is None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISLAW_")}
+    env |= {"PATH": path, "PYTHONPATH": str(ROOT), "VISLAW_SLURM_GPU_PARTITION": "gpu"}
+    # `make plan` runs this command after `make setup` (not run here: it would pip-install
+    # this throw-away checkout into the test's venv)
+    make = shutil.which("make")
+    if make:
+        shown = subprocess.run(
+            [make, "-n", "plan", "VENV=venv"], cwd=checkout, capture_output=True, text=True
+        ).stdout
+        assert "venv/bin/python -m vislaw.plan --config config.yaml" in shown
+    result = subprocess.run(
+        [sys.executable, "-m", "vislaw.plan", "--config", "config.yaml"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    jobs = re.findall(
+        r"^\| (\w+) \| ([^|]*) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| (\S+) \|$",
+        out,
+        re.M,
+    )
+    config = load_config(ROOT / "config.yaml")
+    planned = {}
+    for rule, wildcards, _nodes, gpus, _cpus, mem, hours, partition in jobs:
+        planned.setdefault(rule, []).append(
+            (wildcards, int(gpus), float(mem), float(hours), partition)
+        )
+    # every GPU rule of the cost table, with as many jobs as it counts
+    for line in cost_lines(config):
+        assert len(planned[line.rule]) == line.jobs, line.rule
+        assert {gpus for _, gpus, *_ in planned[line.rule]} == {line.gpus}, line.rule
+    stage2 = dict((w, (m, h, p)) for w, _, m, h, p in planned["stage2"])
+    assert stage2["encoder=clip336"][0] == 512 and stage2["encoder=clip336"][2] == "gpu"
+    assert stage2["encoder=clip336"][1] == 15.0  # 10 h x 1.5 (vislaw.resources)
+    assert {p for _, _, _, _, p in planned["check_data"]} == {"$VISLAW_SLURM_PARTITION"}
+    assert "| **total** (+54 GB HF cache) | 118 |" in out  # the cost table
+    assert "snakemake prepare --configfile config.yaml" in out
+    assert "dataset lmms-lab-encoder/MME" in out
+    assert not (checkout / "data").exists() and not (checkout / "results").exists()
+    # running, as opposed to planning, still refuses
+    result = run_snakemake(
+        "-n",
+        "--configfile",
+        "config.yaml",
+        cwd=checkout,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode != 0 and "not prepared" in result.stderr + result.stdout
