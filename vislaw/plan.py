@@ -54,7 +54,6 @@ def write_placeholders(config_path: Path, folder: Path) -> None:
     """Empty stand-ins for the data the config reads (JSONs ``[]``, folders, an LMVR class
     folder) and ``prepare``'s markers, all under ``folder``."""
     from vislaw.pipeline import load_checked_config
-    from vislaw.prepare.status import all_requirements
 
     config, specs = load_checked_config(config_path)
     root = folder / "data"
@@ -70,6 +69,13 @@ def write_placeholders(config_path: Path, folder: Path) -> None:
     lmvr_folder = (config.get("lmvr") or {}).get("image_folder")
     if lmvr_folder:
         (root / lmvr_folder / "placeholder_class").mkdir(parents=True, exist_ok=True)
+    write_markers(config, specs, folder)
+
+
+def write_markers(config: Mapping[str, Any], specs: Mapping[str, Any], folder: Path) -> None:
+    """``prepare``'s markers of every source and Hub repo of the config, under ``folder``."""
+    from vislaw.prepare.status import all_requirements
+
     for req in all_requirements(config, specs):
         marker = folder / req.marker
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from vislaw.prepare.download import download, sha256_file
 from vislaw.prepare.hub import PrepareError, hf_home, hub_error_message
 from vislaw.prepare.unpack import marker_path, unpack
 
-DATASETS = ("pretrain", "instruct", "spair")
+DATASETS = ("pretrain", "instruct", "spair", "lmvr")  # lmvr: lmvr.image_folder
 
 
 @dataclass(frozen=True)
