@@ -100,6 +100,18 @@ MISSING = re.compile(
 )
 
 
+def _owned(config, source) -> list[Path]:
+    """What a source produces: its ``dest`` folder, or, for one unpacked into data.root itself
+    (SPair-71k's archive holds SPair-71k/), the paths of the dataset it feeds."""
+    root = Path(config["data"]["root"])
+    if source.dest != root:
+        return [source.dest]
+    section = config["data"].get(source.dataset)
+    if not isinstance(section, dict):
+        return []
+    return [root / v for k, v in section.items() if k in {"root", "json", "image_folder"}]
+
+
 def test_every_input_of_config_yaml_has_a_rule_or_a_source(tmp_path):
     """Walk config.yaml's DAG with every `prepare` marker in place but no data: each input file
     that no rule produces must lie in a data.sources entry's folder (what `prepare` unpacks);
@@ -111,7 +123,7 @@ def test_every_input_of_config_yaml_has_a_rule_or_a_source(tmp_path):
     plan_config(load_config(ROOT / "config.yaml"), tmp_path)
     config, specs = load_checked_config(tmp_path / "plan-config.yaml")
     write_markers(config, specs, tmp_path)
-    dests = [(tmp_path / s.dest, name) for name, s in sources(config).items()]
+    dests = [(tmp_path / d, name) for name, s in sources(config).items() for d in _owned(config, s)]
     args = ["-n", "--sdm", "env-modules", "--directory", str(tmp_path)]
     args += ["--configfile", str(tmp_path / "plan-config.yaml")]
     for _ in range(8):

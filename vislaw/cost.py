@@ -53,8 +53,8 @@ GPU_HOURS = {
     "evaluate": 3.2,
     "evaluate_benchmark": 0.6,
     # LMVR: generation (64 tokens) + hidden states for 10 conditions of the labelled folder
-    # (~1,000 images: 10K generations at ~1 s each).
-    "lmvr": 3.0,
+    # (config.yaml's Imagenette val, 3,925 images: ~39K generations at ~1 s each).
+    "lmvr": 11.0,
 }
 # Disk one job leaves, GB: features and small outputs; a trained stage keeps its bf16 weights
 # plus the newest resumable checkpoint (fp32 master weights and Adam moments: 16 bytes per
