@@ -106,3 +106,28 @@ def test_no_config_names_a_deleted_hub_repo(path):
     encoders = (yaml.safe_load(path.read_text()) or {}).get("encoders") or {}
     named = {e.get("model_id") for e in encoders.values()} - {None}
     assert not named & set(hub.MOVED_REPOS), f"{path.name}: use {hub.MOVED_REPOS}"
+
+
+def test_list_and_status_follow_the_targets(tmp_path, capsys):
+    """`--targets c_score` needs SPair-71k and the encoders, plus LLaVA-Pretrain and Vicuna for
+    ConvLLaVA's stage 1 (its C score uses the trained encoder); no benchmark, no 665K images."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        (ROOT / "config.yaml")
+        .read_text()
+        .replace("root: data", f"root: {tmp_path / 'data'}")
+        .replace("hf_home: data/hf_home", f"hf_home: {tmp_path / 'hf'}")
+    )
+    assert prepare_main(["list", "--config", str(cfg), "--json", "--targets", "c_score"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    sources = {r["source"] for r in rows}
+    assert not any(r["kind"] == "dataset" for r in rows)
+    assert "http://images.cocodataset.org/zips/train2017.zip" not in sources
+    assert "liuhaotian/LLaVA-Pretrain/images.zip" in sources and "lmsys/vicuna-7b-v1.5" in sources
+    assert any(s.endswith("SPair-71k.tar.gz") for s in sources)
+    assert "stabilityai/stable-diffusion-3-medium-diffusers" in sources
+    assert prepare_main(["status", "--config", str(cfg), "--targets", "c_score"]) == 1
+    assert f"{len(rows)} real input(s)" in capsys.readouterr().err
+    assert prepare_main(["list", "--config", str(cfg), "--json", "--targets", "lmvr"]) == 0
+    lmvr = {r["source"] for r in json.loads(capsys.readouterr().out)}
+    assert any("imagenette" in s for s in lmvr) and "lmms-lab-encoder/MME" not in lmvr

@@ -26,10 +26,16 @@ def _parser() -> argparse.ArgumentParser:
     mark.add_argument("--source", required=True)
     listing = sub.add_parser("list", help="every item the config needs, prepared or not")
     listing.add_argument("--json", action="store_true", help="one JSON object per item, a list")
-    sub.add_parser("status", help="list what is missing (exit 1 if anything is)")
-    for p in (data, models, mark, listing, sub.choices["status"]):
+    state = sub.add_parser("status", help="list what is missing (exit 1 if anything is)")
+    for p in (data, models, mark, listing, state):
         p.add_argument("--config", required=True, help="workflow config YAML")
+    for p in (listing, state):
+        p.add_argument("--targets", nargs="+", help="stages (default: the config's targets)")
     return parser
+
+
+def _targets(args: argparse.Namespace, config: dict) -> list[str]:
+    return list(args.targets or config["targets"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,13 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "mark":
             print(sources.mark_manual_source(config, args.source))
         elif args.command == "list":
-            rows = status.items(config, specs)
+            rows = status.for_targets(config, status.items(config, specs), _targets(args, config))
             if args.json:
                 print(json.dumps([r.as_dict() for r in rows], indent=1))
             else:
                 print(status.items_table(rows))
         else:
-            gone = status.missing(status.all_requirements(config, specs))
+            rows = status.for_targets(config, status.items(config, specs), _targets(args, config))
+            gone = status.missing([status.Requirement(r.marker, r.what) for r in rows])
             if gone:
                 print(status.missing_message(gone, [args.config]), file=sys.stderr)
                 return 1

@@ -77,6 +77,7 @@ class Item:
     what: str
     config_name: str | None = None
     splits: tuple[str, ...] = ()
+    group: str = ""  # what reads it: a dataset (pretrain ... lmvr), encoders, llm or benchmarks
 
     @property
     def prepared(self) -> bool:
@@ -103,7 +104,7 @@ def _source_item(s: Any) -> Item:
         revision = s.hub.get("revision")
     else:
         kind, source, revision = ("manual", "manual", None) if s.manual else ("url", s.url, None)
-    return Item(kind, source, revision, s.dest, s.marker, what)
+    return Item(kind, source, revision, s.dest, s.marker, what, group=s.dataset)
 
 
 def items(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Item]:
@@ -124,9 +125,39 @@ def items(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Item]:
                     f"{r.repo_type} {r.repo_id} ({r.why}) in {home}",
                     r.config_name,
                     r.splits,
+                    _repo_group(r),
                 )
             )
     return out
+
+
+def _repo_group(repo: hub.HubRepo) -> str:
+    if repo.repo_type == "dataset":
+        return "benchmarks"
+    return "llm" if repo.why == "llm.model_id" else "encoders"
+
+
+# What each GPU rule's jobs read (their `prepared(...)` inputs in rules/*.smk): the data
+# sources of these datasets, and the encoders' / LLM's / benchmarks' Hub repos.
+RULE_READS = {
+    "features": {"spair", "encoders"},
+    "stage1": {"pretrain", "encoders", "llm"},
+    "stage2": {"instruct", "encoders", "llm"},
+    "embeddings": {"encoders", "llm", "benchmarks"},  # a_images samples the benchmarks
+    "evaluate": {"encoders", "benchmarks"},
+    "lmvr": {"lmvr", "encoders"},
+}
+
+
+def for_targets(
+    config: Mapping[str, Any], rows: Sequence[Item], targets: Sequence[str]
+) -> list[Item]:
+    """The rows the jobs of ``targets`` read (the rules they plan: vislaw.cost's table, the
+    policy's finetunes and ConvLLaVA's stage 1 for its features included)."""
+    from vislaw.cost import _planned_rules
+
+    groups = set().union(*[RULE_READS[r] for r in _planned_rules(config, targets)])
+    return [row for row in rows if row.group in groups]
 
 
 def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Requirement]:
