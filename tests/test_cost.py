@@ -85,6 +85,9 @@ def test_policy_target_costs_a_range_above_zero():
     assert set(lines) == {"features", "stage1", "stage2", "embeddings", "evaluate"}
     assert (lines["stage2"].jobs, lines["stage2"].jobs_max) == (2, 4)  # min_finetunes, budget
     assert lines["stage1"].jobs == len(config["encoders"])  # A of every encoder
+    each = sorted(job_hours(config, "stage2", 1, e) for e in config["encoders"])
+    assert lines["stage2"].gpu_hours == pytest.approx(sum(each[:2]))  # the 2 cheapest
+    assert lines["stage2"].gpu_hours_max == pytest.approx(sum(each[-4:]))  # the 4 dearest
     low, high = total_gpu_hours(lines.values())
     assert 0 < low < high
     result = subprocess.run(

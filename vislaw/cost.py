@@ -68,7 +68,8 @@ HF_CACHE_GB = 13.5 + 40.0
 @dataclass
 class Line:
     """One rule's jobs; ``jobs_max`` above ``jobs`` when the count is a range (the policy
-    finetunes as few as ``policy.min_finetunes`` and at most ``policy.budget`` encoders)."""
+    finetunes as few as ``policy.min_finetunes`` and at most ``policy.budget`` encoders), and
+    then ``picks``: the GPU-hours of the cheapest and of the dearest such set of encoders."""
 
     rule: str
     jobs: int
@@ -76,14 +77,15 @@ class Line:
     hours: float  # wall hours of one job on its GPUs (mean over the rule's jobs)
     disk_gb: float
     jobs_max: int | None = None
+    picks: tuple[float, float] | None = None
 
     @property
     def gpu_hours(self) -> float:
-        return self.jobs * self.hours * max(self.gpus, 1)
+        return self.picks[0] if self.picks else self.jobs * self.hours * max(self.gpus, 1)
 
     @property
     def gpu_hours_max(self) -> float:
-        return (self.jobs_max or self.jobs) * self.hours * max(self.gpus, 1)
+        return self.picks[1] if self.picks else self.gpu_hours
 
 
 def llm_params_b(config: Mapping[str, Any]) -> float:
@@ -303,12 +305,29 @@ def cost_lines(config: Mapping[str, Any], targets: Sequence[str] | None = None) 
         disk = sum(r["disk_gb"] for r in mine)
         line = Line(rule, jobs, mine[0]["gpus"], hours, disk)
         if mine[0]["policy_pick"]:
-            per_encoder = jobs // len({r["encoder"] for r in mine})
-            disk_each = disk / len({r["encoder"] for r in mine})
-            line = Line(rule, fewest * per_encoder, line.gpus, hours, disk_each * most)
-            line.jobs_max = most * per_encoder
+            line = _policy_line(line, mine, fewest, most)
         lines.append(line)
     return lines
+
+
+def _policy_line(line: Line, rows: Sequence[dict], fewest: int, most: int) -> Line:
+    """A rule the policy runs for its picks only: ``fewest`` to ``most`` encoders, the cheapest
+    ``fewest`` for the low GPU-hours and the dearest ``most`` for the high ones."""
+    per_encoder: dict[str, float] = {}
+    for row in rows:
+        per_encoder[row["encoder"]] = per_encoder.get(row["encoder"], 0.0) + row["gpu_hours"]
+    costs = sorted(per_encoder.values())
+    jobs_each = len(rows) // len(costs)
+    disk_each = line.disk_gb / len(costs)
+    return Line(
+        line.rule,
+        fewest * jobs_each,
+        line.gpus,
+        line.hours,
+        disk_each * most,
+        jobs_max=most * jobs_each,
+        picks=(sum(costs[:fewest]), sum(costs[len(costs) - most :])),
+    )
 
 
 def _span(low: float, high: float, fmt: str) -> str:
