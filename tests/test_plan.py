@@ -142,3 +142,24 @@ def test_every_input_of_config_yaml_has_a_rule_or_a_source(tmp_path):
                 path.write_text("[]")
     assert result.returncode == 0, out[-3000:]
     assert "lmvr_probe" in out  # the LMVR target is planned
+
+
+def test_plan_placeholders_never_touch_real_data(tmp_path):
+    """A config whose data live at absolute paths: the plan's placeholders stay in its folder
+    (an earlier version wrote `[]` over the real JSON)."""
+    from vislaw.plan import plan_config, write_placeholders
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "pretrain.json").write_text('["keep"]')
+    config = load_config(ROOT / "config.yaml")
+    config["data"]["pretrain"] = {"json": str(real / "pretrain.json"), "image_folder": "../imgs"}
+    config["lmvr"]["image_folder"] = str(real / "lmvr")
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    plan_config(config, folder)
+    write_placeholders(folder / "plan-config.yaml", folder)
+    assert (real / "pretrain.json").read_text() == '["keep"]'
+    assert sorted(p.name for p in real.iterdir()) == ["pretrain.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan", "real"]
+    assert (folder / "data" / "LLaVA-Instruct" / "llava_v1_5_mix665k.json").read_text() == "[]"

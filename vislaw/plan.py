@@ -50,36 +50,50 @@ def plan_config(config: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     return out
 
 
+def _inside(folder: Path, path: str | Path) -> Path | None:
+    """``folder / path`` when it stays inside ``folder`` (None for an absolute path or one
+    with ``..`` that leaves it): the plan never writes on a user's real data."""
+    target = (folder / path).resolve()
+    return target if target.is_relative_to(folder.resolve()) else None
+
+
 def write_placeholders(config_path: Path, folder: Path) -> None:
     """Empty stand-ins for the data the config reads (JSONs ``[]``, folders, an LMVR class
-    folder) and ``prepare``'s markers, all under ``folder``."""
+    folder) and ``prepare``'s markers, only under ``folder`` and never over a file."""
     from vislaw.pipeline import load_checked_config
 
     config, specs = load_checked_config(config_path)
-    root = folder / "data"
-    for value in config["data"].values():
-        for key, path in value.items() if isinstance(value, Mapping) else []:
-            if key in DATA_KEYS and isinstance(path, str):
-                target = root / path
-                if target.suffix == ".json":
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text("[]")
-                else:
-                    target.mkdir(parents=True, exist_ok=True)
+    paths = [
+        path
+        for value in config["data"].values()
+        for key, path in (value.items() if isinstance(value, Mapping) else [])
+        if key in DATA_KEYS and isinstance(path, str)
+    ]
     lmvr_folder = (config.get("lmvr") or {}).get("image_folder")
     if lmvr_folder:
-        (root / lmvr_folder / "placeholder_class").mkdir(parents=True, exist_ok=True)
+        paths.append(f"{lmvr_folder}/placeholder_class")
+    for path in paths:
+        target = _inside(folder, Path("data") / path)
+        if target is None or target.exists():
+            continue
+        if target.suffix == ".json":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("[]")
+        else:
+            target.mkdir(parents=True, exist_ok=True)
     write_markers(config, specs, folder)
 
 
 def write_markers(config: Mapping[str, Any], specs: Mapping[str, Any], folder: Path) -> None:
-    """``prepare``'s markers of every source and Hub repo of the config, under ``folder``."""
+    """``prepare``'s markers of every source and Hub repo of the config, under ``folder``
+    (a marker outside it is left alone)."""
     from vislaw.prepare.status import all_requirements
 
     for req in all_requirements(config, specs):
-        marker = folder / req.marker
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("{}")
+        marker = _inside(folder, req.marker)
+        if marker is not None and not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("{}")
 
 
 def dry_run(folder: Path, profile: str, targets: Sequence[str] | None) -> str:
