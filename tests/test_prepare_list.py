@@ -131,3 +131,33 @@ def test_list_and_status_follow_the_targets(tmp_path, capsys):
     assert prepare_main(["list", "--config", str(cfg), "--json", "--targets", "lmvr"]) == 0
     lmvr = {r["source"] for r in json.loads(capsys.readouterr().out)}
     assert any("imagenette" in s for s in lmvr) and "lmms-lab-encoder/MME" not in lmvr
+
+
+def test_task_yaml_reader_merges_includes_as_lmms_eval_does(tmp_path):
+    """The including file wins, includes resolve next to the including file, !function is
+    kept as text; lmms-eval's own loader gives the same dict."""
+    from lmms_eval.utils import load_yaml_config
+
+    from vislaw.eval.task_data import read_task_yaml
+
+    (tmp_path / "base_yaml").write_text(
+        "dataset_path: org/base\ndataset_name: a\ndataset_kwargs: {token: true}\n"
+        "process_results: !function utils.process\n"
+    )
+    (tmp_path / "mid.yaml").write_text("include: base_yaml\ndataset_name: b\ntest_split: dev\n")
+    (tmp_path / "task.yaml").write_text("task: t\ninclude: mid.yaml\ndataset_path: org/real\n")
+    ours = read_task_yaml(tmp_path / "task.yaml")
+    assert ours["dataset_path"] == "org/real" and ours["dataset_name"] == "b"
+    assert ours["dataset_kwargs"] == {"token": True} and ours["test_split"] == "dev"
+    theirs = load_yaml_config(str(tmp_path / "task.yaml"), mode="simple")
+    assert {k: v for k, v in ours.items() if k != "process_results"} == {
+        k: v for k, v in theirs.items() if k != "process_results"
+    }
+
+
+def test_a_task_prepare_cannot_mirror_is_named():
+    from vislaw.eval.task_data import task_data
+
+    video = task_data("FALCONBench_mcq")  # a video task: lmms-eval fetches its archives itself
+    assert "video" in video.unsupported
+    assert task_data("mme").unsupported == ()

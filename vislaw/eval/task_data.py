@@ -24,6 +24,8 @@ import yaml
 # The dataset_kwargs lmms-eval passes on to datasets.load_dataset that change what is fetched;
 # the others it consumes itself (video archives, local copies) and prepare cannot mirror yet.
 LOAD_KWARGS = {"token", "revision", "data_files", "data_dir", "trust_remote_code"}
+# datasets' generic builders: the files they read are named by data_files, not a Hub repo.
+LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "pandas", "arrow", "imagefolder"}
 SPLIT_KEYS = ("test_split", "validation_split", "training_split", "fewshot_split")
 
 
@@ -108,5 +110,6 @@ def task_data(task: str) -> TaskData:
         revision=kwargs.get("revision"),
         splits=splits,
         token=bool(kwargs.get("token")),
-        unsupported=tuple(sorted(set(kwargs) - LOAD_KWARGS)),
+        unsupported=tuple(sorted(set(kwargs) - LOAD_KWARGS))
+        + (("dataset_path",) if config["dataset_path"] in LOCAL_BUILDERS else ()),
     )

@@ -142,6 +142,8 @@ def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, 
     for data in benchmark_datasets(config).values():
         key = f"dataset:{data.dataset_path}"
         add(data.dataset_path, "dataset", None, f"benchmarks ({data.task})")
+        if key not in repos:
+            continue  # a dataset folder on disk (a task copy): nothing to download
         repos[key] = replace(
             repos[key],
             revision=revisions.get(data.dataset_path) or data.revision,
