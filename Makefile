@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 CORES ?= 2
 
-.PHONY: setup demo test lint format clean-demo
+.PHONY: setup demo test lint format clean-demo cost plan
 
 setup: $(STAMP)
 
@@ -17,6 +17,16 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --profile profiles/local
+
+# What config.yaml's run costs (CONFIG=... for another): jobs, GPUs, hours, disk per rule.
+CONFIG ?= config.yaml
+cost: setup
+	$(BIN)/python -m vislaw.cost --config $(CONFIG)
+
+# The SLURM plan of CONFIG before any download: every job (GPUs, memory, time, partition), the
+# cost table and what `prepare` still has to fetch. Needs no data and no conda (vislaw/plan.py).
+plan: setup
+	$(BIN)/python -m vislaw.plan --config $(CONFIG)
 
 test: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra

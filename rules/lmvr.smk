@@ -33,7 +33,7 @@ rule lmvr:
     input:
         stage2=LAYOUT.stage_info("stage2", "{encoder}"),
         images=lmvr_image_folder,
-        prepared=prepared(encoder=True),
+        prepared=prepared(encoder=True, name="lmvr"),
     output:
         **{
             kind: [LAYOUT.lmvr_feature("{encoder}", kind, c) for c in LMVR_CONDITIONS]

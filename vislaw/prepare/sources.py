@@ -25,7 +25,7 @@ from vislaw.prepare.hub import PrepareError, hf_home, hub_error_message
 from vislaw.prepare.state import source_lock, state_dir
 from vislaw.prepare.unpack import CorruptArchive, Limits, marker_path, unpack, verify_marker
 
-DATASETS = ("pretrain", "instruct", "spair")
+DATASETS = ("pretrain", "instruct", "spair", "lmvr")  # lmvr: lmvr.image_folder
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ queued GPU job.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,127 @@ def model_requirements(
     ]
 
 
-def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Requirement]:
-    """Every data source and Hub repo of the config."""
-    reqs = [_source_requirement(s) for s in sources(config).values()]
+@dataclass(frozen=True)
+class Item:
+    """One thing ``prepare`` fetches, as ``prepare list`` prints it.
+
+    ``kind``: ``url``, ``hub-file`` or ``manual`` (a data source), ``model`` or ``dataset`` (a
+    Hub repo); ``source``: the URL or repo id (a Hub file: ``<repo>/<file>``)."""
+
+    kind: str
+    source: str
+    revision: str | None
+    dest: Path
+    marker: Path
+    what: str
+    config_name: str | None = None
+    splits: tuple[str, ...] = ()
+    group: str = ""  # what reads it: a dataset (pretrain ... lmvr), encoders, llm or benchmarks
+    # Why the marker is not trusted, or None (data sources: sources.check_prepared).
+    check: Callable[[], str | None] | None = field(default=None, compare=False)
+
+    @property
+    def prepared(self) -> bool:
+        return self.requirement().problem() is None
+
+    def requirement(self) -> Requirement:
+        return Requirement(self.marker, self.what, self.check)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON row of ``prepare list --json``."""
+        row = {
+            "kind": self.kind,
+            "source": self.source,
+            "revision": self.revision,
+            "dest": str(self.dest),
+            "prepared": self.prepared,
+        }
+        if self.kind == "dataset":
+            row |= {"config_name": self.config_name, "splits": list(self.splits)}
+        return row
+
+
+def _source_item(s: Any) -> Item:
+    what = f"data source '{s.name}' (data.{s.dataset}) -> {s.dest}"
+    if s.hub:
+        kind, source = "hub-file", f"{s.hub['repo']}/{s.hub['file']}"
+        revision = s.hub.get("revision")
+    else:
+        kind, source, revision = ("manual", "manual", None) if s.manual else ("url", s.url, None)
+    return Item(
+        kind, source, revision, s.dest, s.marker, what, group=s.dataset,
+        check=lambda: check_prepared(s),
+    )  # fmt: skip
+
+
+def items(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Item]:
+    """Every data source and Hub repo of the config (Hub repos only with ``cache.hf_home``:
+    without it jobs read the user's own Hub cache, which prepare does not manage)."""
+    out = [_source_item(s) for s in sources(config).values()]
     home = hf_home(config)
     if home is not None:
-        reqs += [
-            Requirement(hub.marker_path(home, r), f"{r.repo_type} {r.repo_id} ({r.why}) in {home}")
-            for r in hub.hub_repos(config, specs).values()
-        ]
-    return reqs
+        for r in hub.hub_repos(config, specs).values():
+            folder = f"{r.repo_type}s--{r.repo_id.replace('/', '--')}"
+            out.append(
+                Item(
+                    r.repo_type,
+                    r.repo_id,
+                    r.revision,
+                    home / "hub" / folder,
+                    hub.marker_path(home, r),
+                    f"{r.repo_type} {r.repo_id} ({r.why}) in {home}",
+                    r.config_name,
+                    r.splits,
+                    _repo_group(r),
+                )
+            )
+    return out
+
+
+def _repo_group(repo: hub.HubRepo) -> str:
+    if repo.repo_type == "dataset":
+        return "benchmarks"
+    return "llm" if repo.why == "llm.model_id" else "encoders"
+
+
+# What each GPU rule's jobs read (their `prepared(...)` inputs in rules/*.smk): the data
+# sources of these datasets, and the encoders' / LLM's / benchmarks' Hub repos.
+RULE_READS = {
+    "features": {"spair", "encoders"},
+    "stage1": {"pretrain", "encoders", "llm"},
+    "stage2": {"instruct", "encoders", "llm"},
+    "embeddings": {"encoders", "llm", "benchmarks"},  # a_images samples the benchmarks
+    "evaluate": {"encoders", "benchmarks"},
+    "lmvr": {"lmvr", "encoders"},
+}
+
+
+def for_targets(
+    config: Mapping[str, Any], rows: Sequence[Item], targets: Sequence[str]
+) -> list[Item]:
+    """The rows the jobs of ``targets`` read (the rules they plan: vislaw.cost's table, the
+    policy's finetunes and ConvLLaVA's stage 1 for its features included)."""
+    from vislaw.cost import _planned_rules
+
+    groups = set().union(*[RULE_READS[r] for r in _planned_rules(config, targets)])
+    return [row for row in rows if row.group in groups]
+
+
+def all_requirements(config: Mapping[str, Any], specs: Mapping[str, Any]) -> list[Requirement]:
+    """Every data source and Hub repo of the config (the rows of :func:`items`)."""
+    return [i.requirement() for i in items(config, specs)]
+
+
+def items_table(rows: Sequence[Item]) -> str:
+    """``prepare list``'s text: one line per item, prepared or not."""
+    lines = []
+    for i in rows:
+        extra = f" [{i.config_name or '-'}: {','.join(i.splits)}]" if i.kind == "dataset" else ""
+        lines.append(
+            f"{'yes' if i.prepared else 'no ':3}  {i.kind:8} {i.source}{extra}"
+            f"  @{i.revision or 'main'} -> {i.dest}"
+        )
+    return "\n".join(["ok?  kind     source  @revision -> destination", *lines])
 
 
 def unverified(config: Mapping[str, Any]) -> list[str]:
