@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
@@ -142,7 +141,7 @@ def mark_prepared(config_path: Path, workdir: Path | None = None) -> None:
     """Write `prepare`'s markers (data sources, Hub repos) of a config, without which a real
     config refuses to plan; relative markers resolve in ``workdir`` (the run's --directory)."""
     from vislaw.pipeline import load_checked_config
-    from vislaw.prepare.sources import sources
+    from vislaw.prepare.sources import sources, write_stand_in
     from vislaw.prepare.status import all_requirements
 
     checked, specs = load_checked_config(config_path)
@@ -151,16 +150,4 @@ def mark_prepared(config_path: Path, workdir: Path | None = None) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("{}")
     for source in sources(checked).values():  # a data marker is trusted only when it verifies
-        dest = (workdir / source.dest) if workdir else source.dest
-        (dest / f"placeholder-{source.name}").mkdir(parents=True, exist_ok=True)
-        record = {"source": source.name, "dest": str(source.dest), "files": 0}
-        if source.manual:
-            record["manual"] = True
-        else:
-            record.update(
-                url=source.origin,
-                size=0,
-                sha256=source.sha256 or "0" * 64,
-                entries=[f"placeholder-{source.name}"],
-            )
-        ((workdir / source.marker) if workdir else source.marker).write_text(json.dumps(record))
+        write_stand_in(source, workdir)

@@ -87,11 +87,18 @@ def write_placeholders(config_path: Path, folder: Path) -> None:
 def write_markers(config: Mapping[str, Any], specs: Mapping[str, Any], folder: Path) -> None:
     """``prepare``'s markers of every source and Hub repo of the config, under ``folder``
     (a marker outside it is left alone)."""
+    from vislaw.prepare.sources import sources, write_stand_in
     from vislaw.prepare.status import all_requirements
 
+    data_markers = set()
+    for source in sources(config).values():  # a data marker counts only when it verifies
+        data_markers.add(source.marker)
+        marker = _inside(folder, source.marker)
+        if marker is not None and _inside(folder, source.dest) and not marker.exists():
+            write_stand_in(source, folder)  # relative paths resolve in the plan's folder
     for req in all_requirements(config, specs):
         marker = _inside(folder, req.marker)
-        if marker is not None and not marker.exists():
+        if req.marker not in data_markers and marker is not None and not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("{}")
 

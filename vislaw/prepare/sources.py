@@ -14,6 +14,7 @@ dataset take the markers of its sources as inputs, and a marker is trusted only 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,24 @@ def check_prepared(source: Source) -> str | None:
     it lists in place (vislaw.prepare.unpack.verify_marker)."""
     expect = None if source.manual else {"url": source.origin, "sha256": source.sha256}
     return verify_marker(source.marker, source.name, source.dest, expect)
+
+
+def write_stand_in(source: Source, base: Path | None = None) -> None:
+    """An empty stand-in for a prepared source: one placeholder entry in its ``dest`` and a
+    marker that :func:`check_prepared` accepts (size 0, the pinned hash or zeros). For plans
+    and tests that must get past the refusal without the data (vislaw.plan writes these only
+    inside its own temporary folder); relative paths resolve under ``base`` when given."""
+    dest = base / source.dest if base else source.dest
+    marker = base / source.marker if base else source.marker
+    entry = f"placeholder-{source.name}"
+    (dest / entry).mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"source": source.name, "dest": str(source.dest), "files": 0}
+    if source.manual:
+        record["manual"] = True
+    else:
+        record.update(url=source.origin, size=0, sha256=source.sha256 or "0" * 64, entries=[entry])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record))
 
 
 def _limits(config: Mapping[str, Any]) -> tuple[Limits, Stall]:
