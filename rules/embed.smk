@@ -21,6 +21,8 @@ rule a_images:
         "../envs/lmms_eval.yaml"
     resources:
         **rule_resources("a_images"),
+    params:
+        settings=rule_settings("a_images"),
     script:
         "../workflow_scripts/a_images.py"
 
@@ -42,6 +44,8 @@ rule embeddings:
     threads: rule_resources("embeddings")["cpus_per_task"]
     resources:
         **rule_resources("embeddings"),
+    params:
+        settings=rule_settings("embeddings"),
     script:
         "../workflow_scripts/embeddings.py"
 
@@ -66,6 +70,7 @@ rule a_scores:
     resources:
         **rule_resources("a_scores"),
     params:
+        settings=rule_settings("a_scores"),
         embedding=lambda wc: EMBEDDING,
     script:
         "../workflow_scripts/a_scores.py"

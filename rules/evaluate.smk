@@ -34,6 +34,7 @@ if LOCAL_BENCHMARKS:
         resources:
             **rule_resources("eval_tasks"),
         params:
+            settings=rule_settings("eval_tasks"),
             sets_root=data_path("benchmark_root"),
         script:
             "../workflow_scripts/eval_tasks.py"
@@ -58,6 +59,8 @@ if config["eval"]["jobs"] == "per_encoder":
         threads: rule_resources("evaluate")["cpus_per_task"]
         resources:
             **rule_resources("evaluate"),
+        params:
+            settings=rule_settings("evaluate"),
         script:
             "../workflow_scripts/evaluate.py"
 
@@ -85,6 +88,8 @@ else:
         threads: rule_resources("evaluate")["cpus_per_task"]
         resources:
             **rule_resources("evaluate"),
+        params:
+            settings=rule_settings("evaluate"),
         script:
             "../workflow_scripts/evaluate.py"
 
@@ -108,6 +113,7 @@ rule benchmarks_table:
     resources:
         **rule_resources("benchmarks_table"),
     params:
+        settings=rule_settings("benchmarks_table"),
         entries=[(e, b) for e in ENCODERS for b in EVAL_BENCHMARKS],
     script:
         "../workflow_scripts/benchmarks_table.py"

@@ -18,5 +18,7 @@ rule training_curves:
         "../envs/analysis.yaml"
     resources:
         **rule_resources("training_curves"),
+    params:
+        settings=rule_settings("training_curves"),
     script:
         "../workflow_scripts/training_curves.py"

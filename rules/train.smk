@@ -25,6 +25,8 @@ if TINY_LLM:
         threads: rule_resources("tiny_llm")["cpus_per_task"]
         resources:
             **rule_resources("tiny_llm"),
+        params:
+            settings=rule_settings("tiny_llm"),
         script:
             "../workflow_scripts/tiny_llm.py"
 
@@ -48,6 +50,7 @@ rule stage1:
     resources:
         **rule_resources("stage1"),
     params:
+        settings=rule_settings("stage1"),
         stage=1,
         out=lambda wc, output: Path(output.info).parent,
     script:
@@ -75,6 +78,7 @@ rule stage2:
     resources:
         **rule_resources("stage2"),
     params:
+        settings=rule_settings("stage2"),
         stage=2,
         out=lambda wc, output: Path(output.info).parent,
         stage1=lambda wc, input: Path(input.stage1).parent,
