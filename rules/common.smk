@@ -92,6 +92,19 @@ def rule_settings(step):
     return lambda wc: step_settings(config, SPECS, step, dict(wc.items()))
 
 
+def stage_files(stage):
+    """Input function: the files of a trained stage folder its consumer loads besides vlm.json
+    (the projector and, for stage 2, the fine-tuned LLM): a changed one reruns the consumer."""
+
+    def inputs(wildcards):
+        files = [LAYOUT.stage_projector(stage, wildcards.encoder)]
+        if stage == "stage2":
+            files.append(LAYOUT.stage_llm(wildcards.encoder))
+        return files
+
+    return inputs
+
+
 def rule_resources(rule_name):
     """A rule's resources, derived in one place (vislaw/resources.py): config resources.<rule>
     over resources.default, GPUs for the rules that load a model on the GPU, time limits from

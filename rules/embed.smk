@@ -30,6 +30,8 @@ rule a_images:
 rule embeddings:
     input:
         stage1=LAYOUT.stage_info("stage1", "{encoder}"),
+        stage1_files=stage_files("stage1"),
+        llm=LLM_INPUTS,
         samples=expand(A_SAMPLE, benchmark=A_BENCHMARKS),
         prepared=prepared(encoder=True, llm=True),
     output:

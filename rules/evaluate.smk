@@ -45,6 +45,7 @@ if config["eval"]["jobs"] == "per_encoder":
     rule evaluate:
         input:
             model=STAGE2_DONE,
+            model_files=stage_files("stage2"),
             prepared=prepared(encoder=True, benchmarks=True),
             tasks=[LAYOUT.eval_task_yaml(n) for n in LOCAL_BENCHMARKS],
         output:
@@ -69,6 +70,7 @@ else:
     rule evaluate:
         input:
             model=STAGE2_DONE,
+            model_files=stage_files("stage2"),
             prepared=prepared(encoder=True, benchmarks=True),
             # a local benchmark's task folder; lmms-eval's own tasks need none
             tasks=lambda wc: (

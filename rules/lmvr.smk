@@ -34,6 +34,7 @@ if SYNTHETIC:
 rule lmvr:
     input:
         stage2=LAYOUT.stage_info("stage2", "{encoder}"),
+        stage2_files=stage_files("stage2"),
         images=lmvr_image_folder,
         prepared=prepared(encoder=True),
     output:

@@ -3,7 +3,9 @@
 
 rule training_curves:
     input:
-        [LAYOUT.stage_info(s, e) for s in STAGES for e in ENCODERS],
+        infos=[LAYOUT.stage_info(s, e) for s in STAGES for e in ENCODERS],
+        # the curves are read from each stage folder's loss.csv
+        losses=[LAYOUT.stage_loss(s, e) for s in STAGES for e in ENCODERS],
     output:
         report(
             LAYOUT.training_curves,

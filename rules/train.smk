@@ -40,6 +40,7 @@ rule stage1:
     output:
         projector=LAYOUT.stage_projector("stage1", "{encoder}"),
         info=LAYOUT.stage_info("stage1", "{encoder}"),
+        loss=LAYOUT.stage_loss("stage1", "{encoder}"),
     log:
         LAYOUT.log("stage1", "{encoder}"),
     benchmark:
@@ -64,10 +65,12 @@ rule stage2:
         prepared(encoder=True, llm=True),
         data_checked("instruct"),
         stage1=LAYOUT.stage_info("stage1", "{encoder}"),
+        stage1_files=stage_files("stage1"),
     output:
         projector=LAYOUT.stage_projector("stage2", "{encoder}"),
         llm=directory(LAYOUT.stage_llm("{encoder}")),
         info=LAYOUT.stage_info("stage2", "{encoder}"),
+        loss=LAYOUT.stage_loss("stage2", "{encoder}"),
     log:
         LAYOUT.log("stage2", "{encoder}"),
     benchmark:
