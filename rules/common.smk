@@ -94,7 +94,8 @@ def rule_settings(step):
 
 def stage_files(stage):
     """Input function: the files of a trained stage folder its consumer loads besides vlm.json
-    (the projector and, for stage 2, the fine-tuned LLM): a changed one reruns the consumer."""
+    (the projector and, for stage 2, the fine-tuned LLM): a changed one reruns the consumer.
+    """
 
     def inputs(wildcards):
         files = [LAYOUT.stage_projector(stage, wildcards.encoder)]
