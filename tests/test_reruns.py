@@ -187,3 +187,20 @@ def test_an_edited_stage_file_reruns_the_jobs_that_load_it(demo_run, name):
     finally:
         path.write_bytes(data)
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
+def test_lmvr_probe_settings_rerun_the_probe_not_the_extraction():
+    """LMVR is not in the run above: its two steps' values, read directly."""
+    from vislaw.pipeline import load_checked_config
+
+    config, specs = load_checked_config(ROOT / "config/demo.yaml")
+    other = with_key(config, "lmvr.probe.test_fraction", 0.5)
+    extract = {"encoder": "clip224"}
+    assert step_settings(other, specs, "lmvr", extract) == step_settings(
+        config, specs, "lmvr", extract
+    )
+    assert step_settings(other, specs, "lmvr_probe") != step_settings(config, specs, "lmvr_probe")
+    prompt = with_key(config, "lmvr.prompt", "Name the shape.")
+    assert step_settings(prompt, specs, "lmvr", extract) != step_settings(
+        config, specs, "lmvr", extract
+    )
