@@ -10,7 +10,7 @@ from vislaw.config import check_cli_config, check_config_files
 from vislaw.encoders.registry import conda_env
 from vislaw.layout import LAW_REPORTED, STAGES, RunLayout, law_files
 from vislaw.layout import data_path as layout_data_path
-from vislaw.pipeline import load_checked_config
+from vislaw.pipeline import load_checked_config, step_settings
 from vislaw.prepare import status as prepare_status
 from vislaw.prepare.sources import sources as prepare_sources
 from vislaw.train.recipes import trains_encoder
@@ -82,6 +82,28 @@ def trained_encoder_stage1(wildcards):
     if trains_encoder(config, wildcards.encoder):
         return LAYOUT.stage_info("stage1", wildcards.encoder)
     return []
+
+
+def rule_settings(step):
+    """`params: settings=rule_settings("<rule>")`: the settings the rule's job reads, as canonical
+    JSON (vislaw.pipeline.step_settings, the one table of them). Snakemake records it with the
+    outputs and reruns exactly the jobs whose settings changed (its params rerun trigger).
+    """
+    return lambda wc: step_settings(config, SPECS, step, dict(wc.items()))
+
+
+def stage_files(stage):
+    """Input function: the files of a trained stage folder its consumer loads besides vlm.json
+    (the projector and, for stage 2, the fine-tuned LLM): a changed one reruns the consumer.
+    """
+
+    def inputs(wildcards):
+        files = [LAYOUT.stage_projector(stage, wildcards.encoder)]
+        if stage == "stage2":
+            files.append(LAYOUT.stage_llm(wildcards.encoder))
+        return files
+
+    return inputs
 
 
 def rule_resources(rule_name):

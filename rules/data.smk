@@ -12,5 +12,7 @@ if SYNTHETIC:
             "../envs/analysis.yaml"
         resources:
             **rule_resources("synthetic_data"),
+        params:
+            settings=rule_settings("synthetic_data"),
         script:
             "../workflow_scripts/synthetic_data.py"

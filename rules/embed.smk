@@ -21,6 +21,8 @@ rule a_images:
         "../envs/lmms_eval.yaml"
     resources:
         **rule_resources("a_images"),
+    params:
+        settings=rule_settings("a_images"),
     script:
         "../workflow_scripts/a_images.py"
 
@@ -28,6 +30,8 @@ rule a_images:
 rule embeddings:
     input:
         stage1=LAYOUT.stage_info("stage1", "{encoder}"),
+        stage1_files=stage_files("stage1"),
+        llm=LLM_INPUTS,
         samples=expand(A_SAMPLE, benchmark=A_BENCHMARKS),
         prepared=prepared(encoder=True, llm=True),
     output:
@@ -42,6 +46,8 @@ rule embeddings:
     threads: rule_resources("embeddings")["cpus_per_task"]
     resources:
         **rule_resources("embeddings"),
+    params:
+        settings=rule_settings("embeddings"),
     script:
         "../workflow_scripts/embeddings.py"
 
@@ -66,6 +72,7 @@ rule a_scores:
     resources:
         **rule_resources("a_scores"),
     params:
+        settings=rule_settings("a_scores"),
         embedding=lambda wc: EMBEDDING,
     script:
         "../workflow_scripts/a_scores.py"

@@ -34,6 +34,7 @@ if LOCAL_BENCHMARKS:
         resources:
             **rule_resources("eval_tasks"),
         params:
+            settings=rule_settings("eval_tasks"),
             sets_root=data_path("benchmark_root"),
         script:
             "../workflow_scripts/eval_tasks.py"
@@ -44,6 +45,7 @@ if config["eval"]["jobs"] == "per_encoder":
     rule evaluate:
         input:
             model=STAGE2_DONE,
+            model_files=stage_files("stage2"),
             prepared=prepared(encoder=True, benchmarks=True),
             tasks=[LAYOUT.eval_task_yaml(n) for n in LOCAL_BENCHMARKS],
         output:
@@ -58,6 +60,8 @@ if config["eval"]["jobs"] == "per_encoder":
         threads: rule_resources("evaluate")["cpus_per_task"]
         resources:
             **rule_resources("evaluate"),
+        params:
+            settings=rule_settings("evaluate"),
         script:
             "../workflow_scripts/evaluate.py"
 
@@ -66,6 +70,7 @@ else:
     rule evaluate:
         input:
             model=STAGE2_DONE,
+            model_files=stage_files("stage2"),
             prepared=prepared(encoder=True, benchmarks=True),
             # a local benchmark's task folder; lmms-eval's own tasks need none
             tasks=lambda wc: (
@@ -85,6 +90,8 @@ else:
         threads: rule_resources("evaluate")["cpus_per_task"]
         resources:
             **rule_resources("evaluate"),
+        params:
+            settings=rule_settings("evaluate"),
         script:
             "../workflow_scripts/evaluate.py"
 
@@ -108,6 +115,7 @@ rule benchmarks_table:
     resources:
         **rule_resources("benchmarks_table"),
     params:
+        settings=rule_settings("benchmarks_table"),
         entries=[(e, b) for e in ENCODERS for b in EVAL_BENCHMARKS],
     script:
         "../workflow_scripts/benchmarks_table.py"

@@ -20,6 +20,8 @@ rule features:
     threads: rule_resources("features")["cpus_per_task"]
     resources:
         **rule_resources("features"),
+    params:
+        settings=rule_settings("features"),
     script:
         "../workflow_scripts/features.py"
 
@@ -40,5 +42,7 @@ rule fuse_features:
         "../envs/analysis.yaml"
     resources:
         **rule_resources("fuse_features"),
+    params:
+        settings=rule_settings("fuse_features"),
     script:
         "../workflow_scripts/fuse_features.py"

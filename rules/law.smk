@@ -19,6 +19,8 @@ rule law:
         "../envs/analysis.yaml"
     resources:
         **rule_resources("law"),
+    params:
+        settings=rule_settings("law"),
     script:
         "../workflow_scripts/law.py"
 
@@ -41,5 +43,7 @@ if not config["law"]["scores_table"]:
             "../envs/analysis.yaml"
         resources:
             **rule_resources("law_input"),
+        params:
+            settings=rule_settings("law_input"),
         script:
             "../workflow_scripts/law_input.py"

@@ -25,6 +25,8 @@ if SYNTHETIC:
             "../envs/analysis.yaml"
         resources:
             **rule_resources("lmvr_images"),
+        params:
+            settings=rule_settings("lmvr_images"),
         script:
             "../workflow_scripts/lmvr_images.py"
 
@@ -32,6 +34,7 @@ if SYNTHETIC:
 rule lmvr:
     input:
         stage2=LAYOUT.stage_info("stage2", "{encoder}"),
+        stage2_files=stage_files("stage2"),
         images=lmvr_image_folder,
         prepared=prepared(encoder=True, name="lmvr"),
     output:
@@ -51,6 +54,7 @@ rule lmvr:
     resources:
         **rule_resources("lmvr"),
     params:
+        settings=rule_settings("lmvr"),
         features=lambda wc, output: Path(output.responses).parent,
     script:
         "../workflow_scripts/lmvr.py"
@@ -75,6 +79,7 @@ rule lmvr_probe:
     resources:
         **rule_resources("lmvr_probe"),
     params:
+        settings=rule_settings("lmvr_probe"),
         root=lambda wc, output: Path(output[0]).parent,
     script:
         "../workflow_scripts/lmvr_probe.py"

@@ -19,7 +19,7 @@ checkpoint policy_round:
         **rule_resources("policy_round"),
     params:
         # a changed policy (e.g. a larger budget) re-decides the rounds; finetunes are reused
-        settings=json.dumps(config["policy"], sort_keys=True),
+        settings=rule_settings("policy_round"),
         results=lambda wc: policy_results(policy_ordered(wc)),
     script:
         "../workflow_scripts/policy_round.py"
@@ -53,6 +53,7 @@ rule policy_report:
     resources:
         **rule_resources("policy_report"),
     params:
+        settings=rule_settings("policy_report"),
         budget=config["policy"]["budget"],
     script:
         "../workflow_scripts/policy_report.py"

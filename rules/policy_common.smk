@@ -1,6 +1,4 @@
 # Paths and input functions of the policy mode (rules/policy.smk; docs/policy.md).
-import json
-
 from vislaw.law.mode import read_round
 
 POLICY_ROUND = LAYOUT.policy_round("{round}")

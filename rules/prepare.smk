@@ -65,5 +65,7 @@ rule check_data:
         "../envs/analysis.yaml"
     resources:
         **rule_resources("check_data"),
+    params:
+        settings=rule_settings("check_data"),
     script:
         "../workflow_scripts/check_data.py"

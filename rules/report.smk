@@ -3,7 +3,9 @@
 
 rule training_curves:
     input:
-        [LAYOUT.stage_info(s, e) for s in STAGES for e in ENCODERS],
+        infos=[LAYOUT.stage_info(s, e) for s in STAGES for e in ENCODERS],
+        # the curves are read from each stage folder's loss.csv
+        losses=[LAYOUT.stage_loss(s, e) for s in STAGES for e in ENCODERS],
     output:
         report(
             LAYOUT.training_curves,
@@ -18,5 +20,7 @@ rule training_curves:
         "../envs/analysis.yaml"
     resources:
         **rule_resources("training_curves"),
+    params:
+        settings=rule_settings("training_curves"),
     script:
         "../workflow_scripts/training_curves.py"

@@ -19,6 +19,8 @@ rule c_score:
     threads: rule_resources("c_score")["cpus_per_task"]
     resources:
         **rule_resources("c_score"),
+    params:
+        settings=rule_settings("c_score"),
     script:
         "../workflow_scripts/c_score.py"
 
@@ -36,5 +38,7 @@ rule c_scores_table:
         "../envs/analysis.yaml"
     resources:
         **rule_resources("c_scores_table"),
+    params:
+        settings=rule_settings("c_scores_table"),
     script:
         "../workflow_scripts/c_scores_table.py"

@@ -25,6 +25,8 @@ if TINY_LLM:
         threads: rule_resources("tiny_llm")["cpus_per_task"]
         resources:
             **rule_resources("tiny_llm"),
+        params:
+            settings=rule_settings("tiny_llm"),
         script:
             "../workflow_scripts/tiny_llm.py"
 
@@ -38,6 +40,7 @@ rule stage1:
     output:
         projector=LAYOUT.stage_projector("stage1", "{encoder}"),
         info=LAYOUT.stage_info("stage1", "{encoder}"),
+        loss=LAYOUT.stage_loss("stage1", "{encoder}"),
     log:
         LAYOUT.log("stage1", "{encoder}"),
     benchmark:
@@ -48,6 +51,7 @@ rule stage1:
     resources:
         **rule_resources("stage1"),
     params:
+        settings=rule_settings("stage1"),
         stage=1,
         out=lambda wc, output: Path(output.info).parent,
     script:
@@ -61,10 +65,12 @@ rule stage2:
         prepared(encoder=True, llm=True),
         data_checked("instruct"),
         stage1=LAYOUT.stage_info("stage1", "{encoder}"),
+        stage1_files=stage_files("stage1"),
     output:
         projector=LAYOUT.stage_projector("stage2", "{encoder}"),
         llm=directory(LAYOUT.stage_llm("{encoder}")),
         info=LAYOUT.stage_info("stage2", "{encoder}"),
+        loss=LAYOUT.stage_loss("stage2", "{encoder}"),
     log:
         LAYOUT.log("stage2", "{encoder}"),
     benchmark:
@@ -75,6 +81,7 @@ rule stage2:
     resources:
         **rule_resources("stage2"),
     params:
+        settings=rule_settings("stage2"),
         stage=2,
         out=lambda wc, output: Path(output.info).parent,
         stage1=lambda wc, input: Path(input.stage1).parent,

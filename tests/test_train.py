@@ -143,6 +143,29 @@ def test_checkpoints_of_another_setting_are_not_resumed(run, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_moved_results_tree_resumes_stage2_from_its_checkpoint(tmp_path):
+    """`mv results/t results/moved` (config run: moved): stage 2 goes on from its checkpoint
+    (issue 22, scope 5); the fingerprint held the stage-1 folder's and the LLM's absolute path."""
+    config = setup_run(tmp_path)  # its own run: the tiny LLM lies in the folder that moves
+    run_dir = Path(config["results_dir"]) / config["run"]
+    s1 = train_stage(config, 1, "clip_t", run_dir / "stage1/clip_t")
+    with pytest.raises(Crash):
+        train_stage(
+            config, 2, "clip_t", run_dir / "stage2/clip_t", stage1_dir=s1, callbacks=[crash_at(3)]
+        )
+    moved = run_dir.rename(run_dir.with_name("moved"))
+    steps = []
+    train_stage(
+        {**config, "run": "moved"},
+        2,
+        "clip_t",
+        moved / "stage2/clip_t",
+        stage1_dir=moved / "stage1/clip_t",
+        callbacks=[lambda log, model: steps.append(log.step)],
+    )
+    assert steps == [3, 4]  # steps 1-2 came from the checkpoint (save_steps 2)
+
+
 def test_nan_loss_stops_with_a_clear_error(run, tmp_path):
     def poison(log, model):
         with torch.no_grad():

@@ -31,6 +31,8 @@ STAGE_INFO = "vlm.json"
 STAGE_PROJECTOR = "projector.safetensors"
 STAGE_LLM = "llm"
 """Stage 2's fine-tuned LLM folder inside the stage folder."""
+STAGE_LOSS = "loss.csv"
+"""A stage folder's per-step training loss (the training curves read it)."""
 STAGES = ("stage1", "stage2")
 
 LAW_FILES = (
@@ -190,6 +192,9 @@ class RunLayout:
 
     def stage_projector(self, stage: str, encoder: str) -> str:
         return f"{self.stage_dir(stage, encoder)}/{STAGE_PROJECTOR}"
+
+    def stage_loss(self, stage: str, encoder: str) -> str:
+        return f"{self.stage_dir(stage, encoder)}/{STAGE_LOSS}"
 
     def stage_llm(self, encoder: str) -> str:
         """Stage 2's fine-tuned LLM folder."""

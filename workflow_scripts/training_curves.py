@@ -7,4 +7,4 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 with job_log(snakemake.log[0]):
     from vislaw.train.curves import run_training_curves
 
-    run_training_curves(list(snakemake.input), snakemake.output[0])
+    run_training_curves(list(snakemake.input.infos), snakemake.output[0])

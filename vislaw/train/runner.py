@@ -29,6 +29,7 @@ from vislaw.config import ConfigError
 from vislaw.data.llava import LlavaCollator, LlavaDataset, read_llava_json
 from vislaw.encoders.registry import build_encoder, resolve_encoders
 from vislaw.jobs import pick_device
+from vislaw.layout import RunLayout
 from vislaw.pipeline import encoder_spec
 from vislaw.train.engine import (
     DeepSpeedEngine,
@@ -555,8 +556,11 @@ def _export(
         shutil.rmtree(run.checkpoints, ignore_errors=True)
 
 
-def _fingerprint(run: _Run) -> str:
-    """What determines a phase's result; LLaVA phases hash as before recipes existed."""
+def _fingerprint(run: _Run, run_dir: Path) -> str:
+    """What determines a phase's result. It names no absolute path of the run's own files, so
+    a moved or copied results tree resumes its checkpoints: files under ``run_dir`` (the tiny
+    LLM, the demo's data) by their path relative to it, the start folder by its content (its
+    projector's hash and its recorded fingerprint), not by where it lies."""
     extra: dict[str, Any] = {}
     if run.phase.recipe != "llava":
         start_print = None
@@ -570,13 +574,38 @@ def _fingerprint(run: _Run) -> str:
         }
     return run.settings.fingerprint(
         encoder=spec_to_dict(run.spec),
-        llm=run.llm,
-        data=str(run.json_path),
+        llm=_run_relative(run.llm, run_dir),
+        data=_run_relative(run.json_path, run_dir),
         world=run.dist.world,
         total=run.total,
-        stage1=str(run.start_dir),
+        stage1=_folder_identity(run.start_dir),
         **extra,
     )
+
+
+def _run_relative(path: str | Path, run_dir: Path) -> str:
+    """``path`` relative to the run folder when it lies inside it, else absolute; a Hub id
+    (no such file or folder here) as given."""
+    if not Path(path).exists():
+        return str(path)
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(run_dir.resolve()):
+        return resolved.relative_to(run_dir.resolve()).as_posix()
+    return str(resolved)
+
+
+def _folder_identity(folder: Path | None) -> dict[str, Any] | None:
+    """A start folder by content: the sha256 of its projector (what the phase starts from)
+    and the fingerprint its vlm.json records (None: no start folder)."""
+    if folder is None:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256((Path(folder) / PROJECTOR_FILE).read_bytes()).hexdigest()
+    return {
+        "projector_sha256": digest,
+        "fingerprint": VlmInfo.read(folder).training.get("fingerprint"),
+    }
 
 
 def _finished(folder: Path, fingerprint: str) -> bool:
@@ -614,7 +643,7 @@ def train_phase(
     An intermediate phase (``phase.subdir``) whose folder already holds its result is skipped,
     so a restarted job goes on with the next phase."""
     run = _prepare(config, phase, encoder_name, Path(out_dir), start_dir, llm, max_steps)
-    fingerprint = _fingerprint(run)
+    fingerprint = _fingerprint(run, Path(RunLayout.from_config(config).run_dir))
     if phase.subdir and _finished(run.out_dir, fingerprint):
         print(f"{phase.label} '{encoder_name}': {run.out_dir} is done; skipping")
         return run.out_dir
