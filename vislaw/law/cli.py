@@ -5,6 +5,8 @@
     python -m vislaw.law recommend --scores my_encoders.csv
     python -m vislaw.law recommend --scores resources/paper/ablations_t.csv --format paper_v1 \\
         --benchmark mmbench_en --finetuned clip224 sd15 dinov2
+    python -m vislaw.law strategies --table resources/paper/ablations_t.csv --format paper_v1 \\
+        --out results/paper_v1/law
 """
 
 from __future__ import annotations
@@ -85,6 +87,28 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _strategies(args: argparse.Namespace) -> int:
+    """Every strategy under every protocol (vislaw.law.simulate) into policy_strategies.csv."""
+    from pathlib import Path
+
+    from vislaw.io.atomic import write_frame
+    from vislaw.law.simulate import best_strategy, strategy_table
+    from vislaw.law.tables import FLOAT_FORMAT, read_scores_table
+    from vislaw.layout import LAW_STRATEGIES_FILE
+
+    settings = law_settings(args)
+    table = read_scores_table(args.table, settings.table_format)
+    frame = strategy_table(table, settings.trials, settings.budgets, settings.seed)
+    out = Path(args.out) / LAW_STRATEGIES_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_frame(out, frame, FLOAT_FORMAT)
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if 4 in settings.budgets:
+        print(f"best under held_out_benchmark at budget 4: {best_strategy(frame)}")
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.law",
@@ -111,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--random-draws", type=int, help="random-input baseline")
     fit.add_argument("--confidence", type=float, help="bootstrap interval level")
     fit.set_defaults(func=_fit)
+
+    strat = sub.add_parser(
+        "strategies",
+        help="evaluate every finetuning strategy under every protocol",
+        description="Runs every strategy as the policy mode does, under the held_out_benchmark, "
+        "held_out_encoder, noisy and shared_start protocols (docs/policy.md), and writes "
+        "policy_strategies.csv into --out.",
+    )
+    strat.add_argument("--table", required=True, help="fully measured scores table (CSV)")
+    strat.add_argument("--format", choices=TABLE_FORMATS, help="table format (default: tidy)")
+    strat.add_argument("--out", required=True, help="folder for policy_strategies.csv")
+    strat.add_argument("--seed", type=int)
+    strat.add_argument("--trials", type=int, help="trials of the randomised strategies")
+    strat.add_argument("--budgets", type=int, nargs="+", help="finetuning budgets")
+    for name in ("k", "bootstrap", "random_draws", "confidence"):
+        strat.set_defaults(**{name: None})
+    strat.set_defaults(func=_strategies)
 
     rec = sub.add_parser(
         "recommend",

@@ -300,9 +300,7 @@ def write_law_outputs(
     if settings.strategies:
         from vislaw.law.simulate import strategy_table
 
-        table, _ = strategy_table(
-            fits, settings.trials, settings.k, settings.budgets, settings.seed
-        )
+        strategies = strategy_table(table, settings.trials, settings.budgets, settings.seed)
         paths[LAW_STRATEGIES_FILE] = out_dir / LAW_STRATEGIES_FILE
-        write_frame(paths[LAW_STRATEGIES_FILE], table, FLOAT_FORMAT)
+        write_frame(paths[LAW_STRATEGIES_FILE], strategies, FLOAT_FORMAT)
     return paths
