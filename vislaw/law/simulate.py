@@ -252,12 +252,19 @@ def _benchmark_runs(setup: Setup, prior_of, start: int | None = None, tag: int =
     return out
 
 
+def held_out_prior(data: Released, j: int, encoder: int | None = None) -> np.ndarray:
+    """The learned prior of a run that scores benchmark ``j``: every benchmark's law but
+    ``j``'s (and fitted without ``encoder``'s scores): nothing of ``j`` enters it."""
+    return data.prior(j, encoder)
+
+
 def held_out_benchmark(setup: Setup) -> np.ndarray:
     """Units: benchmarks. Scoring benchmark j, the prior is learned from the other benchmarks
     only and the mode's default hyper-parameters are used (nothing is tuned on j); j's scores
     enter only as the policy finetunes encoders. Returns units x draws x budgets x metrics."""
     if "held_out_benchmark" not in setup.cache:
-        setup.cache["held_out_benchmark"] = _benchmark_runs(setup, lambda j: setup.data.prior(j))
+        runs = _benchmark_runs(setup, lambda j: held_out_prior(setup.data, j))
+        setup.cache["held_out_benchmark"] = runs
     return setup.cache["held_out_benchmark"]
 
 
@@ -270,7 +277,7 @@ def held_out_encoder(setup: Setup) -> np.ndarray:
     if not setup.learns:
         return np.repeat(held_out_benchmark(setup).mean(axis=0)[None], n_e, axis=0)
     units = [
-        _benchmark_runs(setup, lambda j, e=e: setup.data.prior(j, e), tag=100 + e).mean(axis=0)
+        _benchmark_runs(setup, lambda j, e=e: held_out_prior(setup.data, j, e), tag=100 + e).mean(axis=0)
         for e in range(n_e)
     ]
     return np.array(units)
@@ -300,7 +307,7 @@ def shared_start(setup: Setup) -> np.ndarray:
     if setup.settings.strategy in RANDOMISED:
         return held_out_benchmark(setup)
     starts = [
-        _benchmark_runs(setup, lambda j: setup.data.prior(j), start=s, tag=300 + s)[:, 0]
+        _benchmark_runs(setup, lambda j: held_out_prior(setup.data, j), start=s, tag=300 + s)[:, 0]
         for s in range(len(setup.data.encoders))
     ]
     return np.stack(starts, axis=1).mean(axis=1, keepdims=True)
