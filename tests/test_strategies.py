@@ -90,26 +90,40 @@ def test_strategy_table_has_every_protocol_strategy_and_metric(paper_table):
     assert policy().strategy == best_strategy(table)
 
 
+def _rewritten(y: np.ndarray, later: list[int], kind: int) -> np.ndarray:
+    """Scores of ``later`` replaced: all above the best, all below the worst, or shuffled."""
+    rng, out = np.random.default_rng(kind), y.copy()
+    if kind == 0:
+        out[later] = y.max() + np.linspace(1.0, 5.0, len(later))[::-1]
+    elif kind == 1:
+        out[later] = y.min() - rng.random(len(later)) * np.ptp(y)
+    else:
+        out[later] = y[later][rng.permutation(len(later))]
+    return out
+
+
 @pytest.mark.parametrize("strategy", SIMULATED)
 def test_held_out_scores_change_no_earlier_pick(paper_table, strategy):
     """The leak test: under held_out_benchmark, what the policy has not finetuned yet of the
-    scored benchmark cannot steer a pick (its prior is learned from the other benchmarks)."""
+    scored benchmark cannot steer a pick (its prior is learned from the other benchmarks).
+    With the scored benchmark's own law in the prior (the old simulation's leak), the
+    Bayesian strategies fail this on the paper's table."""
     data = Released.from_tidy(paper_table)
     settings = policy(strategy=strategy)
-    budget = 5
-    for j in (0, 3):
+    budget, n = 5, len(data.encoders)
+    for j in range(len(data.benchmarks)):
         picks = run_policy(
             data, settings, held_out_prior(data, j), budget, np.random.default_rng(1)
         )
         for t in range(budget):
-            y = data.y.copy()
-            later = [i for i in range(len(data.encoders)) if i not in picks[:t]]
-            y[j, later] = y[j].max() + np.linspace(1.0, 5.0, len(later))[::-1]
-            changed = replace(data, y=y)
-            again = run_policy(
-                changed, settings, held_out_prior(changed, j), budget, np.random.default_rng(1)
-            )
-            assert again[: t + 1] == picks[: t + 1], (strategy, data.benchmarks[j], t)
+            later = [i for i in range(n) if i not in picks[:t]]
+            for kind in range(3):
+                changed = replace(data, y=data.y.copy())
+                changed.y[j] = _rewritten(data.y[j], later, kind)
+                again = run_policy(
+                    changed, settings, held_out_prior(changed, j), budget, np.random.default_rng(1)
+                )
+                assert again[: t + 1] == picks[: t + 1], (data.benchmarks[j], t, kind)
 
 
 def test_encoder_order_changes_no_figure(paper_table):
