@@ -120,6 +120,16 @@ def _states(state: PolicyState, settings: PolicySettings, prior: np.ndarray | No
     return base, states, weights
 
 
+def posterior_by_benchmark(
+    state: PolicyState, settings: PolicySettings, prior: np.ndarray | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each benchmark's posterior mean and sd of the normalised score (the strategy's own
+    Bayesian law; the ridge prior's for the strategies that use none)."""
+    base, states, _ = _states(state, settings, prior)
+    _, means, sds = joint_step(base, states, state.known, settings.params)
+    return means, sds
+
+
 def _ranking(state: PolicyState, settings: PolicySettings, means, sds, weights):
     """Weighted normalised score (mean, sd) per encoder; the plain law's for region/random."""
     known = state.known

@@ -277,7 +277,9 @@ def held_out_encoder(setup: Setup) -> np.ndarray:
     if not setup.learns:
         return np.repeat(held_out_benchmark(setup).mean(axis=0)[None], n_e, axis=0)
     units = [
-        _benchmark_runs(setup, lambda j, e=e: held_out_prior(setup.data, j, e), tag=100 + e).mean(axis=0)
+        _benchmark_runs(setup, lambda j, e=e: held_out_prior(setup.data, j, e), tag=100 + e).mean(
+            axis=0
+        )
         for e in range(n_e)
     ]
     return np.array(units)
