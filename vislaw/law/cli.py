@@ -108,8 +108,8 @@ def _print_ranking(decision: dict, predictions: pd.DataFrame) -> None:
             )
         rows.append(row)
     print(
-        "ranking (measured scores where finetuned, the law's predictions elsewhere; raw units, "
-        "95% intervals):"
+        "ranking (raw units; measured scores where finetuned, the law's predictions with 95% "
+        "intervals elsewhere):"
     )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
