@@ -66,7 +66,7 @@ def score_free_key(strategy: str, a: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BayesParams:
-    """Hyper-parameters of the Bayesian strategies (chosen leave-one-benchmark-out)."""
+    """Hyper-parameters of the Bayesian strategies (the policy mode passes its settings)."""
 
     noise: float = 0.01  # noise variance of a normalised score
     beta: float = 0.5  # exploration bonus, in posterior sds (ucb, bayes_ucb)
