@@ -354,6 +354,27 @@ def test_cli_recommend_on_the_paper_table(paper, capsys):
     assert main(args) == 0 and next_name in capsys.readouterr().out  # same seed, same pick
 
 
+def test_cli_recommend_joint_with_strategy_weights_and_intervals(paper, capsys):
+    args = ["recommend", "--scores", str(paper), "--format", "paper_v1"]
+    args += ["--benchmark", "mmbench_en", "mme", "--strategy", "bayes_ucb", "--weights", "mme=2"]
+    few = ["clip224", "sd15", "dinov2"]
+    assert main([*args, "--finetuned", *few]) == 0
+    out = capsys.readouterr().out
+    assert "strategy bayes_ucb" in out
+    assert "warning: only 3 encoder(s) measured" in out  # 6 terms + 2 = 8 needed
+    ranking = out.split("elsewhere):\n")[1].splitlines()
+    assert "mmbench_en" in ranking[0] and "mme" in ranking[0]
+    for line in ranking[1:]:
+        if "predicted" in line:  # raw units: MME's scores are in the hundreds, with intervals
+            low, high = (float(v) for v in line.split("[")[-1].rstrip("]").split(", "))
+            assert 100 < low < float(line.split("[")[-2].split()[-1]) < high
+    many = ["clip224", "clip336", "sd15", "dinov2", "openclip", "sdxl", "dit", "siglip_b"]
+    assert main([*args, "--finetuned", *many]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main([*args, "--weights", "nope=1"]) == 2
+    assert "policy.weights" in capsys.readouterr().err
+
+
 def test_cli_recommend_on_a_table_with_blank_scores(tmp_path, capsys):
     table = pd.DataFrame(
         {

@@ -9,6 +9,7 @@ import pandas as pd
 from conftest import run_snakemake
 
 from vislaw.law.report import R2_COLUMNS
+from vislaw.law.simulate import COLUMNS, PROTOCOLS, SIMULATED
 from vislaw.law.tables import PAPER_ENCODERS
 from vislaw.layout import LAW_FILES
 from vislaw.pipeline import load_checked_config
@@ -38,5 +39,9 @@ def test_paper_v1_reproduces_the_law(tmp_path):
     r2 = pd.read_csv(out / "r2.csv")
     assert tuple(r2.columns) == R2_COLUMNS
     assert len(r2) == 9  # 8 benchmarks + mean
+    strategies = pd.read_csv(out / "policy_strategies.csv")  # law.strategies: true
+    assert tuple(strategies.columns) == COLUMNS
+    assert set(strategies["protocol"]) == set(PROTOCOLS)
+    assert set(strategies["strategy"]) == set(SIMULATED)
     log = (tmp_path / "paper_v1" / "logs" / "law.log").read_text()
     assert "dinov2_336" in log  # the fusion helper has no scores of its own, and says so

@@ -5,6 +5,8 @@
     python -m vislaw.law recommend --scores my_encoders.csv
     python -m vislaw.law recommend --scores resources/paper/ablations_t.csv --format paper_v1 \\
         --benchmark mmbench_en --finetuned clip224 sd15 dinov2
+    python -m vislaw.law strategies --table resources/paper/ablations_t.csv --format paper_v1 \\
+        --out results/paper_v1/law
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 
 from vislaw.law.settings import LawSettings
 from vislaw.law.steps import run_law
-from vislaw.law.tables import TABLE_FORMATS, TableError, read_candidates
+from vislaw.law.tables import TABLE_FORMATS, TableError
 from vislaw.sections import section_values
 
 
@@ -47,41 +49,90 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(pairs: Sequence[str] | None) -> dict[str, float]:
+    """``--weights mme=2 mmmu_val=1`` as a dict (the policy.weights of the mode)."""
+    out = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"--weights: expected benchmark=weight, got '{pair}'")
+    return out
+
+
 def _recommend(args: argparse.Namespace) -> int:
-    # Local import: the policy module is only needed here (keeps `fit --help` light).
-    from vislaw.law.policy import recommend
+    # Local import: the policy modules are only needed here (keeps `fit --help` light).
+    from vislaw.law.advise import advise, candidate_table
 
     table_format = section_values("law.table_format", args.format)
-    table = read_candidates(args.scores, table_format, args.benchmark)
+    table = candidate_table(args.scores, table_format, args.benchmark or ())
     if args.finetuned is not None:
         unknown = sorted(set(args.finetuned) - set(table["encoder"]))
         if unknown:
             raise TableError(f"--finetuned: not in {args.scores}: {unknown}")
         table.loc[~table["encoder"].isin(args.finetuned), "score"] = np.nan
-    known = table["score"].notna()
-    result = recommend(
-        table["encoder"].tolist(),
-        table["A"].to_numpy(),
-        table["C"].to_numpy(),
-        table["score"].to_numpy(),
-        np.random.default_rng(section_values("seed", args.seed)),
-    )
-    print(f"{int(known.sum())} of {len(table)} encoders finetuned")
-    if result.next_encoder is None:
-        print("every encoder is finetuned: the ranking below is measured")
+    advice = advise(table, args.strategy, _weights(args.weights), section_values("seed", args.seed))
+    decision = advice.decision
+    n = table["encoder"].nunique()
+    print(f"{decision['n_measured']} of {n} encoders finetuned; strategy {decision['strategy']}")
+    if advice.warning:
+        print(f"warning: {advice.warning}")
+    if decision["picks"]:
+        print(f"next encoder to finetune: {decision['picks'][0]}")
+        print(f"  why: {decision['why']}")
     else:
-        level = "none (coincident points)" if result.level < 0 else str(result.level)
-        print(f"next encoder to finetune: {result.next_encoder}")
-        print(
-            f"  region level {level}; the policy picks among these with equal chance: "
-            + ", ".join(result.candidates)
-        )
-    if known.sum() < 2:
-        print("fewer than 2 finetuned encoders: no law yet, unfinetuned ones are unranked")
-    ranking = result.ranking.copy()
-    ranking["rank"] = ranking["rank"].map(lambda r: "-" if pd.isna(r) else str(int(r)))
-    print("ranking (measured scores where finetuned, the law's predictions elsewhere):")
-    print(ranking.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"no encoder to finetune next: {decision['why']}")
+    _print_ranking(decision, advice.predictions)
+    return 0
+
+
+def _print_ranking(decision: dict, predictions: pd.DataFrame) -> None:
+    """The mode's ranking (weighted normalised score) and each benchmark's raw-unit score:
+    measured, or predicted with its 95% interval."""
+    ranking = decision["ranking"]
+    order = sorted(ranking, key=lambda e: -ranking[e][0])
+    raw = predictions.set_index(["encoder", "benchmark"])
+    rows = []
+    for rank, name in enumerate(order, start=1):
+        row = {"rank": rank, "encoder": name, "weighted": ranking[name][0]}
+        for bench in dict.fromkeys(predictions["benchmark"]):
+            entry = raw.loc[(name, bench)]
+            row["status"] = entry["status"]
+            row[bench] = (
+                f"{entry['score']:.4g}"
+                if entry["status"] == "measured"
+                else f"{entry['score']:.4g} [{entry['low']:.4g}, {entry['high']:.4g}]"
+            )
+        rows.append(row)
+    print(
+        "ranking (raw units; measured scores where finetuned, the law's predictions with 95% "
+        "intervals elsewhere):"
+    )
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    """Every strategy under every protocol (vislaw.law.simulate) into policy_strategies.csv."""
+    from pathlib import Path
+
+    from vislaw.io.atomic import write_frame
+    from vislaw.law.simulate import best_strategy, strategy_table
+    from vislaw.law.tables import FLOAT_FORMAT, read_scores_table
+    from vislaw.layout import LAW_STRATEGIES_FILE
+
+    settings = law_settings(args)
+    table = read_scores_table(args.table, settings.table_format)
+    frame = strategy_table(table, settings.trials, settings.budgets, settings.seed)
+    out = Path(args.out) / LAW_STRATEGIES_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_frame(out, frame, FLOAT_FORMAT)
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if 4 in settings.budgets:
+        print(f"best under held_out_benchmark at budget 4: {best_strategy(frame)}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -112,16 +163,40 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--confidence", type=float, help="bootstrap interval level")
     fit.set_defaults(func=_fit)
 
+    strat = sub.add_parser(
+        "strategies",
+        help="evaluate every finetuning strategy under every protocol",
+        description="Runs every strategy as the policy mode does, under the held_out_benchmark, "
+        "held_out_encoder, noisy and shared_start protocols (docs/policy.md), and writes "
+        "policy_strategies.csv into --out.",
+    )
+    strat.add_argument("--table", required=True, help="fully measured scores table (CSV)")
+    strat.add_argument("--format", choices=TABLE_FORMATS, help="table format (default: tidy)")
+    strat.add_argument("--out", required=True, help="folder for policy_strategies.csv")
+    strat.add_argument("--seed", type=int)
+    strat.add_argument("--trials", type=int, help="trials of the randomised strategies")
+    strat.add_argument("--budgets", type=int, nargs="+", help="finetuning budgets")
+    for name in ("k", "bootstrap", "random_draws", "confidence"):
+        strat.set_defaults(**{name: None})
+    strat.set_defaults(func=_strategies)
+
     rec = sub.add_parser(
         "recommend",
         help="which encoder to finetune next, and the predicted ranking",
         description="Reads encoder, A, C, score (blank score: not finetuned yet; a benchmark "
-        "column, if any, is selected with --benchmark). Prints the AC policy's next pick and "
-        "the ranking by measured scores and the law's predictions.",
+        "column, if any, gives several benchmarks, picked for jointly as the policy mode does). "
+        "Prints the policy's next pick and the ranking by measured scores and the law's "
+        "predictions in raw units with 95% intervals.",
     )
     rec.add_argument("--scores", required=True, help="table of encoder, A, C, score (CSV)")
     rec.add_argument("--format", choices=TABLE_FORMATS, help="table format (default: tidy)")
-    rec.add_argument("--benchmark", help="benchmark to use when the table holds several")
+    rec.add_argument(
+        "--benchmark", nargs="+", help="only these benchmarks (default: all, picked jointly)"
+    )
+    rec.add_argument("--strategy", help="a policy.strategy (default: the schema's, docs/policy.md)")
+    rec.add_argument(
+        "--weights", nargs="+", metavar="BENCHMARK=W", help="policy.weights (default: equal)"
+    )
     rec.add_argument(
         "--finetuned",
         nargs="+",

@@ -29,11 +29,14 @@ from vislaw.law.policy import next_region_pick, ranking_scores
 from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import (
     PRIOR_STRATEGIES,
+    SCORE_FREE,
     BenchmarkState,
     joint_acquisition,
     joint_step,
     law_coefficients,
     make_prior,
+    order_with_random_ties,
+    score_free_key,
 )
 
 
@@ -106,23 +109,31 @@ def _states(state: PolicyState, settings: PolicySettings, prior: np.ndarray | No
     if base in PRIOR_STRATEGIES and prior is None:
         raise ValueError(f"policy.strategy '{base}' needs policy.prior_table")
     weights = _weights(settings, state.benchmarks)
+    shared = make_prior(base, settings.params, prior)  # one prior serves every benchmark
+    c = minmax(state.c)
     states = [
         BenchmarkState(
-            minmax(state.a[j]),
-            minmax(state.c),
-            np.nan_to_num(state.y[j]),
-            make_prior(base, settings.params, prior),
-            weight=float(weights[j]),
+            minmax(state.a[j]), c, np.nan_to_num(state.y[j]), shared, weight=float(weights[j])
         )
         for j in range(len(state.benchmarks))
     ]
     return base, states, weights
 
 
+def posterior_by_benchmark(
+    state: PolicyState, settings: PolicySettings, prior: np.ndarray | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each benchmark's posterior mean and sd of the normalised score (the strategy's own
+    Bayesian law; the ridge prior's for the strategies that use none)."""
+    base, states, _ = _states(state, settings, prior)
+    _, means, sds = joint_step(base, states, state.known, settings.params)
+    return means, sds
+
+
 def _ranking(state: PolicyState, settings: PolicySettings, means, sds, weights):
     """Weighted normalised score (mean, sd) per encoder; the plain law's for region/random."""
     known = state.known
-    if settings.strategy in ("region", "random"):
+    if settings.strategy not in ("bayes_ucb", "bayes_ei", "ucb"):
         means = [
             np.nan_to_num(
                 ranking_scores(
@@ -161,16 +172,53 @@ def _raw_predictions(state: PolicyState, means) -> dict[str, dict[str, float]]:
     return out
 
 
-def _picks(state, settings, base, states, known, ordered_count, rnd):
-    """The next ``per_round`` encoders (never more than the budget leaves). The Bayesian
-    strategies take the ``per_round`` largest acquisition values of this round's posterior
-    (no scores are imagined for encoders still training)."""
-    count = min(settings.per_round, settings.budget - ordered_count, int((~known).sum()))
+def _law_predictions(state: PolicyState, known: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted normalised score by the plain least-squares law (measured where known)."""
+    return np.sum(
+        [
+            w
+            * ranking_scores(minmax(state.a[j]), minmax(state.c), np.nan_to_num(state.y[j]), known)
+            for j, w in enumerate(weights)
+        ],
+        axis=0,
+    )
+
+
+def _values(state, settings, base, states, known, weights) -> np.ndarray:
+    """The value of finetuning each encoder for the deterministic strategies (higher first;
+    -inf where finetuned)."""
+    strategy = settings.strategy
+    if strategy in SCORE_FREE or (strategy == "greedy_law" and known.sum() < 2):
+        # below two measured encoders the plain law has nothing to fit: greedy starts as A + C
+        key = "order_ac" if strategy == "greedy_law" else strategy
+        value = score_free_key(key, np.array([s.a for s in states]), minmax(state.c))
+    elif strategy == "greedy_law":
+        value = _law_predictions(state, known, weights)
+    else:
+        value, _, _ = joint_acquisition(base, states, known, settings.params)
+    return np.where(known, -np.inf, value)
+
+
+def pick_next(
+    state: PolicyState,
+    settings: PolicySettings,
+    prior: np.ndarray | None,
+    count: int,
+    rnd: np.random.Generator,
+) -> list[int]:
+    """The next ``count`` encoders ``settings.strategy`` finetunes given ``state``'s measured
+    scores (it reads no other score). The simulation (vislaw.law.simulate) calls this too, so
+    the figures it reports are those of the mode itself. Deterministic strategies take the
+    ``count`` largest values of this round (no scores are imagined for encoders still
+    training), exact ties in a random order drawn from ``rnd``."""
+    known = state.known.copy()
+    count = min(count, int((~known).sum()))
     if settings.strategy not in ("random", "region"):
-        total, _, _ = joint_acquisition(base, states, known, settings.params)
-        return [int(i) for i in np.argsort(-total, kind="stable")[:count]]
-    picks, known = [], known.copy()
-    points = np.column_stack([np.mean([s.a for s in states], axis=0), minmax(state.c)])
+        base, states, weights = _states(state, settings, prior)
+        value = _values(state, settings, base, states, known, weights)
+        return [int(i) for i in order_with_random_ties(value, rnd)[:count]]
+    picks = []
+    points = np.column_stack([np.mean([minmax(a) for a in state.a], axis=0), minmax(state.c)])
     for _ in range(count):
         if settings.strategy == "random":
             pick = int(rnd.choice(np.flatnonzero(~known)))
@@ -208,10 +256,8 @@ def decide_round(
     picks: list[str] = []
     if not stop:
         rnd = np.random.default_rng([settings.seed, round_index])
-        picks = [
-            state.encoders[i]
-            for i in _picks(state, settings, base, states, known, len(ordered), rnd)
-        ]
+        count = min(settings.per_round, settings.budget - len(ordered))
+        picks = [state.encoders[i] for i in pick_next(state, settings, prior, count, rnd)]
         why = _why(settings, picks, mean, sd, state.encoders)
     return {
         "round": round_index,
@@ -255,6 +301,10 @@ def _why(settings, picks, mean, sd, encoders) -> str:
         return "uniformly random among the unfinetuned encoders"
     if settings.strategy == "region":
         return "region sampler: a random encoder from a random open cell of the (A, C) square"
+    if settings.strategy in SCORE_FREE:
+        return f"score-free order {settings.strategy}: the highest key not yet finetuned"
+    if settings.strategy == "greedy_law":
+        return "greedy: the largest weighted prediction of the least-squares law (A + C first)"
     parts = []
     for name in picks:
         i = encoders.index(name)

@@ -123,6 +123,8 @@ def ranking_scores(
     known. ``y`` is only read where ``known`` is true."""
     known = np.asarray(known, dtype=bool)
     out = np.full(len(known), np.nan)
+    if not known.any():  # nothing measured yet (a policy's first round): nothing to rank
+        return out
     y_known = minmax(np.asarray(y, dtype=float)[known])
     out[known] = y_known
     if known.sum() >= min_fit and (~known).any():

@@ -21,7 +21,12 @@ unknown until its extremes are measured); below two finetunes the prior alone pr
   measured score.
 
 All three rank encoders by the measured score where finetuned and the posterior mean
-elsewhere. They are deterministic given the finetuned set; ties go to the lower index.
+elsewhere. They are deterministic given the finetuned set, except that exact ties are broken by
+a seeded random draw (:func:`order_with_random_ties`), never by the encoders' order or names.
+
+Baselines that read no score (:data:`SCORE_FREE`) finetune in descending order of a fixed key:
+the mean normalised A over benchmarks (``order_a``), the normalised C (``order_c``) or their
+sum (``order_ac``); ``greedy_law`` picks the largest prediction of the plain least-squares law.
 """
 
 from __future__ import annotations
@@ -37,11 +42,31 @@ from vislaw.law.fit import LAW_MODEL, design_matrix, fit_coefficients, minmax
 N_TERMS = 6  # the law's quadratic features
 BAYES_STRATEGIES = ("ucb", "bayes_ucb", "bayes_ei")
 PRIOR_STRATEGIES = ("bayes_ucb", "bayes_ei")
+SCORE_FREE = ("order_a", "order_c", "order_ac")
+TIE_TOLERANCE = 1e-12  # values closer than this are a tie
+
+
+def order_with_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices by descending ``values``, exact ties (within :data:`TIE_TOLERANCE`) in a seeded
+    random order: an index or name order would favour whichever encoder is listed first."""
+    values = np.asarray(values, dtype=float)
+    rounded = np.where(np.isfinite(values), np.round(values / TIE_TOLERANCE), values)
+    return np.lexsort((rng.random(len(values)), -rounded))
+
+
+def score_free_key(strategy: str, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The fixed key a score-free order finetunes by (higher first); ``a``: normalised A per
+    benchmark (benchmarks, encoders), averaged over benchmarks; ``c``: normalised C."""
+    a_mean = np.mean(np.atleast_2d(a), axis=0)
+    keys = {"order_a": a_mean, "order_c": np.asarray(c, float), "order_ac": a_mean + c}
+    if strategy not in keys:
+        raise ValueError(f"unknown score-free order '{strategy}'; known: {SCORE_FREE}")
+    return keys[strategy]
 
 
 @dataclass(frozen=True)
 class BayesParams:
-    """Hyper-parameters of the Bayesian strategies (chosen leave-one-benchmark-out)."""
+    """Hyper-parameters of the Bayesian strategies (the policy mode passes its settings)."""
 
     noise: float = 0.01  # noise variance of a normalised score
     beta: float = 0.5  # exploration bonus, in posterior sds (ucb, bayes_ucb)

@@ -1,0 +1,119 @@
+"""``python -m vislaw.law recommend``: the policy mode's next pick, from a table, in one call.
+
+It runs the mode's own round (vislaw.law.mode.decide_round) on a table of encoder, A, C and
+score (blank: not finetuned), over one or several benchmarks jointly, with the mode's strategies
+and weights, so that a user's next finetune is the one the pipeline would order. Predictions
+are given in each benchmark's raw units with 95% intervals (the posterior mean and sd mapped
+back through the measured encoders' range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vislaw.law.mode import PolicyState, decide_round, posterior_by_benchmark, prior_coefficients
+from vislaw.law.settings import PolicySettings
+from vislaw.law.strategies import N_TERMS, PRIOR_STRATEGIES
+from vislaw.law.tables import TableError, read_candidates, read_scores_table
+
+SINGLE = "score"  # the benchmark's name when a tidy table has no benchmark column
+
+
+def candidate_table(
+    path: str | Path, table_format: str, benchmarks: Sequence[str] = ()
+) -> pd.DataFrame:
+    """encoder, benchmark, A, C, score (NaN: not finetuned) for ``benchmarks`` (empty: every
+    benchmark of the table; a tidy table without a benchmark column is one benchmark)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"scores table not found: {path}")
+    if not benchmarks:
+        if table_format == "tidy" and "benchmark" not in pd.read_csv(path, nrows=0).columns:
+            return read_candidates(path, table_format).assign(benchmark=SINGLE)
+        if table_format == "tidy":
+            benchmarks = list(dict.fromkeys(pd.read_csv(path)["benchmark"].astype(str)))
+        else:
+            benchmarks = list(dict.fromkeys(read_scores_table(path, table_format)["benchmark"]))
+    frames = [read_candidates(path, table_format, b).assign(benchmark=b) for b in benchmarks]
+    return pd.concat(frames, ignore_index=True)
+
+
+def policy_state(table: pd.DataFrame) -> PolicyState:
+    """The mode's state from a candidate table (every benchmark must list every encoder)."""
+    wide = table.pivot_table(
+        index="benchmark", columns="encoder", values=["A", "score"], dropna=False
+    )
+    encoders = list(dict.fromkeys(table["encoder"]))
+    benchmarks = list(dict.fromkeys(table["benchmark"]))
+    counts = table.groupby("benchmark")["encoder"].nunique()
+    short = sorted(counts[counts != len(encoders)].index)
+    if short:
+        raise TableError(f"benchmarks {short} do not list every encoder {encoders}")
+    c = table.drop_duplicates("encoder").set_index("encoder")["C"].loc[encoders]
+    return PolicyState(
+        encoders,
+        benchmarks,
+        wide["A"].loc[benchmarks, encoders].to_numpy(dtype=float),
+        c.to_numpy(dtype=float),
+        wide["score"].loc[benchmarks, encoders].to_numpy(dtype=float),
+    )
+
+
+@dataclass(frozen=True)
+class Advice:
+    decision: dict  # the mode's round (picks, top_k, ranking, ...)
+    predictions: pd.DataFrame  # encoder, benchmark, status, score, low, high (raw units)
+    warning: str | None
+
+
+def raw_predictions(state: PolicyState, means, sds) -> pd.DataFrame:
+    """Per benchmark and encoder: the measured score, or the posterior mean with its 95%
+    interval mapped to the raw scale of the measured encoders (NaN under two measured)."""
+    known, rows = state.known, []
+    for j, bench in enumerate(state.benchmarks):
+        low, high = (np.nanmin(state.y[j]), np.nanmax(state.y[j])) if known.sum() >= 2 else (0, 0)
+        span = high - low if known.sum() >= 2 else np.nan
+        for i, name in enumerate(state.encoders):
+            mean, half = means[j][i] * span + low, 1.96 * sds[j][i] * span
+            measured = bool(known[i])
+            rows.append(
+                {
+                    "encoder": name,
+                    "benchmark": bench,
+                    "status": "measured" if measured else "predicted",
+                    "score": state.y[j][i] if measured else mean,
+                    "low": state.y[j][i] if measured else mean - half,
+                    "high": state.y[j][i] if measured else mean + half,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def advise(
+    table: pd.DataFrame,
+    strategy: str | None,
+    weights: Mapping[str, float],
+    seed: int,
+) -> Advice:
+    """The mode's round 0 on ``table`` (the finetuned encoders are those with a score)."""
+    values = {"weights": dict(weights), **({"strategy": strategy} if strategy else {})}
+    settings = PolicySettings.from_values(values, seed=seed)
+    state = policy_state(table)
+    prior = None
+    if settings.strategy in PRIOR_STRATEGIES:
+        prior = prior_coefficients(read_scores_table(settings.prior_table, settings.prior_format))
+    decision = decide_round(0, state, [], settings, prior)
+    means, sds = posterior_by_benchmark(state, settings, prior)
+    measured = int(state.known.sum())
+    warning = None
+    if measured < N_TERMS + 2:
+        warning = (
+            f"only {measured} encoder(s) measured: the law has {N_TERMS} terms, so its "
+            f"predictions rest mostly on the prior until at least {N_TERMS + 2} are measured"
+        )
+    return Advice(decision, raw_predictions(state, means, sds), warning)
