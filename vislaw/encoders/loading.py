@@ -56,11 +56,12 @@ def families_for(model_type: str) -> list[str]:
 
 def model_type_problem(family: str, model_type: str | None, source: str) -> str | None:
     """Why ``source`` (a checkpoint whose config says ``model_type``) does not fit ``family``,
-    naming the family that would fit; None when it fits or the family has no model_type list."""
+    naming the family that would fit; None when it fits, when the family has no model_type list,
+    or when the config writes no model_type (not guessed: the tensors are still checked)."""
     handled = MODEL_TYPES.get(family)
-    if handled is None or model_type in handled:
+    if handled is None or model_type is None or model_type in handled:
         return None
-    fits = families_for(model_type or "")
+    fits = families_for(model_type)
     hint = (
         f"use family: {fits[0]}"
         if fits
