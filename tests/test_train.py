@@ -403,8 +403,12 @@ def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(ru
     train the model to spell out four literal tokens; the stage stops before its first step."""
     from test_templates import llama3_tokenizer
 
+    from vislaw.vlm.tiny_llm import build_tiny_llama
+
     llm = tmp_path / "llama3"
-    llama3_tokenizer().save_pretrained(llm)
+    tokenizer = llama3_tokenizer()
+    tokenizer.save_pretrained(llm)
+    build_tiny_llama(tokenizer).save_pretrained(llm)  # a complete LLM: only the marker is wrong
     stage1 = {**run["train"]["stage1"], "template": "vicuna_v1"}
     config = {**run, "train": {**run["train"], "stage1": stage1}}
     with pytest.raises(ConfigError, match=r"'</s>'.*4 tokens.*EOS '<\|eot_id\|>'") as info:
