@@ -54,13 +54,12 @@ class SdImageVariationsEncoder(SdUnetEncoder):
 
         # The image encoder is a CLIP vision tower: the clip family's model types and heads.
         image_encoder_id = self.spec.options.get("image_encoder_id")
-        where = {"subfolder": None} if image_encoder_id else {"subfolder": "image_encoder"}
         encoder = load_checked(
             CLIPVisionModelWithProjection,
             image_encoder_id or model_id,
             family="clip",
             owner=self.spec.name,
-            **where,
+            subfolder=None if image_encoder_id else "image_encoder",
         )
         model["image_encoder"] = encoder
 
