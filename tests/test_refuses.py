@@ -212,6 +212,57 @@ def test_real_ids_are_checked_from_their_cached_config(base, tmp_path, monkeypat
     assert info.value.key == "lmvr.layers.0"
 
 
+def test_a_cached_checkpoint_patch_size_and_model_type_are_checked(base, tmp_path, monkeypatch):
+    """clip_b names openai/clip-vit-base-patch16 without a patch_size: the family default (14)
+    would give a 16x16 grid where the checkpoint makes 14x14, found only inside the job."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    vision = {"patch_size": 16, "image_size": 224, "num_hidden_layers": 12}
+    _hub_cache(
+        tmp_path,
+        "openai/clip-vit-base-patch16",
+        {"config.json": {"model_type": "clip", "vision_config": vision}},
+    )
+    with pytest.raises(ConfigError, match="14 disagrees with .*patch_size: 16") as info:
+        load_checked_config(base)
+    assert info.value.key == "encoders.clip_b.patch_size"
+    base = _with(base, "encoders.clip_b.patch_size", 16)
+    load_checked_config(base)
+
+    aimv2 = {"family": "siglip", "model_id": "apple/aimv2-x", "input_size": 224, "patch_size": 14}
+    _hub_cache(
+        tmp_path, "apple/aimv2-x", {"config.json": {"model_type": "aimv2", "patch_size": 14}}
+    )
+    with pytest.raises(ConfigError, match="no family handles aimv2") as info:
+        load_checked_config(_with(base, "encoders.aim", aimv2))
+    assert info.value.key == "encoders.aim.family"
+
+
+def test_a_local_folder_names_the_family_that_fits_and_the_stage_count(base, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "dinov2", "patch_size": 14}))
+    entry = {"family": "clip", "model_id": str(tmp_path), "input_size": 224, "patch_size": 14}
+    with pytest.raises(ConfigError, match="use family: dinov2") as info:
+        load_checked_config(_with(base, "encoders.dino", entry))
+    assert info.value.key == "encoders.dino.family"
+    load_checked_config(_with(base, "encoders.dino", {**entry, "family": "dinov2"}))
+
+    conv = tmp_path / "conv"
+    conv.mkdir()
+    five = {"model_type": "convnext", "patch_size": 4, "num_stages": 5}
+    (conv / "config.json").write_text(json.dumps(five))
+    entry = {"family": "convnext", "model_id": str(conv), "input_size": 768, "fifth_stage": True}
+    with pytest.raises(ConfigError, match="4 disagrees with .*num_stages: 5") as info:
+        load_checked_config(_with(base, "encoders.conv", entry))
+    assert info.value.key == "encoders.conv.fifth_stage"
+    (conv / "config.json").write_text(json.dumps({**five, "num_stages": 4, "patch_size": 8}))
+    with pytest.raises(ConfigError) as info:
+        load_checked_config(_with(base, "encoders.conv", entry))
+    assert info.value.key == "encoders.conv.patch_size"
+    (conv / "config.json").write_text(json.dumps({**five, "num_stages": 4}))
+    load_checked_config(_with(base, "encoders.conv", entry))
+
+
 def test_a_local_model_folder_is_read_too(base, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 2}))
     entry = {"family": "dinov2", "model_id": str(tmp_path), "input_size": 56, "layer": 3}

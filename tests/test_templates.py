@@ -7,12 +7,15 @@ import pytest
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from vislaw.config import ConfigError
 from vislaw.vlm.templates import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
     TEMPLATES,
     Turn,
+    check_turn_markers,
     get_template,
+    model_end_tokens,
     tokenize_conversation,
     tokenize_prompt,
 )
@@ -210,3 +213,118 @@ def test_generation_prompt_is_a_prefix_of_the_training_ids(bpe_tok, name):
     assert ids[: len(prompt)] == prompt
     assert all(lab == IGNORE_INDEX for lab in labels[: len(prompt)])
     assert any(lab != IGNORE_INDEX for lab in labels[len(prompt) :])
+
+
+# ---- the LLM's own turn markers (issue 22) -----------------------------------------------------
+LLAMA3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+]
+LLAMA3_CHAT = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}"
+    "<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TEXTS = [VICUNA.system, "USER: ASSISTANT: What colour? Red. Shape? A square. </s>"]
+
+
+def llama3_tokenizer(eos: str = "<|eot_id|>", chat: bool = False) -> PreTrainedTokenizerFast:
+    """A Llama-3-style tokenizer: ``<|begin_of_text|>`` BOS, ``<|eot_id|>`` closing each turn
+    (the instruct model's EOS; the base model's EOS is ``<|end_of_text|>``), no ``</s>``."""
+    pre = pre_tokenizers.Split(Regex(WORDS), behavior="removed", invert=True)
+    vocab = {tok: i for i, tok in enumerate(["<unk>", *LLAMA3_SPECIALS])}
+    for text in TEXTS:
+        for piece, _ in pre.pre_tokenize_str(text):
+            vocab.setdefault(piece, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|begin_of_text|>", eos_token=eos, unk_token="<unk>"
+    )
+    tok.add_special_tokens({"additional_special_tokens": LLAMA3_SPECIALS})
+    if chat:
+        tok.chat_template = LLAMA3_CHAT
+    return tok
+
+
+def chatml_tokenizer() -> PreTrainedTokenizerFast:
+    """Qwen2-style: ``<|endoftext|>`` EOS, ``<|im_end|>`` closing each turn of its chat template."""
+    tok = word_tokenizer([*TEXTS, "system user assistant You are a helpful assistant."])
+    tok.add_special_tokens({"eos_token": "<|endoftext|>"})
+    tok.chat_template = CHATML
+    return tok
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["instruct eos", "base with chat template"])
+def test_vicuna_v1_on_a_llama3_tokenizer_is_refused_naming_both_markers(chat):
+    tok = llama3_tokenizer("<|end_of_text|>" if chat else "<|eot_id|>", chat=chat)
+    assert len(tok("</s>", add_special_tokens=False)["input_ids"]) == 4  # "<", "/", "s", ">"
+    with pytest.raises(ConfigError) as info:
+        check_turn_markers(VICUNA, tok, "org/llama3", "train.stage2.template")
+    message = str(info.value)
+    assert info.value.key == "train.stage2.template"
+    assert "template 'vicuna_v1'" in message and "'</s>'" in message and "4 tokens" in message
+    assert "'<|eot_id|>'" in message and "org/llama3" in message
+    if chat:
+        assert "end of turn '<|eot_id|>'" in message and "EOS '<|end_of_text|>'" in message
+
+
+def test_a_marker_that_is_one_token_but_not_the_end_is_refused_naming_the_template_that_fits(
+    word_tok,
+):
+    """word_tok knows <|im_end|> as one special token, but its end is </s> (Llama 2/Vicuna)."""
+    with pytest.raises(ConfigError, match="not an end token.*use template: vicuna_v1"):
+        check_turn_markers(get_template("qwen2"), word_tok, "lmsys/vicuna", "train.template")
+    with pytest.raises(ConfigError, match="no registered template ends turns with it"):
+        check_turn_markers(get_template("qwen2"), llama3_tokenizer(), "llama3", "train.template")
+
+
+def test_templates_on_their_own_tokenizers_pass(word_tok):
+    check_turn_markers(VICUNA, word_tok, "vicuna", "train.template")
+    check_turn_markers(get_template("qwen2"), chatml_tokenizer(), "qwen", "train.template")
+    # plain writes no turn marker (a stage-1 caption ends with a newline, as in LLaVA).
+    check_turn_markers(get_template("plain"), llama3_tokenizer(), "llama3", "train.template")
+
+
+def _target_runs(ids: list[int], labels: list[int]) -> list[list[int]]:
+    """The maximal runs of consecutive target tokens."""
+    runs: list[list[int]] = []
+    previous = False
+    for token, label in zip(ids, labels, strict=True):
+        target = label != IGNORE_INDEX
+        if target:
+            assert label == token
+            if not previous:
+                runs.append([])
+            runs[-1].append(token)
+        previous = target
+    return runs
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_masks_cover_exactly_the_assistant_turns_ending_with_the_models_end_token(word_tok, name):
+    """For every registered template, on a tokenizer whose end token it writes: one target run
+    per answer, each the answer's tokens followed by the model's own end token."""
+    template = get_template(name)
+    tok = chatml_tokenizer() if name == "qwen2" else word_tok
+    check_turn_markers(template, tok, name, "train.template")
+    turns = CONVERSATION[:2] if name == "plain" else CONVERSATION
+    ids, labels = tokenize_conversation(template, turns, tok, has_image=True)
+    answers = [t.text for t in turns if t.role == "gpt"]
+    runs = _target_runs(ids, labels)
+    assert len(runs) == len(answers)
+    end = template.turn_end or "\n"
+    end_id = tok.convert_tokens_to_ids(end)
+    if template.turn_end is not None:
+        assert end in model_end_tokens(tok).values()
+    for run, answer in zip(runs, answers, strict=True):
+        assert run[-1] == end_id and end_id not in run[:-1]
+        words = tok(answer, add_special_tokens=False)["input_ids"]
+        assert run[:-1] == words, (tok.convert_ids_to_tokens(run), answer)

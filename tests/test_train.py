@@ -419,3 +419,22 @@ def test_gpu_jobs_launch_torchrun_with_the_rules_gpu_count(tmp_path):
     assert command[5:7] == ["-m", "vislaw.train"]
     assert command[command.index("--stage") + 1] == "2"
     assert command[command.index("--stage1") + 1] == "s1dir"
+
+
+def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(run, tmp_path):
+    """Issue 22: vicuna_v1's "</s>" on a Llama-3-style tokenizer (end of turn <|eot_id|>) would
+    train the model to spell out four literal tokens; the stage stops before its first step."""
+    from test_templates import llama3_tokenizer
+
+    from vislaw.vlm.tiny_llm import build_tiny_llama
+
+    llm = tmp_path / "llama3"
+    tokenizer = llama3_tokenizer()
+    tokenizer.save_pretrained(llm)
+    build_tiny_llama(tokenizer).save_pretrained(llm)  # a complete LLM: only the marker is wrong
+    stage1 = {**run["train"]["stage1"], "template": "vicuna_v1"}
+    config = {**run, "train": {**run["train"], "stage1": stage1}}
+    with pytest.raises(ConfigError, match=r"'</s>'.*4 tokens.*EOS '<\|eot_id\|>'") as info:
+        train_stage(config, 1, "clip_t", tmp_path / "s1", llm=str(llm))
+    assert info.value.key == "train.stage1.template"
+    assert not (tmp_path / "s1" / "loss.csv").exists()

@@ -19,6 +19,7 @@ from typing import Any
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec
+from vislaw.encoders.loading import model_type_problem
 from vislaw.encoders.registry import family_class
 
 VIT_FAMILIES = frozenset({"clip", "siglip", "dinov2"})
@@ -59,17 +60,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 # ---- encoders ----------------------------------------------------------------------------------
+def checkpoint_config(spec: EncoderSpec) -> dict[str, Any] | None:
+    """A real checkpoint's config.json when local or cached (None for twins and unknowns)."""
+    if spec.tiny is not None:
+        return None
+    return cached_json(spec.model_id, "config.json")
+
+
+def vision_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The vision tower's part of a config (CLIP/SigLIP full-model configs nest it)."""
+    nested = config.get("vision_config")
+    return nested if isinstance(nested, Mapping) else config
+
+
 def vit_depth(spec: EncoderSpec) -> int | None:
     """Transformer layers of a ViT encoder (tiny defaults + overrides, or the cached config)."""
     if spec.tiny is not None:
         defaults = getattr(family_class(spec.family), "tiny_defaults", {})
         depth = {**defaults, **dict(spec.tiny)}.get("num_hidden_layers")
         return int(depth) if depth is not None else None
-    config = cached_json(spec.model_id, "config.json")
+    config = checkpoint_config(spec)
     if config is None:
         return None
-    config = config.get("vision_config", config)  # CLIP/SigLIP full-model configs nest it
-    depth = config.get("num_hidden_layers")
+    depth = vision_config(config).get("num_hidden_layers")
     return int(depth) if isinstance(depth, int) else None
 
 
@@ -81,9 +94,34 @@ def check_index(key: str, index: int, count: int, what: str) -> None:
         )
 
 
+def check_checkpoint_facts(spec: EncoderSpec, facts: Mapping[str, tuple[str, int]]) -> None:
+    """A real checkpoint's config.json (local or cached) must be of a model_type the family
+    loads and agree with the entry's grid facts: ``facts`` maps a config.json key to (the entry
+    key, the value the grid arithmetic uses). A key the file does not write is not guessed."""
+    config = checkpoint_config(spec)
+    if config is None:
+        return
+    key = f"encoders.{spec.name}"
+    model_type = config.get("model_type")
+    problem = model_type_problem(spec.family, model_type, str(spec.model_id))
+    if problem:
+        raise ConfigError(f"{key}.family", problem)
+    tower = vision_config(config)
+    for name, (entry_key, used) in facts.items():
+        found = tower.get(name)
+        if isinstance(found, int) and found != used:
+            raise ConfigError(
+                f"{key}.{entry_key}",
+                f"{used} disagrees with {spec.model_id}'s config.json {name}: {found}",
+            )
+
+
 def check_vit(spec: EncoderSpec) -> None:
     patch = family_class(spec.family).patch(spec)
     key = f"encoders.{spec.name}"
+    # The checkpoint's image_size is read by the job, not here: every ViT family interpolates
+    # its position embeddings, so an input_size other than the checkpoint's is legitimate.
+    check_checkpoint_facts(spec, {"patch_size": ("patch_size", patch)})
     if spec.input_size < patch:
         raise ConfigError(f"{key}.input_size", f"{spec.input_size} is below the patch size {patch}")
     if spec.input_size % patch:
@@ -101,7 +139,17 @@ def check_vit(spec: EncoderSpec) -> None:
 
 
 def check_convnext(spec: EncoderSpec) -> None:
+    from vislaw.encoders.convnext import REAL_NUM_STAGES, REAL_STEM_PATCH
+
     stride = family_class(spec.family).stride(spec)
+    # The stride arithmetic assumes the stem patch and four stages (the fifth is appended).
+    check_checkpoint_facts(
+        spec,
+        {
+            "patch_size": ("patch_size", spec.patch_size or REAL_STEM_PATCH),
+            "num_stages": ("fifth_stage" if spec.fifth_stage else "model_id", REAL_NUM_STAGES),
+        },
+    )
     key = f"encoders.{spec.name}.input_size"
     if spec.input_size < stride:
         raise ConfigError(key, f"{spec.input_size} is below the total stride {stride}")

@@ -74,7 +74,9 @@ class ConvNextEncoder(VisionEncoder):
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         from transformers import ConvNextModel
 
-        model = ConvNextModel.from_pretrained(model_id)
+        from vislaw.encoders.loading import load_checked
+
+        model = load_checked(ConvNextModel, model_id, family=self.family, owner=self.spec.name)
         if self.spec.fifth_stage:
             if model.config.num_stages != REAL_NUM_STAGES:
                 raise ConfigError(

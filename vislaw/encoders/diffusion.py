@@ -158,7 +158,7 @@ def build_tiny_text_encoders(
 
 
 def load_text_encoders(
-    model_id: str, folders: Sequence[tuple[str, str, bool]]
+    model_id: str, folders: Sequence[tuple[str, str, bool]], owner: str, family: str
 ) -> list[tuple[torch.nn.Module, torch.Tensor]]:
     """Text encoders (subfolder, tokenizer subfolder, with projection) and empty-prompt ids.
 
@@ -168,10 +168,14 @@ def load_text_encoders(
     (snapshot_download) that unanswerable question fails the load."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    from vislaw.encoders.loading import load_checked
+
     encoders = []
     for encoder_folder, tokenizer_folder, projected in folders:
         model_class = CLIPTextModelWithProjection if projected else CLIPTextModel
-        model = model_class.from_pretrained(model_id, subfolder=encoder_folder).eval()
+        model = load_checked(
+            model_class, model_id, family=family, owner=owner, subfolder=encoder_folder
+        ).eval()
         tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder=tokenizer_folder)
         encoders.append((model, empty_prompt_ids(tokenizer)))
     return encoders
@@ -225,7 +229,11 @@ class DiffusionEncoder(VisionEncoder):
     def _load_vae(self, model_id: str | None) -> torch.nn.Module:
         from diffusers import AutoencoderKL
 
-        vae = AutoencoderKL.from_pretrained(model_id, subfolder="vae")
+        from vislaw.encoders.loading import load_checked
+
+        vae = load_checked(
+            AutoencoderKL, model_id, family=self.family, owner=self.spec.name, subfolder="vae"
+        )
         factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self._check_loaded("the VAE's downsampling", factor, REAL_VAE_FACTOR)
         return vae

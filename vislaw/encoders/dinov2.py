@@ -67,7 +67,9 @@ class Dinov2Encoder(ViTEncoder):
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         from transformers import AutoModel
 
-        return AutoModel.from_pretrained(model_id)
+        from vislaw.encoders.loading import load_checked
+
+        return load_checked(AutoModel, model_id, family=self.family, owner=self.spec.name)
 
     def n_prefix_tokens(self) -> int:
         return 1 + int(getattr(self.model.config, "num_register_tokens", 0) or 0)

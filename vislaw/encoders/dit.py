@@ -57,7 +57,15 @@ class DitEncoder(DiffusionTransformerEncoder):
         from diffusers import DDPMScheduler, DiTTransformer2DModel
 
         self.scheduler = DDPMScheduler.from_pretrained(model_id, subfolder="scheduler")
-        transformer = DiTTransformer2DModel.from_pretrained(model_id, subfolder="transformer")
+        from vislaw.encoders.loading import load_checked
+
+        transformer = load_checked(
+            DiTTransformer2DModel,
+            model_id,
+            family=self.family,
+            owner=self.spec.name,
+            subfolder="transformer",
+        )
         self._check_transformer(transformer)
         return torch.nn.ModuleDict({"vae": self._load_vae(model_id), "transformer": transformer})
 

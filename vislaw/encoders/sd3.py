@@ -87,10 +87,18 @@ class Sd3Encoder(DiffusionTransformerEncoder):
 
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(model_id, subfolder="scheduler")
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
-        transformer = SD3Transformer2DModel.from_pretrained(model_id, subfolder="transformer")
+        from vislaw.encoders.loading import load_checked
+
+        transformer = load_checked(
+            SD3Transformer2DModel,
+            model_id,
+            family=self.family,
+            owner=self.spec.name,
+            subfolder="transformer",
+        )
         self._check_transformer(transformer)
         model = torch.nn.ModuleDict({"vae": self._load_vae(model_id), "transformer": transformer})
-        encoders = load_text_encoders(str(model_id), TEXT_FOLDERS)
+        encoders = load_text_encoders(str(model_id), TEXT_FOLDERS, self.spec.name, self.family)
         self._register_condition(model, encoders, transformer.config.joint_attention_dim)
         return model
 

@@ -50,13 +50,17 @@ class SdImageVariationsEncoder(SdUnetEncoder):
     def _real_condition(self, model: torch.nn.ModuleDict, model_id: str | None) -> None:
         from transformers import CLIPVisionModelWithProjection
 
+        from vislaw.encoders.loading import load_checked
+
+        # The image encoder is a CLIP vision tower: the clip family's model types and heads.
         image_encoder_id = self.spec.options.get("image_encoder_id")
-        if image_encoder_id:
-            encoder = CLIPVisionModelWithProjection.from_pretrained(image_encoder_id)
-        else:
-            encoder = CLIPVisionModelWithProjection.from_pretrained(
-                model_id, subfolder="image_encoder"
-            )
+        encoder = load_checked(
+            CLIPVisionModelWithProjection,
+            image_encoder_id or model_id,
+            family="clip",
+            owner=self.spec.name,
+            subfolder=None if image_encoder_id else "image_encoder",
+        )
         model["image_encoder"] = encoder
 
     def _tiny_condition(self, model: torch.nn.ModuleDict) -> int:

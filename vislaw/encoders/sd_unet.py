@@ -135,7 +135,15 @@ class SdUnetEncoder(DiffusionEncoder):
         import torch
         from diffusers import DDPMScheduler, UNet2DConditionModel
 
-        unet = UNet2DConditionModel.from_pretrained(model_id, subfolder="unet")
+        from vislaw.encoders.loading import load_checked
+
+        unet = load_checked(
+            UNet2DConditionModel,
+            model_id,
+            family=self.family,
+            owner=self.spec.name,
+            subfolder="unet",
+        )
         variant = self.variant(self.spec)
         if (unet.config.addition_embed_type == "text_time") != (variant == "sdxl"):
             raise ConfigError(
@@ -181,7 +189,9 @@ class SdUnetEncoder(DiffusionEncoder):
         folders = [("text_encoder", "tokenizer", False)]
         if self.is_sdxl:
             folders.append(("text_encoder_2", "tokenizer_2", True))
-        self._register_text_condition(model, load_text_encoders(str(model_id), folders))
+        self._register_text_condition(
+            model, load_text_encoders(str(model_id), folders, self.spec.name, self.family)
+        )
 
     def _tiny_condition(self, model: torch.nn.ModuleDict) -> int:
         """Attach the tiny conditioning; returns the UNet's cross-attention width."""

@@ -49,7 +49,10 @@ class ViTEncoder(VisionEncoder):
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         import transformers
 
-        return getattr(transformers, self.model_class).from_pretrained(model_id)
+        from vislaw.encoders.loading import load_checked
+
+        model_class = getattr(transformers, self.model_class)
+        return load_checked(model_class, model_id, family=self.family, owner=self.spec.name)
 
     def _build_tiny(self, overrides: dict[str, Any]) -> torch.nn.Module:
         import transformers

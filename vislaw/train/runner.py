@@ -69,7 +69,7 @@ from vislaw.vlm.checkpoints import (
 from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
 from vislaw.vlm.projector import build_projector
-from vislaw.vlm.templates import get_template
+from vislaw.vlm.templates import check_turn_markers, get_template
 
 LOSS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm")
 CHECKPOINTS = "checkpoints"
@@ -281,12 +281,14 @@ def _prepare(
         check_feature_match(VlmInfo.read(start_dir), spec, start_dir, encoder.channels)
     rows, cols = encoder.grid
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
+    template = get_template(settings.template)
+    check_turn_markers(template, tokenizer, str(llm), settings.key("template"))
     json_path, image_folder = stage_data(config, stage)
     dataset = LlavaDataset(
         _subset(read_llava_json(json_path), settings.max_samples, settings.seed),
         image_folder,
         tokenizer,
-        get_template(settings.template),
+        template,
         functools.partial(preprocess_images, encoder, pad_to_square=settings.pad_to_square),
         image_tokens=rows * cols,
         max_length=settings.max_length,

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from vislaw.config import ConfigError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -76,6 +78,10 @@ class Template:
     name: ClassVar[str]
     add_bos: ClassVar[bool] = True
     stop: ClassVar[str] = "</s>"
+    # The text closing every assistant turn, trained as a target so that the model learns to
+    # stop there: it must be the LLM's own end token (check_turn_markers). None: no turn marker
+    # (plain: a stage-1 caption ends with a newline, as LLaVA's plain does).
+    turn_end: ClassVar[str | None] = None
 
     def segments(self, turns: Sequence[Turn], has_image: bool) -> list[Segment]:
         """The whole conversation as text segments; answers are targets."""
@@ -121,6 +127,7 @@ class VicunaV1Template(Template):
     )
     roles = _Roles("USER", "ASSISTANT")
     sep, sep2 = " ", "</s>"
+    turn_end = sep2
 
     def segments(self, turns: Sequence[Turn], has_image: bool) -> list[Segment]:
         turns = _chat_turns(turns, has_image)
@@ -141,7 +148,7 @@ class Qwen2Template(Template):
 
     name = "qwen2"
     add_bos = False
-    stop = "<|im_end|>"
+    stop = turn_end = "<|im_end|>"
     system = "You are a helpful assistant."
 
     def _head(self) -> str:
@@ -180,6 +187,86 @@ def get_template(name: str) -> Template:
         raise KeyError(
             f"unknown conversation template {name!r}; known: {sorted(TEMPLATES)}"
         ) from None
+
+
+# A one-round chat rendered with a tokenizer's own chat template finds its end-of-turn token.
+_PROBE_ANSWER = "vislaw probe answer"
+_PROBE = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PROBE_ANSWER}]
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Ids of the tokenizer's special tokens (named ones and added special ones)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return set(tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+
+
+def chat_turn_end(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The first special token the tokenizer's own chat template writes after an assistant
+    message (Llama 3: ``<|eot_id|>``, ChatML: ``<|im_end|>``); None without a usable template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = tokenizer.apply_chat_template(_PROBE, tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that refuses the probe: only EOS is known
+        return None
+    if not isinstance(text, str) or _PROBE_ANSWER not in text:
+        return None
+    after = text[text.rindex(_PROBE_ANSWER) + len(_PROBE_ANSWER) :]
+    specials = _special_ids(tokenizer)
+    for token in tokenizer(after, add_special_tokens=False)["input_ids"]:
+        if token in specials:
+            return str(tokenizer.convert_ids_to_tokens(token))
+    return None
+
+
+def model_end_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
+    """The LLM's own end tokens by role: ``end of turn`` (from its chat template) and ``EOS``."""
+    ends = {}
+    turn_end = chat_turn_end(tokenizer)
+    if turn_end is not None:
+        ends["end of turn"] = turn_end
+    if tokenizer.eos_token is not None:
+        ends["EOS"] = str(tokenizer.eos_token)
+    return ends
+
+
+def check_turn_markers(
+    template: Template, tokenizer: PreTrainedTokenizerBase, source: str, key: str
+) -> None:
+    """Refuse (ConfigError on ``key``) a template whose turn marker is not one token that is
+    the LLM's own end of turn or EOS.
+
+    Why: the marker is the last target of every answer. Written as text the tokenizer does not
+    know (Llama 3 reading vicuna_v1's ``</s>``: four literal tokens), training teaches the model
+    to spell it out and never to emit its real end token, so generation does not stop; no loss
+    curve shows it."""
+    ends = model_end_tokens(tokenizer)
+    if template.turn_end is None or not ends:
+        return
+    ids = tokenizer(template.turn_end, add_special_tokens=False)["input_ids"]
+    own = {tokenizer.convert_tokens_to_ids(token) for token in ends.values()}
+    if len(ids) == 1 and ids[0] in own:
+        return
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    encoded = (
+        f"as {len(ids)} tokens {pieces}" if len(ids) != 1 else f"as {pieces[0]!r}, not an end token"
+    )
+    named = ", ".join(f"{role} {token!r}" for role, token in ends.items())
+    fits = sorted(
+        name
+        for name, factory in TEMPLATES.items()
+        if factory().turn_end is not None and factory().turn_end in ends.values()
+    )
+    hint = (
+        f"use template: {fits[0]}"
+        if fits
+        else "no registered template ends turns with it: register one (register_template)"
+    )
+    raise ConfigError(
+        key,
+        f"template '{template.name}' ends each assistant turn with {template.turn_end!r}, which "
+        f"the tokenizer of {source} encodes {encoded}; the model's own: {named} ({hint})",
+    )
 
 
 def _tokenize_text(

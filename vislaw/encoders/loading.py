@@ -1,0 +1,147 @@
+"""Load a real checkpoint into a family only if every tensor the model needs is the checkpoint's.
+
+Why: transformers and diffusers load any checkpoint into any class. Every tensor the checkpoint
+lacks (MISSING) is randomly initialised, every one the class lacks (UNEXPECTED) is dropped, and a
+tensor of another shape (MISMATCHED) is re-initialised or fails with a bare library error; the
+only trace of the first two is a log report. An AIMv2 checkpoint under ``family: siglip`` thus
+gave random features that were scored as a real encoder, with rc 0 (issue 22). Here the loading
+report is a refusal that names the encoder, the checkpoint, the family and the tensors.
+
+The two tables below are the only place that says which checkpoints a family takes:
+:data:`MODEL_TYPES` (the ``model_type`` of a transformers ``config.json``) and
+:data:`UNUSED_HEADS` (tensors a checkpoint may hold that the family's class does not load: heads
+the feature does not use, as the text tower of a full CLIP when only its vision tower is loaded).
+docs/refuses.md lists both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from vislaw.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+# config.json model_type values each transformers family loads; a family not listed here
+# (the diffusers ones) has no model_type to check, its tensors are still checked.
+MODEL_TYPES: dict[str, frozenset[str]] = {
+    # A full CLIP checkpoint (vision + text) or a vision-only one; OpenCLIP's HF ports are "clip".
+    "clip": frozenset({"clip", "clip_vision_model"}),
+    # SigLIP, and the fixed-resolution SigLIP 2 checkpoints (published as model_type "siglip").
+    "siglip": frozenset({"siglip", "siglip_vision_model"}),
+    "dinov2": frozenset({"dinov2", "dinov2_with_registers"}),
+    "convnext": frozenset({"convnext"}),
+}
+
+# Unexpected tensors allowed per family, as regular expressions matched at the key's start.
+UNUSED_HEADS: dict[str, tuple[str, ...]] = {
+    # A full CLIP checkpoint loaded as its vision tower: the text tower and both projections.
+    "clip": (r"text_model\.", r"text_projection\.", r"visual_projection\.", r"logit_scale$"),
+    # A full SigLIP checkpoint loaded as its vision tower: the text tower and the logit scalars.
+    "siglip": (r"text_model\.", r"logit_scale$", r"logit_bias$"),
+    # An image-classification ConvNeXt loaded as the backbone: its classifier.
+    "convnext": (r"classifier\.",),
+}
+
+SHOWN = 5  # tensors named in a refusal (the count says how many more)
+
+
+def families_for(model_type: str) -> list[str]:
+    """The families whose :data:`MODEL_TYPES` include ``model_type``."""
+    return sorted(family for family, types in MODEL_TYPES.items() if model_type in types)
+
+
+def model_type_problem(family: str, model_type: str | None, source: str) -> str | None:
+    """Why ``source`` (a checkpoint whose config says ``model_type``) does not fit ``family``,
+    naming the family that would fit; None when it fits, when the family has no model_type list,
+    or when the config writes no model_type (not guessed: the tensors are still checked)."""
+    handled = MODEL_TYPES.get(family)
+    if handled is None or model_type is None or model_type in handled:
+        return None
+    fits = families_for(model_type)
+    hint = (
+        f"use family: {fits[0]}"
+        if fits
+        else f"no family handles {model_type}; known: "
+        + ", ".join(f"{f} ({'/'.join(sorted(t))})" for f, t in sorted(MODEL_TYPES.items()))
+    )
+    return (
+        f"checkpoint {source} has model_type {model_type!r}; family '{family}' handles "
+        f"{'/'.join(sorted(handled))}; {hint}"
+    )
+
+
+def _named(keys: Sequence[str]) -> str:
+    more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
+    return f"{list(keys[:SHOWN])}{more}"
+
+
+def _allowed(key: str, patterns: Iterable[str]) -> bool:
+    return any(re.match(pattern, key) for pattern in patterns)
+
+
+def loading_problems(info: dict[str, Any], family: str) -> list[str]:
+    """The MISSING, UNEXPECTED (outside the family's :data:`UNUSED_HEADS`) and MISMATCHED
+    tensors of a ``from_pretrained(..., output_loading_info=True)`` report, one line each."""
+    allowed = UNUSED_HEADS.get(family, ())
+    missing = sorted(info.get("missing_keys") or ())
+    unexpected = sorted(k for k in info.get("unexpected_keys") or () if not _allowed(k, allowed))
+    mismatched = sorted(
+        f"{key} (checkpoint {tuple(found)}, model {tuple(wanted)})"
+        for key, found, wanted in info.get("mismatched_keys") or ()
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} MISSING (would be random): {_named(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} UNEXPECTED (would be dropped): {_named(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} size-MISMATCHED: {_named(mismatched)}")
+    problems.extend(str(msg) for msg in info.get("error_msgs") or ())
+    return problems
+
+
+def checkpoint_model_type(model_id: str, subfolder: str | None = None) -> str | None:
+    """``model_type`` of a transformers checkpoint's config.json (from the folder or hub cache
+    that ``from_pretrained`` reads), None if the config has none."""
+    from transformers import PreTrainedConfig
+
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    config, _ = PreTrainedConfig.get_config_dict(model_id, **kwargs)
+    model_type = config.get("model_type")
+    return str(model_type) if model_type is not None else None
+
+
+def load_checked(
+    model_class: Any,
+    model_id: str | None,
+    *,
+    family: str,
+    owner: str,
+    subfolder: str | None = None,
+) -> torch.nn.Module:
+    """``model_class.from_pretrained(model_id)`` (transformers or diffusers), refused with a
+    ConfigError on ``encoders.<owner>.model_id`` (``.family`` for a model_type the family does
+    not handle) unless every tensor the model has came from the checkpoint with its shape."""
+    if model_id is None:
+        raise ConfigError(f"encoders.{owner}.model_id", "a real checkpoint needs a model_id")
+    source = f"{model_id}/{subfolder}" if subfolder else model_id
+    if family in MODEL_TYPES:
+        problem = model_type_problem(family, checkpoint_model_type(model_id, subfolder), source)
+        if problem:
+            raise ConfigError(f"encoders.{owner}.family", problem)
+    kwargs: dict[str, Any] = {"output_loading_info": True, "ignore_mismatched_sizes": True}
+    if subfolder:
+        kwargs["subfolder"] = subfolder
+    model, info = model_class.from_pretrained(model_id, **kwargs)
+    problems = loading_problems(info, family)
+    if problems:
+        raise ConfigError(
+            f"encoders.{owner}.model_id",
+            f"checkpoint {source} does not fit {model_class.__name__} (family '{family}'): "
+            + "; ".join(problems),
+        )
+    return model
