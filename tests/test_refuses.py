@@ -234,7 +234,9 @@ def test_a_cached_checkpoint_patch_size_and_model_type_are_checked(base, tmp_pat
     _hub_cache(
         tmp_path, "apple/aimv2-x", {"config.json": {"model_type": "aimv2", "patch_size": 14}}
     )
-    with pytest.raises(ConfigError, match="no family handles aimv2") as info:
+    with pytest.raises(
+        ConfigError, match="no dedicated family handles aimv2.*use family: hf_auto"
+    ) as info:
         load_checked_config(_with(base, "encoders.aim", aimv2))
     assert info.value.key == "encoders.aim.family"
 

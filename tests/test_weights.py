@@ -53,7 +53,8 @@ def test_an_aimv2_checkpoint_under_siglip_is_refused_naming_no_family(tmp_path):
     assert info.value.key == "encoders.siglip_b.family"
     message = str(info.value)
     assert "model_type 'aimv2_vision_model'" in message and "family 'siglip'" in message
-    assert "no family handles aimv2_vision_model" in message
+    assert "no dedicated family handles aimv2_vision_model" in message
+    assert "use family: hf_auto" in message
 
 
 def test_a_dinov2_checkpoint_under_clip_names_family_dinov2(tmp_path):

@@ -14,7 +14,8 @@ checkpoint, not written here:
   ``(input_size / patch)^2`` patches with a full attention mask.
 
 Remote code (InternViT, C-RADIO) runs only when the entry says ``options.trust_remote_code:
-true``; never by default. Feature: ``hidden_states[layer]`` (default -2) without the prefix.
+true``; never by default. Loaded through :func:`vislaw.encoders.loading.load_checked`: any
+MISSING, UNEXPECTED or size-MISMATCHED tensor is refused, as for the dedicated families. Feature: ``hidden_states[layer]`` (default -2) without the prefix.
 
 Tiny twin: ``tiny: {model_type: <transformers model_type>, ...overrides}`` built with
 ``AutoConfig.for_model`` and ``AutoModel.from_config``, width 32, 3 layers, 4 heads.
@@ -100,8 +101,12 @@ class HfAutoEncoder(VisionEncoder):
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         from transformers import AutoModel
 
+        from vislaw.encoders.loading import load_checked
+
         trust = bool(self.spec.options.get("trust_remote_code", False))
-        model = AutoModel.from_pretrained(model_id, trust_remote_code=trust)
+        model = load_checked(
+            AutoModel, model_id, family=self.family, owner=self.spec.name, trust_remote_code=trust
+        )
         # A dual-tower checkpoint (SigLIP 2, CLIP-style): its vision tower alone.
         return getattr(model, "vision_model", model)
 

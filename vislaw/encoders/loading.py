@@ -65,8 +65,9 @@ def model_type_problem(family: str, model_type: str | None, source: str) -> str 
     hint = (
         f"use family: {fits[0]}"
         if fits
-        else f"no family handles {model_type}; known: "
-        + ", ".join(f"{f} ({'/'.join(sorted(t))})" for f, t in sorted(MODEL_TYPES.items()))
+        else f"no dedicated family handles {model_type} ("
+        + ", ".join(f"{f}: {'/'.join(sorted(t))}" for f, t in sorted(MODEL_TYPES.items()))
+        + "); use family: hf_auto, which loads any transformers vision backbone"
     )
     return (
         f"checkpoint {source} has model_type {model_type!r}; family '{family}' handles "
@@ -122,10 +123,12 @@ def load_checked(
     family: str,
     owner: str,
     subfolder: str | None = None,
+    trust_remote_code: bool = False,
 ) -> torch.nn.Module:
     """``model_class.from_pretrained(model_id)`` (transformers or diffusers), refused with a
     ConfigError on ``encoders.<owner>.model_id`` (``.family`` for a model_type the family does
-    not handle) unless every tensor the model has came from the checkpoint with its shape."""
+    not handle) unless every tensor the model has came from the checkpoint with its shape.
+    ``trust_remote_code`` is passed on only when true (a config entry asked for it)."""
     if model_id is None:
         raise ConfigError(f"encoders.{owner}.model_id", "a real checkpoint needs a model_id")
     source = f"{model_id}/{subfolder}" if subfolder else model_id
@@ -136,6 +139,8 @@ def load_checked(
     kwargs: dict[str, Any] = {"output_loading_info": True, "ignore_mismatched_sizes": True}
     if subfolder:
         kwargs["subfolder"] = subfolder
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
     model, info = model_class.from_pretrained(model_id, **kwargs)
     problems = loading_problems(info, family)
     if problems:

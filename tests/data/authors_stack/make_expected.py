@@ -39,8 +39,13 @@ def squared(processor, image: Image.Image) -> np.ndarray:
 
 def main() -> None:
     assert transformers.__version__ == "4.38.2", transformers.__version__
-    from transformers import BitImageProcessor, CLIPImageProcessor, Dinov2Config, Dinov2Model
-    from transformers import SiglipImageProcessor
+    from transformers import (
+        BitImageProcessor,
+        CLIPImageProcessor,
+        Dinov2Config,
+        Dinov2Model,
+        SiglipImageProcessor,
+    )
 
     arrays: dict[str, np.ndarray] = {}
     # CLIP's stock processor at 112 px (shortest edge, centre crop).
