@@ -267,7 +267,8 @@ def _prepare(
     dtype = torch.bfloat16 if (use_ds and settings.bf16) else torch.float32
     if stage == 2 and start_dir is None:
         raise ValueError("stage 2 starts from a stage-1 folder: pass stage1_dir")
-    if start_dir is not None:
+    if start_dir is not None:  # it must record this encoder (vislaw.io.provenance)
+        VlmInfo.read(start_dir).check_encoder(spec, start_dir)
         llm = llm or VlmInfo.read(start_dir).llm_source(start_dir)
     llm = llm or llm_source(config)
     # Built before any ZeRO-3 config exists, so a real encoder's from_pretrained is not

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vislaw.encoders.base import EncoderSpec
-from vislaw.io.atomic import atomic_dir, atomic_path, write_text_atomic
+from vislaw.io.atomic import atomic_dir, write_text_atomic
+from vislaw.io.provenance import (
+    InputError,
+    check_encoder_record,
+    load_tensors,
+    read_json,
+    save_tensors,
+)
 from vislaw.layout import STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.projector import build_projector, infer_projector
 
@@ -134,13 +141,26 @@ class VlmInfo:
         path = Path(folder) / INFO_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {folder} is not a finished stage folder")
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file")
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InputError(path, f"not a {FORMAT} file")
+        if data.get("version") != VERSION:
+            raise InputError(path, f"version {data.get('version')!r}, expected {VERSION}")
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["encoder"] = spec_from_dict(data["encoder"])
-        return cls(**kwargs)
+        try:
+            kwargs["encoder"] = spec_from_dict(data["encoder"])
+            return cls(**kwargs)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(path, f"fields do not form a stage record: {err!r}") from err
+
+    def check_encoder(self, spec: EncoderSpec, folder: str | Path) -> None:
+        """Refuse this stage folder for encoder ``spec`` unless ``vlm.json`` records exactly
+        that spec (a hand-edited ``input_size``, a folder copied from another encoder, a spec
+        changed in the config since the stage was trained), naming the file and the key."""
+        check_encoder_record(
+            Path(folder) / INFO_FILE, spec_to_dict(self.encoder), spec_to_dict(spec)
+        )
 
     def llm_source(self, folder: str | Path) -> str:
         """Where ``from_pretrained`` finds the LLM of the stage folder ``folder``."""
@@ -155,21 +175,14 @@ def llm_reference(llm: str, folder: str | Path) -> tuple[str, bool]:
 
 
 def save_projector(state: Mapping[str, torch.Tensor], path: str | Path, kind: str) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"projector_type": kind, "format": FORMAT})
+    """Projector tensors with their type and a checksum (verified by :func:`load_projector`)."""
+    save_tensors(state, path, {"projector_type": kind, "format": FORMAT})
 
 
 def load_projector(path: str | Path) -> tuple[nn.Module, str]:
-    """The projector module and its type from a ``projector.safetensors``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), "pt") as handle:
-        meta = handle.metadata() or {}
-    state = load_file(str(path))
+    """The projector module and its type from a ``projector.safetensors``; refuses a file that
+    is unreadable or whose tensors changed since they were written (checksum), naming it."""
+    state, meta = load_tensors(path)
     kind, in_dim, out_dim = infer_projector(state)
     kind = meta.get("projector_type", kind)
     projector = build_projector(kind, in_dim, out_dim)
@@ -178,26 +191,22 @@ def load_projector(path: str | Path) -> tuple[nn.Module, str]:
 
 
 def save_encoder_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "content": "trained encoder"})
+    """Trained encoder tensors with a checksum (verified by :func:`read_encoder_weights`)."""
+    save_tensors(state, path, {"format": FORMAT, "content": "trained encoder"})
 
 
 def read_encoder_weights(
     folder: str | Path, info: VlmInfo | None = None
 ) -> dict[str, torch.Tensor]:
-    """The trained encoder tensors of a stage folder ({} when its encoder is the spec's)."""
-    from safetensors.torch import load_file
-
+    """The trained encoder tensors of a stage folder ({} when its encoder is the spec's),
+    checksum verified."""
     info = info or VlmInfo.read(folder)
     if not info.encoder_weights:
         return {}
     path = Path(folder) / info.encoder_weights
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found, but {Path(folder) / INFO_FILE} names it")
-    return load_file(str(path))
+    return load_tensors(path)[0]
 
 
 def write_stage(
