@@ -269,6 +269,22 @@ def test_bit_flipped_projector_is_refused(demo, stage1, tmp_path):
     assert sum(int((before[k] != after[k]).sum()) for k in before) == 1
 
 
+def test_projector_from_another_stage_folder_is_refused(stage1, tmp_path):
+    """A projector of the same shapes with its own checksum intact (another run's, written by
+    the project's writer), put in place of this folder's: not the one vlm.json records."""
+    from vislaw.vlm.checkpoints import save_projector
+    from vislaw.vlm.projector import build_projector
+
+    info = VlmInfo.read(stage1)
+    folder = copy_stage(stage1, tmp_path)
+    torch.manual_seed(1)
+    other = build_projector(info.projector_type, info.projector_in, info.projector_out)
+    save_projector(other.state_dict(), folder / PROJECTOR_FILE, info.projector_type)
+    load_tensors(folder / PROJECTOR_FILE)  # a sound file on its own
+    with pytest.raises(InputError, match=rf"^{folder / PROJECTOR_FILE}: is not the file vlm"):
+        load_vlm(folder)
+
+
 def test_truncated_projector_and_corrupt_vlm_json_are_named(stage1, tmp_path):
     folder = copy_stage(stage1, tmp_path)
     data = (folder / PROJECTOR_FILE).read_bytes()
@@ -328,3 +344,41 @@ def test_numeric_csv_and_json_readers_name_the_file(tmp_path):
     with pytest.raises(InputError, match=r"c\.json: not valid JSON"):
         read_json(broken)
     assert len(file_sha256(good)) == 64
+
+
+# ---- the A-score table: copied embeddings and log-likelihood records ---------------------------
+def test_a_scores_refuse_a_copied_embedding_file_and_loglik_record(tmp_path):
+    from vislaw.scores.a_table import run_a_scores
+    from vislaw.scores.settings import AScoreSettings
+
+    rng = np.random.default_rng(0)
+    for encoder in ("clip224", "clip336", "dinov2"):  # meta as the embeddings job writes it
+        meta = {"encoder": encoder, "benchmark": "synth_color", "checkpoint_sha256": "x"}
+        with write_features(tmp_path / f"{encoder}.h5", 2, 3, 4, meta=meta) as writer:
+            writer.append(["a", "b"], rng.normal(size=(2, 3, 4)))
+        record = {"encoder": encoder, "a_loglik": -1.0}
+        (tmp_path / f"{encoder}.json").write_text(json.dumps(record))
+    settings = AScoreSettings.from_values({"references": {"224": "clip224", "336": "clip336"}})
+    names = ["clip224", "clip336", "dinov2"]
+
+    def table(out: str) -> list:
+        return run_a_scores(
+            settings,
+            names,
+            ["synth_color"],
+            lambda bench, enc: tmp_path / f"{enc}.h5",
+            [tmp_path / f"{n}.json" for n in names],
+            tmp_path / out,
+        )
+
+    assert len(table("ok.csv")) == 3
+    shutil.copy(tmp_path / "clip336.h5", tmp_path / "dinov2.h5")
+    with pytest.raises(InputError, match=r"dinov2\.h5: records embeddings\.encoder = 'clip336'"):
+        table("bad.csv")
+    meta = {"encoder": "dinov2", "benchmark": "synth_color"}
+    with write_features(tmp_path / "dinov2.h5", 2, 3, 4, meta=meta) as writer:
+        writer.append(["a", "b"], rng.normal(size=(2, 3, 4)))
+    shutil.copy(tmp_path / "clip224.json", tmp_path / "dinov2.json")
+    with pytest.raises(InputError, match=r"dinov2\.json: records encoder 'clip224', as .*clip224"):
+        table("bad.csv")
+    assert not (tmp_path / "bad.csv").exists()

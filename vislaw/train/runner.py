@@ -350,7 +350,9 @@ def _build_engine(run: _Run, ds_config: dict[str, Any] | None) -> Any:
             width = lm.config.hidden_size
             projector = build_projector(settings.projector, run.encoder.channels, width)
     else:
-        projector, kind = load_projector(run.start_dir / PROJECTOR_FILE)
+        projector, kind = load_projector(
+            run.start_dir / PROJECTOR_FILE, VlmInfo.read(run.start_dir)
+        )
         if kind != settings.projector:
             raise ValueError(
                 f"{run.start_dir}: projector is {kind}, config says {settings.projector}"

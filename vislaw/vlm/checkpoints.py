@@ -32,11 +32,13 @@ import torch
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.atomic import atomic_dir, write_text_atomic
 from vislaw.io.provenance import (
+    CHECKSUM_KEY,
     InputError,
     check_encoder_record,
     load_tensors,
     read_json,
     save_tensors,
+    tensors_sha256,
 )
 from vislaw.layout import STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.projector import build_projector, infer_projector
@@ -100,6 +102,9 @@ class VlmInfo:
     # Folder (in the stage folder) of a PEFT LoRA adapter applied over ``llm`` (stage 2 with
     # train.stage2.lora); None: ``llm`` is the trained LLM itself.
     llm_adapter: str | None = None
+    # File name -> checksum (``tensors_sha256``) of the tensor files written with this record,
+    # so a projector swapped in from another stage folder (its own checksum intact) is refused.
+    weights: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of_parts(
@@ -179,10 +184,13 @@ def save_projector(state: Mapping[str, torch.Tensor], path: str | Path, kind: st
     save_tensors(state, path, {"projector_type": kind, "format": FORMAT})
 
 
-def load_projector(path: str | Path) -> tuple[nn.Module, str]:
+def load_projector(path: str | Path, info: VlmInfo | None = None) -> tuple[nn.Module, str]:
     """The projector module and its type from a ``projector.safetensors``; refuses a file that
-    is unreadable or whose tensors changed since they were written (checksum), naming it."""
+    is unreadable or whose tensors changed since they were written (checksum), naming it, and
+    (``info`` given) one that is not the projector its ``vlm.json`` was written with."""
     state, meta = load_tensors(path)
+    if info is not None:
+        check_weights(info, path, meta)
     kind, in_dim, out_dim = infer_projector(state)
     kind = meta.get("projector_type", kind)
     projector = build_projector(kind, in_dim, out_dim)
@@ -206,7 +214,22 @@ def read_encoder_weights(
     path = Path(folder) / info.encoder_weights
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found, but {Path(folder) / INFO_FILE} names it")
-    return load_tensors(path)[0]
+    tensors, meta = load_tensors(path)
+    check_weights(info, path, meta)
+    return tensors
+
+
+def check_weights(info: VlmInfo, path: str | Path, meta: Mapping[str, str]) -> None:
+    """Refuse a tensor file of a stage folder whose checksum is not the one ``vlm.json``
+    recorded for it (records written before ``weights`` existed pass)."""
+    recorded = info.weights.get(Path(path).name)
+    actual = meta.get(CHECKSUM_KEY)
+    if recorded is not None and recorded != actual:
+        raise InputError(
+            path,
+            f"is not the file {INFO_FILE} was written with (weights.{Path(path).name} "
+            f"{recorded[:12]}..., file {str(actual)[:12]}...): copied from another stage folder?",
+        )
 
 
 def write_stage(
@@ -226,12 +249,15 @@ def write_stage(
     folder.mkdir(parents=True, exist_ok=True)
     info = with_feature_record(info)
     save_projector(projector_state, folder / PROJECTOR_FILE, info.projector_type)
+    weights = {PROJECTOR_FILE: tensors_sha256(projector_state)}
     if encoder_state:
         save_encoder_weights(encoder_state, folder / ENCODER_FILE)
+        weights[ENCODER_FILE] = tensors_sha256(encoder_state)
         info = dataclasses.replace(info, encoder_weights=ENCODER_FILE)
     else:
         (folder / ENCODER_FILE).unlink(missing_ok=True)
         info = dataclasses.replace(info, encoder_weights=None)
+    info = dataclasses.replace(info, weights=weights)
     if llm is not None:
         with atomic_dir(folder / LLM_DIR) as tmp:
             kwargs = {"state_dict": dict(llm_state_dict)} if llm_state_dict is not None else {}

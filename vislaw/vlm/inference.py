@@ -129,7 +129,7 @@ def load_vlm(
     llm = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
     if adapter is not None:
         llm = merge_lora(llm, adapter)
-    projector, _ = load_projector(folder / PROJECTOR_FILE)
+    projector, _ = load_projector(folder / PROJECTOR_FILE, info)
     encoder = build_encoder(info.encoder, device=device, dtype=dtype)
     trained = read_encoder_weights(folder, info)
     if trained:
