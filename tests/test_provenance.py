@@ -382,3 +382,51 @@ def test_a_scores_refuse_a_copied_embedding_file_and_loglik_record(tmp_path):
     with pytest.raises(InputError, match=r"dinov2\.json: records encoder 'clip224', as .*clip224"):
         table("bad.csv")
     assert not (tmp_path / "bad.csv").exists()
+
+
+# ---- the law's input tables and the training checkpoint ----------------------------------------
+def test_law_input_refuses_a_word_in_a_score_table(tmp_path):
+    import pandas as pd
+
+    from vislaw.law.inputs import build_law_input
+
+    a = {"encoder": ["e1", "e2"], "benchmark": ["mme"] * 2, "a_cosine": [0.5, 0.6]}
+    pd.DataFrame(a).to_csv(tmp_path / "a.csv", index=False)
+    b = {
+        "encoder": ["e1", "e2"],
+        "benchmark": ["mme"] * 2,
+        "metric": ["mme_perception_score"] * 2,
+        "score": [1400, None],  # not scored: a documented empty cell, left out of the law
+        "note": ["", "no judge"],
+    }
+    pd.DataFrame(b).to_csv(tmp_path / "b.csv", index=False)
+    (tmp_path / "c.csv").write_text("encoder,pck10_image\ne1,0.1\ne2,0.2\n")
+    table = build_law_input(tmp_path / "a.csv", tmp_path / "c.csv", tmp_path / "b.csv")
+    assert table["C"].tolist() == pytest.approx([10.0])
+    (tmp_path / "c.csv").write_text("encoder,pck10_image\ne1,0.1\ne2,high\n")
+    with pytest.raises(InputError) as err:
+        build_law_input(tmp_path / "a.csv", tmp_path / "c.csv", tmp_path / "b.csv")
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'c.csv'}: line 3, column 'pck10_image': 'high' is not a number"
+    )
+
+
+def test_resumable_checkpoint_refuses_a_flipped_bit(tmp_path):
+    from vislaw.train.engine import PlainEngine
+
+    def engine(seed: int) -> PlainEngine:
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(4, 3)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        return PlainEngine(model, optimizer, scheduler, 1, 1.0, "cpu", False)
+
+    saved = engine(0)
+    saved.save(tmp_path, "step_1", {"step": 1})
+    fresh = engine(1)
+    assert fresh.load(tmp_path, "step_1") == {"step": 1}
+    assert torch.equal(fresh.model.weight, saved.model.weight)
+    flip_bit(tmp_path / "step_1" / "trainable.safetensors")
+    with pytest.raises(InputError, match=r"step_1/trainable\.safetensors: tensors do not match"):
+        engine(1).load(tmp_path, "step_1")

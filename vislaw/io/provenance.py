@@ -237,6 +237,24 @@ def read_numeric_csv(path: str | Path, columns: Sequence[str]) -> dict[str, list
     return out
 
 
+def check_numeric_frame(
+    path: str | Path, frame: Any, columns: Sequence[str], *, missing_ok: Sequence[str] = ()
+) -> None:
+    """Refuse a table (a pandas DataFrame read from ``path``) whose ``columns`` hold anything
+    but finite numbers: pandas reads a word into a column as strings and the arithmetic after
+    it either fails far away or, worse, works. ``missing_ok``: columns where an empty cell
+    (NaN) is a documented value (a benchmark that was not scored)."""
+    path = Path(path)
+    for column in columns:
+        if column not in frame:
+            raise InputError(path, f"missing column '{column}' (has {list(frame.columns)})")
+        for i, value in enumerate(frame[column].tolist()):
+            text = "" if value is None else str(value)
+            if column in missing_ok and (text in ("", "nan") or value != value):
+                continue
+            _number(path, i + 2, column, text)
+
+
 def _number(path: Path, line: int, column: str, text: str | None) -> float:
     try:
         value = float(text or "")
