@@ -235,6 +235,20 @@ def test_embeddings_refuse_an_edited_vlm_json(demo, stage1, tmp_path):
         embeddings(demo, copy_stage(stage1, tmp_path / "b"), tmp_path, encoder="clip224")
 
 
+def test_eval_plugin_refuses_an_edited_stage_folder_when_told_its_encoder(demo, stage1, tmp_path):
+    from vislaw.eval.plugin import load_model
+
+    folder = copy_stage(stage1, tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(demo["config"]))
+    assert load_model(folder, config=config, encoder="clip336").info.encoder.name == "clip336"
+    data = json.loads((folder / "vlm.json").read_text())
+    data["encoder"]["patch_size"] = 8
+    (folder / "vlm.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"records encoders\.clip336\.patch_size = 8, config"):
+        load_model(folder, config=config, encoder="clip336")
+
+
 def test_stage2_refuses_an_edited_stage1(demo, stage1, tmp_path):
     from vislaw.train.runner import train_stage
 
