@@ -111,6 +111,7 @@ def test_features_record_their_settings(features):
 def test_c_score_refuses_features_of_another_encoder(demo, features, tmp_path):
     row = c_score(demo, features["clip224"], "clip224", tmp_path / "ok.csv")
     assert row["encoder"] == "clip224" and 0.0 <= row["pck10_image"] <= 1.0  # genuine: scored
+    assert row["features_sha256"] == file_sha256(features["clip224"])
     copied = tmp_path / "features" / "clip224.h5"
     copied.parent.mkdir()
     shutil.copy(features["openclip"], copied)  # same grid and width: only the record differs
@@ -118,6 +119,19 @@ def test_c_score_refuses_features_of_another_encoder(demo, features, tmp_path):
         c_score(demo, copied, "clip224", tmp_path / "c.csv")
     assert str(err.value) == f"{copied}: records encoder 'openclip', config wants 'clip224'"
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_c_scores_table_refuses_a_row_copied_over_another(demo, features, tmp_path):
+    from vislaw.scores.correspondence import run_c_scores_table
+
+    c_score(demo, features["clip224"], "clip224", tmp_path / "clip224.csv")
+    c_score(demo, features["openclip"], "openclip", tmp_path / "openclip.csv")
+    run_c_scores_table([tmp_path / "clip224.csv", tmp_path / "openclip.csv"], tmp_path / "t.csv")
+    shutil.copy(tmp_path / "clip224.csv", tmp_path / "openclip.csv")
+    with pytest.raises(InputError, match=r"openclip\.csv: records encoder 'clip224', as .*clip224"):
+        run_c_scores_table(
+            [tmp_path / "clip224.csv", tmp_path / "openclip.csv"], tmp_path / "u.csv"
+        )
 
 
 def test_c_score_refuses_features_of_an_older_spec(demo, features, tmp_path):

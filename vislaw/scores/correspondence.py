@@ -42,6 +42,7 @@ from vislaw.data.spair import MAX_KEYPOINTS, SpairPair, load_pairs
 from vislaw.encoders.preprocess import Letterbox
 from vislaw.io.atomic import write_csv
 from vislaw.io.hdf5 import open_features
+from vislaw.io.provenance import InputError, file_sha256
 from vislaw.scores.settings import CScoreSettings
 from vislaw.scores.symmetry import Groups, partner_table, symmetric_groups
 
@@ -557,6 +558,7 @@ def run_c_scores_table(paths: Sequence[str | Path], out: str | Path) -> None:
     """Step ``c_scores_table``: the per-encoder C-score CSVs (one row each, same columns)
     concatenated into one table."""
     rows: list[dict[str, str]] = []
+    seen: dict[str, str | Path] = {}
     for path in paths:
         got = read_rows(path)
         if len(got) != 1:
@@ -564,6 +566,10 @@ def run_c_scores_table(paths: Sequence[str | Path], out: str | Path) -> None:
         missing = [c for c in TABLE_COLUMNS if c not in got[0]]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}")
+        encoder = got[0]["encoder"]
+        if encoder in seen:  # one row copied over another's file: the law would fit it twice
+            raise InputError(path, f"records encoder {encoder!r}, as {seen[encoder]} does")
+        seen[encoder] = path
         rows.extend(got)
     write_csv(out, rows)
 
@@ -594,6 +600,7 @@ def run_c_score(
             check_features_file(path, member, features_settings)
     groups = [feature_channels(p) for p in member_features] or None
     row = score_features(features, inputs, encoder=encoder, channel_groups=groups)
+    row["features_sha256"] = file_sha256(features)  # the row records the file it scored
     write_csv(out, [row])
     return row
 
