@@ -156,6 +156,18 @@ def test_c_score_refuses_features_made_with_other_settings(demo, features, tmp_p
         )
 
 
+def test_features_without_a_settings_record_are_refused(demo, tmp_path):
+    from vislaw.features import check_features_file
+
+    spec = demo["specs"]["clip224"]
+    path = tmp_path / "clip224.h5"
+    with write_features(path, 1, 4, 2, meta={"encoder": spec.to_attrs()}) as writer:
+        writer.append(["x"], np.zeros((1, 4, 2)))
+    check_features_file(path, spec)  # the encoder alone matches
+    with pytest.raises(InputError, match=r"clip224\.h5: records no features settings"):
+        check_features_file(path, spec, FeaturesSettings.from_config(demo["config"]))
+
+
 def test_fusion_refuses_swapped_member_files(demo, features, tmp_path):
     from vislaw.features import run_fuse_features
 

@@ -157,13 +157,15 @@ def check_features_file(
     A fusion's file records its members by name and is checked on its own spec."""
     from dataclasses import asdict
 
-    from vislaw.io.provenance import check_encoder_record, check_record
+    from vislaw.io.provenance import InputError, check_encoder_record, check_record
 
     if meta is None:
         with open_features(path) as handle:
             meta = dict(handle.meta)
     check_encoder_record(path, meta.get("encoder"), spec.to_attrs())
     if features is not None and spec.family != "fusion":
+        if "settings" not in meta:
+            raise InputError(path, "records no features settings (an older vislaw wrote it)")
         wanted = {k: v for k, v in asdict(features).items() if k in RECORDED_SETTINGS}
         check_record(path, meta.get("settings") or {}, wanted, "features")
     return dict(meta)
