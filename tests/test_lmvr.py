@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -462,6 +463,12 @@ def test_extract_encoder_and_probe_rows(stage2, shapes, tmp_path):
     # the rule's step: the same rows for lmvr.encoders, read from <lmvr dir>/features/<encoder>
     assert run_lmvr_probe(settings, tmp_path, tmp_path / "step.csv") == rows
     assert (tmp_path / "step.csv").read_text() == out.read_text()
+    # a condition's file copied over another's is refused, naming the file and the field
+    shutil.copy(features / "lmvr" / "clean.h5", features / "lmvr" / "jpeg-2.h5")
+    with pytest.raises(ValueError, match=r"jpeg-2\.h5: records lmvr\.condition = 'clean'"):
+        encoder_rows(
+            "clip_t", features, settings.conditions, settings.condition_names, settings.probe
+        )
 
 
 def test_bad_layers_name_their_key(stage2):

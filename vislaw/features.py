@@ -77,6 +77,7 @@ def extract_features(
     device: str = "cpu",
     trained: Mapping[str, Any] | None = None,
     trained_source: str = "",
+    record: Mapping[str, Any] | None = None,
 ) -> None:
     """Stream ``ids`` through the encoder in batches into ``out_path`` (atomic).
 
@@ -86,7 +87,10 @@ def extract_features(
 
     ``trained``: encoder tensors a training recipe changed (ConvLLaVA's, read from the stage-1
     folder named by ``trained_source``), so the features are those of the encoder the MLLM
-    uses rather than of the spec's (for ConvLLaVA: a random fifth stage)."""
+    uses rather than of the spec's (for ConvLLaVA: a random fifth stage).
+
+    ``record``: extra provenance merged into the meta (the ``features`` settings and the
+    sha256 of the inputs, see :func:`features_record`), which the C score checks."""
     from tqdm import tqdm
 
     from vislaw.data.images import read_rgb
@@ -109,6 +113,7 @@ def extract_features(
     }
     if trained:
         meta["trained_encoder"] = trained_source
+    meta.update(record or {})
     with write_features(
         out_path, len(ids), rows * cols, encoder.channels, dtype=dtype, grid=(rows, cols), meta=meta
     ) as writer:
@@ -121,6 +126,51 @@ def extract_features(
             writer.append(batch_ids, feats)
 
 
+# Settings of ``features`` that change the file (batch_size only changes the batching).
+RECORDED_SETTINGS = ("image_set", "max_images", "dtype")
+
+
+def features_record(features: FeaturesSettings, stage1: str | Path | None = None) -> dict[str, Any]:
+    """Provenance of a features file (vislaw.io.provenance): the settings it was made with and
+    the sha256 of the trained encoder tensors it read (by role, never a path)."""
+    from dataclasses import asdict
+
+    from vislaw.io.provenance import input_hashes, settings_record
+
+    settings = {k: v for k, v in asdict(features).items() if k in RECORDED_SETTINGS}
+    record: dict[str, Any] = {"settings": settings_record(settings)}
+    if stage1:
+        from vislaw.vlm.checkpoints import ENCODER_FILE
+
+        record["inputs"] = input_hashes({"stage1_encoder": Path(stage1) / ENCODER_FILE})
+    return record
+
+
+def check_features_file(
+    path: str | Path,
+    spec: EncoderSpec,
+    features: FeaturesSettings | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Refuse a features file made for another encoder spec, or (``features`` given) with other
+    ``features`` settings than the config's, naming the file and the key; returns its meta.
+    A fusion's file records its members by name and is checked on its own spec."""
+    from dataclasses import asdict
+
+    from vislaw.io.provenance import InputError, check_encoder_record, check_record
+
+    if meta is None:
+        with open_features(path) as handle:
+            meta = dict(handle.meta)
+    check_encoder_record(path, meta.get("encoder"), spec.to_attrs())
+    if features is not None and spec.family != "fusion":
+        if "settings" not in meta:
+            raise InputError(path, "records no features settings (an older vislaw wrote it)")
+        wanted = {k: v for k, v in asdict(features).items() if k in RECORDED_SETTINGS}
+        check_record(path, meta.get("settings") or {}, wanted, "features")
+    return dict(meta)
+
+
 def fuse_feature_files(
     member_paths: Sequence[str | Path], out_path: str | Path, *, spec: EncoderSpec | None = None
 ) -> None:
@@ -130,6 +180,9 @@ def fuse_feature_files(
     with ExitStack() as stack:
         members = [stack.enter_context(open_features(p)) for p in member_paths]
         first = members[0]
+        if spec is not None:  # each member file must be the member the fusion's spec names
+            for path, member, member_spec in zip(member_paths, members, spec.members, strict=True):
+                check_features_file(path, member_spec, meta=member.meta)
         for path, member in zip(member_paths, members, strict=True):
             if member.ids != first.ids:
                 raise ValueError(f"{path}: image ids differ from {member_paths[0]}")
@@ -146,7 +199,7 @@ def fuse_feature_files(
             )
         meta = {
             "encoder": spec.to_attrs() if spec else None,
-            "members": list(map(str, member_paths)),
+            "members": [Path(p).name for p in member_paths],
             "protocol": next(iter(protocols.values())),
             "keypoint_geometry": "letterbox",
         }
@@ -279,6 +332,7 @@ def run_features(
         device=device,
         trained=trained,
         trained_source=str(stage1) if stage1 else "",
+        record=features_record(features, stage1 if trained else None),
     )
 
 

@@ -21,4 +21,5 @@ with job_log(snakemake.log[0]):
         snakemake.output.loglik,
         gpus=int(snakemake.resources.get("gpu", 0) or 0),
         device=pick_device(config),
+        encoder=snakemake.wildcards.encoder,  # stage 1 must record this encoder's spec
     )

@@ -112,11 +112,19 @@ def load_model(
     (under ``work_dir`` if given) that is removed once the model is in memory.
 
     The released format names its vision tower by hub id only, so it needs ``config`` and
-    ``encoder`` to say which of our encoder specs (family, input size, layer) it was trained on.
+    ``encoder`` to say which of our encoder specs (family, input size, layer) it was trained on;
+    given for our own folder, they name the spec its ``vlm.json`` must record.
     """
     folder = Path(pretrained)
     if (folder / INFO_FILE).is_file():
-        return load_vlm(folder, device=device, dtype=dtype)
+        spec = None
+        if config and encoder:  # then the folder must record that encoder's spec
+            from vislaw.config import load_config
+            from vislaw.encoders.registry import resolve_encoders
+            from vislaw.pipeline import encoder_spec
+
+            spec = encoder_spec(resolve_encoders(load_config(config)), encoder, str(config))
+        return load_vlm(folder, device=device, dtype=dtype, spec=spec)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"pretrained={folder}: neither a vislaw stage folder ({INFO_FILE}) nor a LLaVA "

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from vislaw.io.atomic import atomic_path
+from vislaw.io.provenance import InputError
 
 FEATURES = "features"
 IDS = "ids"
@@ -102,13 +103,48 @@ def _decode_ids(raw: np.ndarray) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
 
 
+@contextlib.contextmanager
+def _open_checked(path: str | Path) -> Iterator[h5py.File]:
+    """The file open for reading, or InputError naming it when it is missing, not HDF5
+    (truncated, overwritten) or lacks the ``features``/``ids`` datasets; h5py's own errors
+    name neither the file nor what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature file not found")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(path, f"not a readable HDF5 file (truncated or corrupt?): {err}") from err
+    with handle:
+        missing = [name for name in (FEATURES, IDS) if name not in handle]
+        if missing:
+            raise InputError(path, f"no {missing} dataset(s): not a vislaw feature file")
+        yield handle
+
+
+def _meta(path: str | Path, handle: h5py.File) -> dict[str, Any]:
+    try:
+        return json.loads(handle.attrs.get("meta", "{}"))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise InputError(path, f"attribute 'meta' is not JSON: {err}") from err
+
+
+def _read_all(path: str | Path, dataset: h5py.Dataset) -> np.ndarray:
+    """A whole dataset; a damaged chunk (a file cut or overwritten inside its data) names the
+    file instead of surfacing as a bare h5py OSError."""
+    try:
+        return dataset[()]
+    except OSError as err:
+        raise InputError(path, f"cannot read dataset '{dataset.name}' (corrupt?): {err}") from err
+
+
 def read_features(path: str | Path) -> FeatureFile:
-    with h5py.File(path, "r") as handle:
+    with _open_checked(path) as handle:
         return FeatureFile(
-            ids=_decode_ids(handle[IDS][()]),
-            features=handle[FEATURES][()],
+            ids=_decode_ids(_read_all(path, handle[IDS])),
+            features=_read_all(path, handle[FEATURES]),
             grid=_grid(handle),
-            meta=json.loads(handle.attrs.get("meta", "{}")),
+            meta=_meta(path, handle),
         )
 
 
@@ -129,10 +165,10 @@ def _grid(handle: h5py.File) -> tuple[int, int] | None:
 @contextlib.contextmanager
 def open_features(path: str | Path) -> Iterator[LazyFeatureFile]:
     """Lazy access while the file is open (peak memory independent of N)."""
-    with h5py.File(path, "r") as handle:
+    with _open_checked(path) as handle:
         yield LazyFeatureFile(
-            ids=_decode_ids(handle[IDS][()]),
+            ids=_decode_ids(_read_all(path, handle[IDS])),
             features=handle[FEATURES],
             grid=_grid(handle),
-            meta=json.loads(handle.attrs.get("meta", "{}")),
+            meta=_meta(path, handle),
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from vislaw.eval.tasks import get_benchmark
+from vislaw.io.provenance import check_numeric_frame
 
 A_COLUMNS = {"cosine": "a_cosine", "loglik": "a_loglik"}
 
@@ -37,6 +38,10 @@ def build_law_input(
     c = pd.read_csv(c_scores)
     b = pd.read_csv(benchmarks)
     column = A_COLUMNS[a_definition]
+    # numbers, or a refusal naming the file, line and column (a word would join as a string)
+    check_numeric_frame(a_scores, a, [column])
+    check_numeric_frame(c_scores, c, ["pck10_image"])
+    check_numeric_frame(benchmarks, b, ["score"], missing_ok=["score"])
     primary = {name: get_benchmark(name).metric for name in b["benchmark"].unique()}
     b = b[
         [primary[name] == metric for name, metric in zip(b["benchmark"], b["metric"], strict=True)]

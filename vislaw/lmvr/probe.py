@@ -21,6 +21,7 @@ import numpy as np
 
 from vislaw.io.atomic import write_csv
 from vislaw.io.hdf5 import read_features
+from vislaw.io.provenance import check_record
 from vislaw.lmvr.corruptions import CLEAN
 from vislaw.lmvr.settings import ProbeSettings, feature_file
 
@@ -133,7 +134,11 @@ def encoder_rows(
         per_condition = {}
         meta: dict = {}
         for key, name in zip(conditions, condition_names, strict=True):
-            ids, feats, meta = _load(feature_file(features_dir, kind, name), ids)
+            path = feature_file(features_dir, kind, name)
+            ids, feats, meta = _load(path, ids)
+            # the file must be this encoder's, of this condition (not one copied over it)
+            recorded = {k: meta.get(k) for k in ("encoder", "condition")}
+            check_record(path, recorded, {"encoder": encoder, "condition": name}, "lmvr")
             per_condition[key] = feats
         assert ids is not None
         variants = [BASELINE] if kind == "baseline" else [f"lmvr_{v}" for v in meta["variants"]]

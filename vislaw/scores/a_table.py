@@ -7,11 +7,12 @@ images (docs/a_score.md: CLIP@224 and CLIP@336), ``a_cosine`` their mean (the A 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from vislaw.io.atomic import write_csv
+from vislaw.io.hdf5 import open_features
+from vislaw.io.provenance import InputError, check_record, read_json
 from vislaw.scores.alignment import alignment_score
 from vislaw.scores.settings import AScoreSettings
 
@@ -45,12 +46,38 @@ def a_score_rows(
 
 
 def read_logliks(paths: Sequence[str | Path]) -> dict[str, float]:
-    """encoder -> ``a_loglik`` from the embeddings jobs' JSON records."""
+    """encoder -> ``a_loglik`` from the embeddings jobs' JSON records; a record that is not
+    JSON, lacks a field, or names an encoder another record already named (a copied file) is
+    refused naming the file."""
     loglik: dict[str, float] = {}
+    source: dict[str, str | Path] = {}
     for path in paths:
-        record = json.loads(Path(path).read_text())
-        loglik[record["encoder"]] = record["a_loglik"]
+        record = read_json(path)
+        try:
+            encoder, value = record["encoder"], float(record["a_loglik"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(path, f"not an A log-likelihood record: {err!r}") from err
+        if encoder in source:
+            raise InputError(path, f"records encoder {encoder!r}, as {source[encoder]} does")
+        loglik[encoder], source[encoder] = value, path
     return loglik
+
+
+def check_embedding_files(
+    encoders: Sequence[str],
+    benchmarks: Sequence[str],
+    embeddings: Callable[[str, str], str | Path],
+) -> None:
+    """Each embedding file must record the encoder and benchmark its name stands for (the
+    embeddings job writes both into its meta), so a file copied over another's is refused
+    naming the file rather than scored as that encoder's."""
+    for encoder in encoders:
+        for bench in benchmarks:
+            path = embeddings(bench, encoder)
+            with open_features(path) as handle:
+                meta = dict(handle.meta)
+            recorded = {k: meta.get(k) for k in ("encoder", "benchmark")}
+            check_record(path, recorded, {"encoder": encoder, "benchmark": bench}, "embeddings")
 
 
 def run_a_scores(
@@ -63,6 +90,8 @@ def run_a_scores(
 ) -> list[dict[str, float | str]]:
     """Step ``a_scores``: the table from the cached embeddings (``embeddings(benchmark,
     encoder)`` names each file) and the log-likelihood records, written to ``out`` (CSV)."""
+    used = list(dict.fromkeys([*encoders, *a_score.references.values()]))
+    check_embedding_files(used, benchmarks, embeddings)
     rows = a_score_rows(
         encoders, benchmarks, embeddings, read_logliks(loglik_paths), a_score.references
     )

@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -42,8 +42,13 @@ from vislaw.data.spair import MAX_KEYPOINTS, SpairPair, load_pairs
 from vislaw.encoders.preprocess import Letterbox
 from vislaw.io.atomic import write_csv
 from vislaw.io.hdf5 import open_features
+from vislaw.io.provenance import InputError, file_sha256
 from vislaw.scores.settings import CScoreSettings
 from vislaw.scores.symmetry import Groups, partner_table, symmetric_groups
+
+if TYPE_CHECKING:
+    from vislaw.encoders.base import EncoderSpec
+    from vislaw.features import FeaturesSettings
 
 ALPHAS: tuple[float, ...] = (0.10, 0.05, 0.01)
 MATCHERS: tuple[str, ...] = ("argmax", "soft_argmax")
@@ -410,11 +415,8 @@ def pck_table(
 # ---- one encoder's score from its feature file --------------------------------------------------
 def feature_channels(path: str | Path) -> int:
     """Channel count C of a feature file (reads the shape only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"feature file not found: {path}")
-    with h5py.File(path, "r") as handle:
-        return int(handle["features"].shape[2])
+    with open_features(path) as handle:
+        return int(handle.features.shape[2])
 
 
 def fusion_channel_groups(path: str | Path) -> list[int] | None:
@@ -556,6 +558,7 @@ def run_c_scores_table(paths: Sequence[str | Path], out: str | Path) -> None:
     """Step ``c_scores_table``: the per-encoder C-score CSVs (one row each, same columns)
     concatenated into one table."""
     rows: list[dict[str, str]] = []
+    seen: dict[str, str | Path] = {}
     for path in paths:
         got = read_rows(path)
         if len(got) != 1:
@@ -563,6 +566,10 @@ def run_c_scores_table(paths: Sequence[str | Path], out: str | Path) -> None:
         missing = [c for c in TABLE_COLUMNS if c not in got[0]]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}")
+        encoder = got[0]["encoder"]
+        if encoder in seen:  # one row copied over another's file: the law would fit it twice
+            raise InputError(path, f"records encoder {encoder!r}, as {seen[encoder]} does")
+        seen[encoder] = path
         rows.extend(got)
     write_csv(out, rows)
 
@@ -574,13 +581,26 @@ def run_c_score(
     *,
     encoder: str | None = None,
     member_features: Sequence[str | Path] = (),
+    spec: EncoderSpec | None = None,
+    features_settings: FeaturesSettings | None = None,
 ) -> dict[str, Any]:
     """Step ``c_score``: one encoder's row, written to ``out`` (CSV, atomic). A fusion's member
     files (``member_features``, in order) give the channel counts that split the fused vector,
     so each member is L2-normalised on its own before the cosine; without them the counts come
-    from the fusion file's meta."""
+    from the fusion file's meta.
+
+    ``spec`` (and ``features_settings``): the config's encoder and ``features`` section; the
+    file's record must match them (and each member file its member's spec), else the step
+    refuses naming the file and the key rather than score another encoder's features."""
+    if spec is not None:
+        from vislaw.features import check_features_file
+
+        check_features_file(features, spec, features_settings)
+        for path, member in zip(member_features, spec.members, strict=False):
+            check_features_file(path, member, features_settings)
     groups = [feature_channels(p) for p in member_features] or None
     row = score_features(features, inputs, encoder=encoder, channel_groups=groups)
+    row["features_sha256"] = file_sha256(features)  # the row records the file it scored
     write_csv(out, [row])
     return row
 

@@ -136,9 +136,11 @@ def embedding_job(
     *,
     device: str = "cpu",
     shard: tuple[int, int] = (0, 1),
+    encoder: str | None = None,
 ) -> None:
     """One encoder: load its stage-1 model once, embed every benchmark's image sample, then
-    score the caption log-likelihood; all outputs atomic."""
+    score the caption log-likelihood; all outputs atomic. ``encoder``: the config's name of
+    it; the stage folder must record that encoder's spec (vislaw.io.provenance)."""
     import json
 
     from vislaw.data.llava import read_llava_json
@@ -153,8 +155,17 @@ def embedding_job(
     # bf16 on the GPU (a 7B model in fp32 would need ~28 GB); fp32 on the CPU (demo, tests).
     import torch
 
+    spec = None
+    if encoder is not None:
+        from vislaw.encoders.registry import resolve_encoders
+        from vislaw.pipeline import encoder_spec
+
+        spec = encoder_spec(resolve_encoders(config), encoder)
     vlm = load_vlm(
-        stage1_dir, device=device, dtype=torch.bfloat16 if device.startswith("cuda") else None
+        stage1_dir,
+        device=device,
+        dtype=torch.bfloat16 if device.startswith("cuda") else None,
+        spec=spec,
     )
     # The stage's trained weights: the projector, plus the encoder tensors a ConvLLaVA-style
     # recipe trains (encoder.safetensors), so the hash changes whenever the embeddings can.
@@ -201,6 +212,7 @@ def embedding_job_on_ranks(
     outputs: dict[str, str | Path],
     loglik_out: str | Path,
     processes: int,
+    encoder: str | None = None,
 ) -> None:
     """The embeddings job across ``processes`` GPUs: one process per GPU on every ``processes``-th
     image of each sample and every ``processes``-th caption, then the shards merged in order
@@ -222,6 +234,7 @@ def embedding_job_on_ranks(
         "samples": {k: str(v) for k, v in samples.items()},
         "outputs": {k: str(v) for k, v in outputs.items()},
         "loglik": str(loglik_out),
+        "encoder": encoder,
     }
     commands = []
     for rank in range(processes):
@@ -261,19 +274,24 @@ def run_embeddings(
     *,
     gpus: int = 0,
     device: str = "cpu",
+    encoder: str | None = None,
 ) -> None:
     """Step ``embeddings`` (a checked config: ``a_score``, ``seed`` and stage 1's data): one
     process, or with ``gpus > 1`` one process per GPU (:func:`embedding_job_on_ranks`, which
     reads the config from a file written beside ``loglik_out``)."""
     if gpus <= 1:
-        embedding_job(config, stage1_dir, samples, outputs, loglik_out, device=device)
+        embedding_job(
+            config, stage1_dir, samples, outputs, loglik_out, device=device, encoder=encoder
+        )
         return
     from vislaw.train.launch import write_run_config
 
     run_config = Path(loglik_out).with_suffix(".run_config.yaml")
     write_run_config(config, run_config)
     try:
-        embedding_job_on_ranks(run_config, stage1_dir, samples, outputs, loglik_out, gpus)
+        embedding_job_on_ranks(
+            run_config, stage1_dir, samples, outputs, loglik_out, gpus, encoder=encoder
+        )
     finally:
         run_config.unlink(missing_ok=True)
 
@@ -295,6 +313,7 @@ def _rank_main(argv: Sequence[str]) -> None:
         call["loglik"],
         device=pick_device(config),
         shard=tuple(call["shard"]),
+        encoder=call.get("encoder"),
     )
 
 

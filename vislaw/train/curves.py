@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import pandas as pd
+from vislaw.io.provenance import read_numeric_csv
 
 
 def plot_training_curves(
@@ -25,7 +25,9 @@ def plot_training_curves(
         for encoder, dirs in stage_dirs.items():
             if stage not in dirs:
                 continue
-            log = pd.read_csv(Path(dirs[stage]) / "loss.csv")
+            # numbers or a refusal naming the file and line: a word in the column would
+            # otherwise turn the axis into categories and plot with rc 0
+            log = read_numeric_csv(Path(dirs[stage]) / "loss.csv", ("step", "loss"))
             ax.plot(log["step"], log["loss"], label=encoder, linewidth=1.2)
         ax.set_title(f"stage {stage}: training loss")
         ax.set_xlabel("optimizer step")

@@ -222,13 +222,12 @@ class PlainEngine:
         return float(norm)
 
     def save(self, root: Path, tag: str, client_state: Mapping[str, Any]) -> None:
-        from safetensors.torch import save_file
-
         from vislaw.io.atomic import atomic_dir, write_text_atomic
+        from vislaw.io.provenance import save_tensors
 
         with atomic_dir(root / tag) as tmp:
-            state = {k: v.contiguous() for k, v in trainable_state(self.model).items()}
-            save_file(state, str(tmp / "trainable.safetensors"))
+            # with a checksum: a resumed run must not continue from damaged weights
+            save_tensors(trainable_state(self.model), tmp / "trainable.safetensors", {})
             torch.save(
                 {
                     "optimizer": self.optimizer.state_dict(),
@@ -240,10 +239,10 @@ class PlainEngine:
         write_text_atomic(root / "latest", tag)
 
     def load(self, root: Path, tag: str) -> dict[str, Any]:
-        from safetensors.torch import load_file
+        from vislaw.io.provenance import load_tensors, read_json
 
         folder = root / tag
-        state = load_file(str(folder / "trainable.safetensors"), device=str(self.device))
+        state, _ = load_tensors(folder / "trainable.safetensors")
         missing = set(trainable_state(self.model)) - set(state)
         if missing:
             raise RuntimeError(
@@ -253,7 +252,7 @@ class PlainEngine:
         opt = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
-        return json.loads((folder / "client_state.json").read_text())
+        return read_json(folder / "client_state.json")
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()

@@ -268,7 +268,8 @@ def _prepare(
     dtype = torch.bfloat16 if (use_ds and settings.bf16) else torch.float32
     if stage == 2 and start_dir is None:
         raise ValueError("stage 2 starts from a stage-1 folder: pass stage1_dir")
-    if start_dir is not None:
+    if start_dir is not None:  # it must record this encoder (vislaw.io.provenance)
+        VlmInfo.read(start_dir).check_encoder(spec, start_dir)
         llm = llm or VlmInfo.read(start_dir).llm_source(start_dir)
     llm = llm or llm_source(config)
     # Built before any ZeRO-3 config exists, so a real encoder's from_pretrained is not
@@ -352,7 +353,9 @@ def _build_engine(run: _Run, ds_config: dict[str, Any] | None) -> Any:
             width = lm.config.hidden_size
             projector = build_projector(settings.projector, run.encoder.channels, width)
     else:
-        projector, kind = load_projector(run.start_dir / PROJECTOR_FILE)
+        projector, kind = load_projector(
+            run.start_dir / PROJECTOR_FILE, VlmInfo.read(run.start_dir)
+        )
         if kind != settings.projector:
             raise ValueError(
                 f"{run.start_dir}: projector is {kind}, config says {settings.projector}"

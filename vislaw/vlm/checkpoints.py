@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vislaw.encoders.base import EncoderSpec
-from vislaw.io.atomic import atomic_dir, atomic_path, write_text_atomic
+from vislaw.io.atomic import atomic_dir, write_text_atomic
+from vislaw.io.provenance import (
+    CHECKSUM_KEY,
+    InputError,
+    check_encoder_record,
+    load_tensors,
+    read_json,
+    save_tensors,
+    tensors_sha256,
+)
 from vislaw.layout import STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.projector import build_projector, infer_projector
 
@@ -93,6 +102,9 @@ class VlmInfo:
     # Folder (in the stage folder) of a PEFT LoRA adapter applied over ``llm`` (stage 2 with
     # train.stage2.lora); None: ``llm`` is the trained LLM itself.
     llm_adapter: str | None = None
+    # File name -> checksum (``tensors_sha256``) of the tensor files written with this record,
+    # so a projector swapped in from another stage folder (its own checksum intact) is refused.
+    weights: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of_parts(
@@ -134,13 +146,26 @@ class VlmInfo:
         path = Path(folder) / INFO_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {folder} is not a finished stage folder")
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file")
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InputError(path, f"not a {FORMAT} file")
+        if data.get("version") != VERSION:
+            raise InputError(path, f"version {data.get('version')!r}, expected {VERSION}")
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["encoder"] = spec_from_dict(data["encoder"])
-        return cls(**kwargs)
+        try:
+            kwargs["encoder"] = spec_from_dict(data["encoder"])
+            return cls(**kwargs)
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(path, f"fields do not form a stage record: {err!r}") from err
+
+    def check_encoder(self, spec: EncoderSpec, folder: str | Path) -> None:
+        """Refuse this stage folder for encoder ``spec`` unless ``vlm.json`` records exactly
+        that spec (a hand-edited ``input_size``, a folder copied from another encoder, a spec
+        changed in the config since the stage was trained), naming the file and the key."""
+        check_encoder_record(
+            Path(folder) / INFO_FILE, spec_to_dict(self.encoder), spec_to_dict(spec)
+        )
 
     def llm_source(self, folder: str | Path) -> str:
         """Where ``from_pretrained`` finds the LLM of the stage folder ``folder``."""
@@ -155,21 +180,17 @@ def llm_reference(llm: str, folder: str | Path) -> tuple[str, bool]:
 
 
 def save_projector(state: Mapping[str, torch.Tensor], path: str | Path, kind: str) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"projector_type": kind, "format": FORMAT})
+    """Projector tensors with their type and a checksum (verified by :func:`load_projector`)."""
+    save_tensors(state, path, {"projector_type": kind, "format": FORMAT})
 
 
-def load_projector(path: str | Path) -> tuple[nn.Module, str]:
-    """The projector module and its type from a ``projector.safetensors``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), "pt") as handle:
-        meta = handle.metadata() or {}
-    state = load_file(str(path))
+def load_projector(path: str | Path, info: VlmInfo | None = None) -> tuple[nn.Module, str]:
+    """The projector module and its type from a ``projector.safetensors``; refuses a file that
+    is unreadable or whose tensors changed since they were written (checksum), naming it, and
+    (``info`` given) one that is not the projector its ``vlm.json`` was written with."""
+    state, meta = load_tensors(path)
+    if info is not None:
+        check_weights(info, path, meta)
     kind, in_dim, out_dim = infer_projector(state)
     kind = meta.get("projector_type", kind)
     projector = build_projector(kind, in_dim, out_dim)
@@ -178,26 +199,37 @@ def load_projector(path: str | Path) -> tuple[nn.Module, str]:
 
 
 def save_encoder_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "content": "trained encoder"})
+    """Trained encoder tensors with a checksum (verified by :func:`read_encoder_weights`)."""
+    save_tensors(state, path, {"format": FORMAT, "content": "trained encoder"})
 
 
 def read_encoder_weights(
     folder: str | Path, info: VlmInfo | None = None
 ) -> dict[str, torch.Tensor]:
-    """The trained encoder tensors of a stage folder ({} when its encoder is the spec's)."""
-    from safetensors.torch import load_file
-
+    """The trained encoder tensors of a stage folder ({} when its encoder is the spec's),
+    checksum verified."""
     info = info or VlmInfo.read(folder)
     if not info.encoder_weights:
         return {}
     path = Path(folder) / info.encoder_weights
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found, but {Path(folder) / INFO_FILE} names it")
-    return load_file(str(path))
+    tensors, meta = load_tensors(path)
+    check_weights(info, path, meta)
+    return tensors
+
+
+def check_weights(info: VlmInfo, path: str | Path, meta: Mapping[str, str]) -> None:
+    """Refuse a tensor file of a stage folder whose checksum is not the one ``vlm.json``
+    recorded for it (records written before ``weights`` existed pass)."""
+    recorded = info.weights.get(Path(path).name)
+    actual = meta.get(CHECKSUM_KEY)
+    if recorded is not None and recorded != actual:
+        raise InputError(
+            path,
+            f"is not the file {INFO_FILE} was written with (weights.{Path(path).name} "
+            f"{recorded[:12]}..., file {str(actual)[:12]}...): copied from another stage folder?",
+        )
 
 
 def write_stage(
@@ -217,12 +249,15 @@ def write_stage(
     folder.mkdir(parents=True, exist_ok=True)
     info = with_feature_record(info)
     save_projector(projector_state, folder / PROJECTOR_FILE, info.projector_type)
+    weights = {PROJECTOR_FILE: tensors_sha256(projector_state)}
     if encoder_state:
         save_encoder_weights(encoder_state, folder / ENCODER_FILE)
+        weights[ENCODER_FILE] = tensors_sha256(encoder_state)
         info = dataclasses.replace(info, encoder_weights=ENCODER_FILE)
     else:
         (folder / ENCODER_FILE).unlink(missing_ok=True)
         info = dataclasses.replace(info, encoder_weights=None)
+    info = dataclasses.replace(info, weights=weights)
     if llm is not None:
         with atomic_dir(folder / LLM_DIR) as tmp:
             kwargs = {"state_dict": dict(llm_state_dict)} if llm_state_dict is not None else {}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from PIL import Image
     from transformers import PreTrainedTokenizerBase
 
+    from vislaw.encoders.base import EncoderSpec
     from vislaw.vlm.model import LlavaStyleModel
 
 
@@ -105,9 +106,14 @@ def map_pixels_rows(pixels: Pixels) -> list[Pixels]:
 
 
 def load_vlm(
-    folder: str | Path, device: str = "cpu", dtype: torch.dtype | None = None
+    folder: str | Path,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    spec: EncoderSpec | None = None,
 ) -> LoadedVlm:
-    """Rebuild a stage-1 or stage-2 model from its folder (encoder from the stored spec)."""
+    """Rebuild a stage-1 or stage-2 model from its folder (encoder from the stored spec).
+    ``spec``: the config's encoder; the folder must record exactly it (``vlm.json`` edited or
+    copied from another encoder is refused, naming the file and the key)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from vislaw.encoders.registry import build_encoder
@@ -115,13 +121,15 @@ def load_vlm(
 
     folder = Path(folder)
     info = VlmInfo.read(folder)
+    if spec is not None:
+        info.check_encoder(spec, folder)
     source = info.llm_source(folder)
     adapter = folder / info.llm_adapter if info.llm_adapter else None
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(adapter or source))
     llm = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
     if adapter is not None:
         llm = merge_lora(llm, adapter)
-    projector, _ = load_projector(folder / PROJECTOR_FILE)
+    projector, _ = load_projector(folder / PROJECTOR_FILE, info)
     encoder = build_encoder(info.encoder, device=device, dtype=dtype)
     trained = read_encoder_weights(folder, info)
     if trained:
