@@ -95,7 +95,7 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError("<root>", f"{path} is not valid YAML: {error}") from None
 
 
-def check_yaml_size(node: yaml.Node | None, source: Any) -> None:
+def check_yaml_size(node: yaml.Node | None, source: Any, key: str = "<root>") -> None:
     """Refuse a composed YAML tree that aliases expand past MAX_YAML_VALUES values or that
     nests deeper than MAX_YAML_DEPTH, naming the key where the limit was crossed.
 
@@ -104,7 +104,7 @@ def check_yaml_size(node: yaml.Node | None, source: Any) -> None:
     (``&a [*a]``) is infinitely deep and is refused by the depth limit.
     """
     if node is not None:
-        _values_below(node, "<root>", 0, {}, source)
+        _values_below(node, key, 0, {}, source)
 
 
 def _values_below(
@@ -218,7 +218,7 @@ def check_cli_config(argv: Sequence[str]) -> None:
             node = yaml.compose(value, Loader=yaml.BaseLoader)
         except (yaml.YAMLError, RecursionError):
             continue  # Snakemake then takes it as a plain string
-        check_yaml_size(node, f"--config {key}")
+        check_yaml_size(node, "--config", key)
         _refuse_duplicates(node, key, "--config", set())
 
 
