@@ -66,6 +66,15 @@ def settings_image_set(features: FeaturesSettings, data: DataSettings) -> tuple[
     return root / "JPEGImages", ids
 
 
+def read_image(folder: str | Path, image_id: str, max_pixels: int | None) -> Any:
+    """Image ``image_id`` of ``folder`` as RGB, with check_data's checks (vislaw.data.images):
+    no link out of the folder, decoded whole, ``data.max_image_pixels`` at most."""
+    from vislaw.data.images import image_path, read_rgb
+
+    path = image_path(folder, image_id, source=folder, item=image_id)
+    return read_rgb(path, image_id, max_pixels)
+
+
 def extract_features(
     spec: EncoderSpec,
     image_folder: str | Path,
@@ -77,6 +86,7 @@ def extract_features(
     device: str = "cpu",
     trained: Mapping[str, Any] | None = None,
     trained_source: str = "",
+    max_pixels: int | None = None,
 ) -> None:
     """Stream ``ids`` through the encoder in batches into ``out_path`` (atomic).
 
@@ -89,7 +99,6 @@ def extract_features(
     uses rather than of the spec's (for ConvLLaVA: a random fifth stage)."""
     from tqdm import tqdm
 
-    from vislaw.data.images import read_rgb
     from vislaw.encoders.registry import build_encoder
 
     encoder = build_encoder(spec, device=device)
@@ -116,7 +125,7 @@ def extract_features(
             range(0, len(ids), batch_size), desc=f"features {spec.name}", unit="batch"
         ):
             batch_ids = list(ids[start : start + batch_size])
-            images = [read_rgb(Path(image_folder) / image_id, image_id) for image_id in batch_ids]
+            images = [read_image(image_folder, i, max_pixels) for i in batch_ids]
             feats = encoder.encode_images(images, "c_score").float().cpu().numpy()
             writer.append(batch_ids, feats)
 
@@ -279,6 +288,7 @@ def run_features(
         device=device,
         trained=trained,
         trained_source=str(stage1) if stage1 else "",
+        max_pixels=data.max_image_pixels,
     )
 
 

@@ -70,6 +70,7 @@ class DataSettings(Section):
     instruct: LlavaJsonSettings | None
     spair: SpairSettings | None
     benchmark_root: str
+    max_image_pixels: int
     sources: Mapping[str, Any]
 
     def path(self, value: str | Path) -> Path:
