@@ -70,9 +70,9 @@ def test_aliases_of_a_normal_size_still_work(tmp_path, minimal_config):
     ids=["deeper than the limit", "200000 deep", "recursive alias"],
 )
 def test_deep_or_recursive_yaml_is_refused_naming_the_file(tmp_path, text):
-    path = tmp_path / "deep.yaml"
+    path = tmp_path / "config.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="deep") as info:
+    with pytest.raises(ConfigError, match="too deeply|deeper than|nesting depth") as info:
         read_yaml(path)
     assert str(path) in str(info.value)
 

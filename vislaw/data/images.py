@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "MPO")
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 """Pillow plugins a dataset image may be read with. Only these are tried: others (EPS, which
 runs Ghostscript; PSD; ICNS ...) are no dataset's format, and a file that only they open is
 refused as an unsupported format."""
