@@ -204,3 +204,19 @@ def test_cli_names_a_missing_config_file(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "config file not found: nope.yaml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_nested_number_given_as_a_string_points_at_an_overlay(minimal_config):
+    """What Snakemake's ``--config 'train={stage1: {lr: 2e-3}}'`` hands over."""
+    with pytest.raises(ConfigError, match="overlay") as info:
+        load_checked_config(_with(minimal_config, "train.stage1.lr", "2e-3"))
+    assert info.value.key == "train.stage1.lr"
+    with pytest.raises(ConfigError) as info:  # a word is not a number: no such hint
+        load_checked_config(_with(minimal_config, "train.stage1.lr", "fast"))
+    assert "overlay" not in str(info.value)
+
+
+def test_readme_shows_the_overlay_and_the_unlock():
+    readme = (ROOT / "README.md").read_text()
+    assert "--configfile config.yaml overlay.yaml" in readme
+    assert "--configfile config.yaml --unlock" in readme

@@ -260,7 +260,20 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} is not one of {error.validator_value}"
     if error.validator == "not":
         return "holds keys that cannot go together here (see the README's config section)"
+    if error.validator == "type" and isinstance(error.instance, str) and _numeric(error.instance):
+        return (
+            f"{error.message} (Snakemake's --config hands numbers inside a mapping over as "
+            "strings: set it in an overlay file, --configfile config.yaml overlay.yaml; README)"
+        )
     return error.message
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fill_defaults(instance: Any, node: dict, root: dict) -> None:
