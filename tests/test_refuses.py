@@ -299,7 +299,7 @@ SNAKEMAKE_CASES = [
     ("yte", lambda t: "__use_yte__: true\n" + t, [], "__use_yte__"),
     # issue 23: refused in seconds, before any job (an alias bomb hung the check > 150 s)
     ("alias bomb", lambda t: t + ALIAS_BOMB, [], "lols.5"),
-    ("seed past 2**32-1", lambda t: _edit(t, "seed", 12345678901234567890123), [], "seed"),
+    ("seed too large", lambda t: _edit(t, "seed", 12345678901234567890123), [], "seed"),
     (
         "hf_home a file",
         lambda t: _edit(t, "cache.hf_home", str(ROOT / "Snakefile")),
