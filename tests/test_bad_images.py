@@ -230,3 +230,23 @@ def test_spair_json_nested_200000_deep_is_named(spair_config, tmp_path):
     assert f"{victim}: JSON nested too deeply" in report.problems["bad pair annotation"][0]
     with pytest.raises(spair.SpairFormatError, match="nested too deeply"):
         spair.load_pairs(root, "test")
+
+
+@pytest.mark.parametrize(("what", "spoil", "kind"), BAD_FILES[:4], ids=IDS[:4])
+def test_scoring_readers_refuse_the_same_image(llava, tmp_path, what, spoil, kind):
+    """The benchmark reader (lmms-eval's doc_to_visual; the A score's image sample is saved from
+    it and read back with read_rgb) and LMVR's reader decode with the same checks."""
+    from vislaw.data.imagefolder import LabelledImage
+    from vislaw.eval.task_utils import doc_to_visual
+    from vislaw.lmvr.extract import load_image as lmvr_image
+
+    _, folder = llava
+    spoil(folder / "victim.jpg", tmp_path / "outside.jpg")
+    doc = {"question_id": 17, "image": "victim.jpg"}
+    with pytest.raises(ImageError, match=r"item 17: .*victim\.jpg") as info:
+        doc_to_visual(doc, {"image_root": str(folder)})
+    assert info.value.kind == kind
+    item = LabelledImage("cat/victim.jpg", "cat", folder / "victim.jpg")
+    with pytest.raises(ImageError, match=r"item cat/victim\.jpg: .*victim\.jpg") as info:
+        lmvr_image(item)
+    assert info.value.kind == kind
