@@ -8,6 +8,7 @@ from snakemake.utils import min_version
 
 from vislaw.config import check_cli_config, check_config_files
 from vislaw.encoders.registry import conda_env
+from vislaw.host import check_device
 from vislaw.layout import LAW_REPORTED, STAGES, RunLayout, law_files
 from vislaw.layout import data_path as layout_data_path
 from vislaw.pipeline import load_checked_config, step_settings
@@ -24,6 +25,10 @@ check_cli_config(sys.argv)
 # The schema check, the zoo's checks (fusion members, token grids) and the semantic checks
 # (vislaw.checks: grids, layers, timesteps, batches): fails before any job.
 config, SPECS = load_checked_config(config)
+# device: cuda where jobs run here and there is no CUDA device (a cluster's login node may have
+# none while its GPU nodes do: checked there, by each job's vislaw.jobs.pick_device).
+if workflow.local_exec:
+    check_device(config)
 
 # Every output path and file name of the run (vislaw/layout.py, shared with the library): the
 # rules call its methods with Snakemake placeholders ("{encoder}") for wildcard patterns.

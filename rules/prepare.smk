@@ -63,6 +63,7 @@ rule check_data:
         dataset="pretrain|instruct|spair",
     conda:
         "../envs/analysis.yaml"
+    threads: rule_resources("check_data")["cpus_per_task"]  # image decoding threads
     resources:
         **rule_resources("check_data"),
     params:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import isolate, run_snakemake
 from conftest import with_key as _with
@@ -301,6 +302,9 @@ def _edit(text: str, path: str, value) -> str:
     return yaml.safe_dump(_with(yaml.safe_load(text), path, value), sort_keys=False)
 
 
+ALIAS_BOMB = "lols:\n" + "".join(
+    f"  - &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)
+)
 SNAKEMAKE_CASES = [
     # (id, how to change the demo config's text, extra command-line args, key named)
     ("duplicate top-level seed", lambda t: t + "seed: 7\n", [], "seed"),
@@ -346,7 +350,18 @@ SNAKEMAKE_CASES = [
     ),
     ("lmvr layer", lambda t: _edit(t, "lmvr.layers", [5]), [], "lmvr.layers.0"),
     ("yte", lambda t: "__use_yte__: true\n" + t, [], "__use_yte__"),
+    # issue 23: refused in seconds, before any job (an alias bomb hung the check > 150 s)
+    ("alias bomb", lambda t: t + ALIAS_BOMB, [], "lols.5"),
+    ("seed too large", lambda t: _edit(t, "seed", 12345678901234567890123), [], "seed"),
+    (
+        "hf_home a file",
+        lambda t: _edit(t, "cache.hf_home", str(ROOT / "Snakefile")),
+        [],
+        "cache.hf_home",
+    ),
 ]
+if not torch.cuda.is_available():  # the case needs a machine without CUDA
+    SNAKEMAKE_CASES.append(("device cuda", lambda t: _edit(t, "device", "cuda"), [], "device"))
 
 
 @pytest.mark.parametrize(

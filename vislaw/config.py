@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(f"config key '{key}': {message}")
+
+
+class ConfigFileMissing(ConfigError, FileNotFoundError):
+    """The config file itself is not there: a ConfigError (CLIs report it as one, exit 2) that
+    callers catching FileNotFoundError still catch."""
+
+
+# What a config's YAML may expand to. A config is a few hundred values a few levels deep; an
+# alias bomb (nine aliases of nine aliases ...) is a few lines that expand to 10**8 values, which
+# every later walk (the schema check, deepcopy) then visits one by one: > 150 s, not an error.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
 
 
 YTE_REFUSED = (
@@ -61,10 +74,16 @@ def read_yaml(path: str | Path) -> Any:
     the file, the dotted key and the line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise ConfigFileMissing("<root>", f"config file not found: {path}")
     text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=_SafeLoader)
+        try:
+            node = yaml.compose(text, Loader=_SafeLoader)
+        except RecursionError:
+            raise ConfigError(
+                "<root>", f"{path} is nested too deeply to parse (limit {MAX_YAML_DEPTH} levels)"
+            ) from None
+        check_yaml_size(node, path)
         _refuse_duplicates(node, "", path, set())
         # Construct from the composed tree: parsing the text a second time was half the cost.
         loader = _UniqueKeyLoader("")
@@ -74,6 +93,53 @@ def read_yaml(path: str | Path) -> Any:
             loader.dispose()
     except yaml.YAMLError as error:
         raise ConfigError("<root>", f"{path} is not valid YAML: {error}") from None
+
+
+def check_yaml_size(node: yaml.Node | None, source: Any, key: str = "<root>") -> None:
+    """Refuse a composed YAML tree that aliases expand past MAX_YAML_VALUES values or that
+    nests deeper than MAX_YAML_DEPTH, naming the key where the limit was crossed.
+
+    Counted on the composed tree, where an alias is one shared node, with each node's count and
+    height memoised: linear in the file, so a bomb is refused in milliseconds. A recursive alias
+    (``&a [*a]``) is infinitely deep and is refused by the depth limit.
+    """
+    if node is not None:
+        _values_below(node, key, 0, {}, source)
+
+
+def _values_below(
+    node: yaml.Node, key: str, depth: int, memo: dict[int, tuple[int, int]], source: Any
+) -> tuple[int, int]:
+    """(values, height) of ``node`` expanded; raises ConfigError past either limit."""
+    if id(node) in memo:
+        count, height = memo[id(node)]
+    else:
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(key, f"{source} nests deeper than {MAX_YAML_DEPTH} levels")
+        if isinstance(node, yaml.MappingNode):
+            children = [
+                (f"{key}.{k.value}" if key != "<root>" else str(k.value), v) for k, v in node.value
+            ]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [
+                (f"{key}.{i}" if key != "<root>" else str(i), v) for i, v in enumerate(node.value)
+            ]
+        else:
+            children = []
+        count, height = 1, 0
+        for sub_key, child in children:
+            sub_count, sub_height = _values_below(child, sub_key, depth + 1, memo, source)
+            count, height = count + sub_count, max(height, sub_height + 1)
+            if count > MAX_YAML_VALUES:
+                raise ConfigError(
+                    key,
+                    f"{source}: YAML aliases expand this to more than {MAX_YAML_VALUES} values "
+                    "(an alias bomb?); write the values out",
+                )
+        memo[id(node)] = (count, height)
+    if depth + height > MAX_YAML_DEPTH:
+        raise ConfigError(key, f"{source} nests deeper than {MAX_YAML_DEPTH} levels")
+    return count, height
 
 
 def _refuse_duplicates(node: yaml.Node | None, prefix: str, source: Any, seen: set[int]) -> None:
@@ -150,8 +216,9 @@ def check_cli_config(argv: Sequence[str]) -> None:
         seen.add(key)
         try:
             node = yaml.compose(value, Loader=yaml.BaseLoader)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             continue  # Snakemake then takes it as a plain string
+        check_yaml_size(node, "--config", key)
         _refuse_duplicates(node, key, "--config", set())
 
 
@@ -193,7 +260,20 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} is not one of {error.validator_value}"
     if error.validator == "not":
         return "holds keys that cannot go together here (see the README's config section)"
+    if error.validator == "type" and isinstance(error.instance, str) and _numeric(error.instance):
+        return (
+            f"{error.message} (Snakemake's --config hands numbers inside a mapping over as "
+            "strings: set it in an overlay file, --configfile config.yaml overlay.yaml; README)"
+        )
     return error.message
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fill_defaults(instance: Any, node: dict, root: dict) -> None:
@@ -361,3 +441,15 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if overrides:
         data = {**data, **overrides}
     return check_config(data)
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run a ``python -m vislaw.*`` entry point; a bad config is one line on stderr
+    (``config key 'seed': ...``) and exit code 2, not a traceback (argparse's own usage
+    errors exit 2 too). Other errors keep their traceback: they are bugs or data faults
+    whose stack helps."""
+    try:
+        return main() or 0
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2

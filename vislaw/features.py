@@ -66,6 +66,15 @@ def settings_image_set(features: FeaturesSettings, data: DataSettings) -> tuple[
     return root / "JPEGImages", ids
 
 
+def read_image(folder: str | Path, image_id: str, max_pixels: int | None) -> Any:
+    """Image ``image_id`` of ``folder`` as RGB, with check_data's checks (vislaw.data.images):
+    no link out of the folder, decoded whole, ``data.max_image_pixels`` at most."""
+    from vislaw.data.images import image_path, read_rgb
+
+    path = image_path(folder, image_id, source=folder, item=image_id)
+    return read_rgb(path, image_id, max_pixels)
+
+
 def extract_features(
     spec: EncoderSpec,
     image_folder: str | Path,
@@ -78,6 +87,7 @@ def extract_features(
     trained: Mapping[str, Any] | None = None,
     trained_source: str = "",
     record: Mapping[str, Any] | None = None,
+    max_pixels: int | None = None,
 ) -> None:
     """Stream ``ids`` through the encoder in batches into ``out_path`` (atomic).
 
@@ -93,7 +103,6 @@ def extract_features(
     sha256 of the inputs, see :func:`features_record`), which the C score checks."""
     from tqdm import tqdm
 
-    from vislaw.data.images import read_rgb
     from vislaw.encoders.registry import build_encoder
 
     encoder = build_encoder(spec, device=device)
@@ -121,7 +130,7 @@ def extract_features(
             range(0, len(ids), batch_size), desc=f"features {spec.name}", unit="batch"
         ):
             batch_ids = list(ids[start : start + batch_size])
-            images = [read_rgb(Path(image_folder) / image_id, image_id) for image_id in batch_ids]
+            images = [read_image(image_folder, i, max_pixels) for i in batch_ids]
             feats = encoder.encode_images(images, "c_score").float().cpu().numpy()
             writer.append(batch_ids, feats)
 
@@ -333,6 +342,7 @@ def run_features(
         trained=trained,
         trained_source=str(stage1) if stage1 else "",
         record=features_record(features, stage1 if trained else None),
+        max_pixels=data.max_image_pixels,
     )
 
 
@@ -397,4 +407,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vislaw.config import run_cli
+
+    raise SystemExit(run_cli(main))

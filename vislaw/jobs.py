@@ -52,9 +52,12 @@ def pick_device(config: Mapping[str, Any]) -> str:
     """The config's ``device``; ``auto`` is CUDA when this machine has it."""
     import torch
 
+    from vislaw.host import check_device
+
     wanted = _setting(config, "device")
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device({"device": wanted})  # cuda without a device: the key, not a CUDA traceback
     return wanted
 
 

@@ -17,6 +17,7 @@ from vislaw.checks import check_semantics
 from vislaw.config import ConfigError, check_config, load_config
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import resolve_encoders
+from vislaw.host import check_folders
 from vislaw.train.recipes import check_recipes, recipe_for
 
 
@@ -28,6 +29,7 @@ def load_checked_config(
     specs = resolve_encoders(config)
     check_recipes(config, specs)
     check_semantics(config, specs)  # grids, layers, timesteps, batches (vislaw.checks)
+    check_folders(config)  # folder keys that name files (vislaw.host)
     return config, specs
 
 

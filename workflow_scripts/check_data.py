@@ -10,4 +10,4 @@ with job_log(snakemake.log[0]):
     from vislaw.data.settings import DataSettings
 
     data = DataSettings.from_config(check_config(snakemake.config))
-    run_check_data(data, snakemake.wildcards.dataset, snakemake.output[0])
+    run_check_data(data, snakemake.wildcards.dataset, snakemake.output[0], snakemake.threads)

@@ -5,7 +5,11 @@ The checks are the readers' own (vislaw.data.llava._sample and load_records, vis
 and goes on, so the report names every bad item by file and id and counts them by kind, while a
 reader stops at the first. On top, it looks for what a reader only meets mid-run: every image a
 JSON references exists (a missing 665K image would crash stage 2 mid-epoch, and its retry the
-same way), and each SPair image has the size its annotation says.
+same way), and each SPair image has the size its annotation says. Every image is decoded
+whole, as the readers decode it (vislaw.data.images.decode_image): a 0-byte, truncated, corrupt,
+oversized (``data.max_image_pixels``: decompression bombs) or unsupported file is reported by
+kind, with its file and item, before any GPU time is spent; so is a JSON nested too deeply to
+parse.
 
 CLI: ``python -m vislaw.data.check --config config.yaml --dataset instruct --out report.txt``.
 """
@@ -14,18 +18,20 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vislaw.data.images import DataError, image_path
+from vislaw.data.images import DataError, ImageError, decode_image, image_path
 from vislaw.data.settings import DataSettings, SpairSettings
 from vislaw.io.atomic import write_text_atomic
 
 DATASETS = ("pretrain", "instruct", "spair")
 """The datasets a config may name under ``data`` that check_data validates."""
 SHOWN = 20  # bad items listed per kind in the summary (the report file lists them all)
+DECODE_CHUNK = 4096  # images handed to the decoding threads at a time
 
 
 @dataclass
@@ -69,8 +75,16 @@ class Report:
         raise DataError(f"{self.summary()}\nfull list: {failed}")
 
 
-def check_llava(json_path: str | Path, image_folder: str | Path, report: Report) -> Report:
-    """Every sample of a LLaVA JSON: well formed, image path inside its folder, image present."""
+def check_llava(
+    json_path: str | Path,
+    image_folder: str | Path,
+    report: Report,
+    *,
+    max_pixels: int | None = None,
+    workers: int = 1,
+) -> Report:
+    """Every sample of a LLaVA JSON: well formed, image path inside its folder, image present
+    and decoding (each file once, on ``workers`` threads: Pillow decodes without the GIL)."""
     from vislaw.data.llava import _sample, load_records
 
     try:
@@ -79,6 +93,7 @@ def check_llava(json_path: str | Path, image_folder: str | Path, report: Report)
         report.add("unreadable JSON", str(err))
         return report
     folder = Path(image_folder)
+    wanted: dict[Path, list[str]] = defaultdict(list)  # image file -> ids of its samples
     for i, record in enumerate(records):
         report.checked += 1
         try:
@@ -93,16 +108,44 @@ def check_llava(json_path: str | Path, image_folder: str | Path, report: Report)
         except DataError as err:
             report.add("image path escapes its folder", str(err))
             continue
-        if not path.is_file():
-            report.add("missing image", f"{json_path}: item {sample.id}: {path} not found")
+        wanted[path].append(sample.id)
+    for path, problem in decode_all(wanted, max_pixels, workers):
+        for item in wanted[path]:
+            report.add(problem[0], f"{json_path}: item {item}: {problem[1]}")
     return report
 
 
-def check_spair(root: str | Path, split: str, report: Report) -> Report:
-    """Every pair of a split: annotations well formed and inside their images, pair and image
-    annotations agreeing, every image present with its annotated size."""
-    from PIL import Image
+def image_problem(path: Path, max_pixels: int | None) -> tuple[str, str] | None:
+    """(kind, message) of what a reader would refuse in image file ``path``, else None."""
+    try:
+        decode_image(path, max_pixels=max_pixels).close()
+    except FileNotFoundError:
+        return "missing image", f"{path} not found"
+    except ImageError as err:
+        return err.kind, str(err)
+    return None
 
+
+def decode_all(
+    paths: Iterable[Path], max_pixels: int | None, workers: int
+) -> list[tuple[Path, tuple[str, str]]]:
+    """(path, problem) of every path whose image a reader would refuse, in the given order."""
+    paths = list(paths)
+    found: list[tuple[Path, tuple[str, str]]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(paths), DECODE_CHUNK):  # bounded queue: 665K images
+            chunk = paths[start : start + DECODE_CHUNK]
+            problems = pool.map(lambda p: image_problem(p, max_pixels), chunk)
+            found += [(p, pr) for p, pr in zip(chunk, problems, strict=True) if pr is not None]
+    return found
+
+
+def check_spair(
+    root: str | Path, split: str, report: Report, *, max_pixels: int | None = None
+) -> Report:
+    """Every pair of a split: annotations well formed and inside their images, pair and image
+    annotations agreeing, every image inside JPEGImages/ (no link out), present, decoding
+    (vislaw.data.images.decode_image) and of its annotated size."""
     from vislaw.data import spair
 
     root = Path(root)
@@ -122,7 +165,7 @@ def check_spair(root: str | Path, split: str, report: Report) -> Report:
         sides = []
         for image_id in (pair.src_id, pair.trg_id):
             if image_id not in images:
-                images[image_id] = _spair_image(root, image_id, report, Image)
+                images[image_id] = _spair_image(root, image_id, report, max_pixels)
             sides.append(images[image_id])
         if None in sides:
             report.add("pair with a bad image", f"{path}: see its image's entry")
@@ -134,7 +177,9 @@ def check_spair(root: str | Path, split: str, report: Report) -> Report:
     return report
 
 
-def _spair_image(root: Path, image_id: str, report: Report, image_module: Any):
+def _spair_image(root: Path, image_id: str, report: Report, max_pixels: int | None):
+    """The annotation of one SPair image, or None after reporting what is wrong with it or
+    its file."""
     from vislaw.data import spair
 
     try:
@@ -142,17 +187,20 @@ def _spair_image(root: Path, image_id: str, report: Report, image_module: Any):
     except spair.SpairFormatError as err:
         report.add("bad image annotation", str(err))
         return None
-    path = root / "JPEGImages" / image_id
-    if not path.is_file():
-        report.add(
-            "missing image", f"{spair.image_annotation_path(root, image_id)}: {path} not found"
-        )
+    annotation = spair.image_annotation_path(root, image_id)
+    try:
+        path = image_path(root / "JPEGImages", image_id, source=annotation, item=image_id)
+    except DataError as err:
+        report.add("image path escapes its folder", str(err))
         return None
     try:
-        with image_module.open(path) as handle:
+        with decode_image(path, max_pixels=max_pixels, item=image_id) as handle:
             size = handle.size
-    except OSError as err:
-        report.add("unreadable image", f"{path}: {err}")
+    except FileNotFoundError:
+        report.add("missing image", f"{annotation}: {path} not found")
+        return None
+    except ImageError as err:
+        report.add(err.kind, f"{annotation}: {err}")
         return None
     if size != (image.width, image.height):
         report.add(
@@ -163,24 +211,33 @@ def _spair_image(root: Path, image_id: str, report: Report, image_module: Any):
     return image
 
 
-def check_dataset(data: DataSettings | Mapping[str, Any], dataset: str) -> Report:
+def check_dataset(data: DataSettings | Mapping[str, Any], dataset: str, workers: int = 1) -> Report:
     """Check ``data.<dataset>`` (pretrain, instruct or spair): ``data`` is the DataSettings or a
-    schema-checked config (whose ``data`` section is read)."""
+    schema-checked config (whose ``data`` section is read). ``workers``: decoding threads."""
     if not isinstance(data, DataSettings):
         data = DataSettings.from_config(data)
     entry = getattr(data, dataset, None) if dataset in DATASETS else None
     if entry is None:
         raise DataError(f"config key 'data.{dataset}' is not set: nothing to check")
     report = Report(dataset)
+    limit = data.max_image_pixels
     if isinstance(entry, SpairSettings):
-        return check_spair(data.path(entry.root), entry.split, report)
-    return check_llava(data.path(entry.json), data.path(entry.image_folder), report)
+        return check_spair(data.path(entry.root), entry.split, report, max_pixels=limit)
+    return check_llava(
+        data.path(entry.json),
+        data.path(entry.image_folder),
+        report,
+        max_pixels=limit,
+        workers=workers,
+    )
 
 
-def run_check_data(data: DataSettings, dataset: str, out: str | Path | None) -> Report:
+def run_check_data(
+    data: DataSettings, dataset: str, out: str | Path | None, workers: int = 1
+) -> Report:
     """Step ``check_data``: check one dataset, print the summary, write the report to ``out``
     (Report.write_or_raise: a bad dataset's report goes beside it and DataError is raised)."""
-    report = check_dataset(data, dataset)
+    report = check_dataset(data, dataset, workers)
     print(report.summary())
     if out is not None:
         report.write_or_raise(out)
@@ -197,10 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="workflow config YAML")
     parser.add_argument("--dataset", required=True, choices=list(DATASETS))
     parser.add_argument("--out", help="report file (written when the dataset is clean)")
+    parser.add_argument("--threads", type=int, default=1, help="image decoding threads")
     args = parser.parse_args(argv)
     try:
         report = run_check_data(
-            DataSettings.from_config(load_config(args.config)), args.dataset, args.out
+            DataSettings.from_config(load_config(args.config)),
+            args.dataset,
+            args.out,
+            args.threads,
         )
     except DataError:
         return 1
@@ -208,4 +269,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from vislaw.config import run_cli
+
+    raise SystemExit(run_cli(main))

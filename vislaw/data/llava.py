@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import Dataset
 
-from vislaw.data.images import DataError, image_path, read_rgb
+from vislaw.data.images import DataError, ImageError, image_path, read_rgb
 from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
 from vislaw.vlm.templates import (
     IGNORE_INDEX,
@@ -96,6 +96,8 @@ def load_records(path: str | Path) -> list[Any]:
             f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
             "a truncated download?"
         ) from err
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to parse (not a LLaVA file)") from None
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON list of samples, got {type(records).__name__}")
     return records
@@ -115,15 +117,17 @@ def conversation_texts(samples: Iterable[LlavaSample]) -> Iterator[str]:
                 yield text
 
 
-def load_image(path: str | Path, sample_id: str) -> Image.Image:
-    """An RGB image (16-bit greyscale scaled, not clipped: vislaw.data.images); a missing or
-    unreadable file raises an error naming it and the sample."""
+def load_image(path: str | Path, sample_id: str, max_pixels: int | None = None) -> Image.Image:
+    """An RGB image (16-bit greyscale scaled, not clipped: vislaw.data.images), decoded and
+    checked as check_data checks it (vislaw.data.images.decode_image: empty, truncated,
+    oversized, unsupported format); a missing or bad file raises an error naming it and the
+    sample."""
     try:
-        return read_rgb(path)
+        return read_rgb(path, max_pixels=max_pixels)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"sample {sample_id}: {err}") from err
-    except OSError as err:
-        raise OSError(f"sample {sample_id}: {err}") from err
+    except ImageError as err:
+        raise ImageError(err.kind, f"sample {sample_id}: {err}") from err
 
 
 class LlavaDataset(Dataset):
@@ -144,6 +148,7 @@ class LlavaDataset(Dataset):
         image_tokens: int,
         max_length: int,
         source: str | Path = "LLaVA JSON",
+        max_pixels: int | None = None,
     ) -> None:
         self.samples = list(samples)
         self.source = source  # the JSON the samples come from, for error messages
@@ -153,6 +158,7 @@ class LlavaDataset(Dataset):
         self.transform = transform
         self.image_tokens = image_tokens
         self.max_length = max_length
+        self.max_pixels = max_pixels  # data.max_image_pixels (None: Pillow's limit)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -192,7 +198,7 @@ class LlavaDataset(Dataset):
         }
         if has_image:
             path = image_path(self.image_folder, sample.image, source=self.source, item=sample.id)
-            image = load_image(path, sample.id)
+            image = load_image(path, sample.id, self.max_pixels)
             item["pixel_values"] = map_pixels(lambda p: p[0], self.transform([image]))
         return item
 

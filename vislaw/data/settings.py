@@ -81,6 +81,7 @@ class DataSettings(Section):
     instruct: LlavaJsonSettings | None
     spair: SpairSettings | None
     benchmark_root: str
+    max_image_pixels: int
     sources: Mapping[str, Any]
     prepare: PrepareSettings
 

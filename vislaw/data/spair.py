@@ -145,6 +145,8 @@ def _read_json(path: Path) -> dict[str, Any]:
             data = json.load(handle)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpairFormatError(path, f"not valid JSON ({err})") from err
+    except RecursionError:
+        raise SpairFormatError(path, "JSON nested too deeply to parse") from None
     if not isinstance(data, dict):
         raise SpairFormatError(path, f"expected a JSON object, got {type(data).__name__}")
     return data

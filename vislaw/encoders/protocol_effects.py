@@ -169,4 +169,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vislaw.config import run_cli
+
+    raise SystemExit(run_cli(main))

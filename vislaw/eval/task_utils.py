@@ -15,6 +15,8 @@ from typing import Any
 
 from PIL import Image
 
+from vislaw.data.images import read_rgb
+
 
 def _kwargs(kwargs: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return kwargs or {}
@@ -26,8 +28,8 @@ def doc_to_visual(doc: Mapping[str, Any], lmms_eval_specific_kwargs=None) -> lis
     path = Path(root) / doc["image"]
     if not path.is_file():
         raise FileNotFoundError(f"question {doc.get('question_id')}: image {path} not found")
-    with Image.open(path) as image:
-        return [image.convert("RGB")]
+    # decoded and checked as check_data checks images (vislaw.data.images)
+    return [read_rgb(path, str(doc.get("question_id")))]
 
 
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs=None) -> str:

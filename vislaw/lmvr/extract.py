@@ -56,13 +56,11 @@ MAP_COLUMNS = (
 
 
 def load_image(item: LabelledImage) -> Image.Image:
-    from PIL import Image
+    """The item's image as RGB, decoded and checked as check_data checks images
+    (vislaw.data.images.read_rgb: empty, truncated, oversized, unsupported format)."""
+    from vislaw.data.images import read_rgb
 
-    try:
-        with Image.open(item.path) as image:
-            return image.convert("RGB")
-    except OSError as err:
-        raise OSError(f"cannot read image {item.path}: {err}") from err
+    return read_rgb(item.path, item.id)
 
 
 def check_layers(settings: LmvrSettings, n_layers: int) -> None:

@@ -77,4 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vislaw.config import run_cli
+
+    raise SystemExit(run_cli(main))

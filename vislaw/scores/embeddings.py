@@ -42,8 +42,9 @@ def extract_embeddings(
     meta: dict[str, Any] | None = None,
 ) -> None:
     """Write the post-projector embeddings of ``items`` (``{"id", "path"}``) to ``out_path``."""
-    from PIL import Image
     from tqdm import tqdm
+
+    from vislaw.data.images import read_rgb
 
     model = vlm.model
     tokens = model.image_tokens
@@ -54,13 +55,8 @@ def extract_embeddings(
     ):
         for start in tqdm(range(0, len(items), batch_size), desc=f"embed {Path(out_path).stem}"):
             batch = items[start : start + batch_size]
-            images = []
-            for item in batch:
-                try:
-                    with Image.open(item["path"]) as im:
-                        images.append(im.convert("RGB"))
-                except OSError as err:
-                    raise OSError(f"cannot read image {item['path']}: {err}") from err
+            # decoded and checked as check_data checks images (vislaw.data.images)
+            images = [read_rgb(item["path"], item["id"]) for item in batch]
             embeds = model.image_embeddings(vlm.pixels(images)).float().cpu().numpy()
             writer.append([item["id"] for item in batch], embeds)
 

@@ -27,6 +27,7 @@ import torch
 
 from vislaw.config import ConfigError
 from vislaw.data.llava import LlavaCollator, LlavaDataset, read_llava_json
+from vislaw.data.settings import DataSettings
 from vislaw.encoders.registry import build_encoder, resolve_encoders
 from vislaw.jobs import pick_device
 from vislaw.layout import RunLayout
@@ -294,6 +295,7 @@ def _prepare(
         image_tokens=rows * cols,
         max_length=settings.max_length,
         source=json_path,
+        max_pixels=DataSettings.from_config(config).max_image_pixels,
     )
     if len(dataset) < settings.global_batch:
         raise ConfigError(
