@@ -14,7 +14,7 @@ from vislaw.layout import data_path as layout_data_path
 from vislaw.pipeline import load_checked_config, step_settings
 from vislaw.prepare import status as prepare_status
 from vislaw.prepare.sources import sources as prepare_sources
-from vislaw.train.recipes import trains_encoder
+from vislaw.train.recipes import stage1_trains_llm, trains_encoder
 
 min_version("9.0")
 
@@ -49,6 +49,13 @@ def _alternation(names):
 
 BASE_RE = _alternation(BASE_ENCODERS)
 FUSION_RE = _alternation(FUSIONS)
+# Encoders whose recipe trains the encoder (ConvLLaVA): their stage folders hold more files
+# (encoder.safetensors, stage 1's llm/ with train_llm), so rules stage1_encoder/stage2_encoder
+# (rules/train.smk) declare them; the two sets never overlap, so one rule matches each job.
+TRAINED_ENCODERS = [n for n in SPECS if trains_encoder(config, n)]
+TRAINED_RE = _alternation(TRAINED_ENCODERS)
+FROZEN_RE = _alternation([n for n in SPECS if n not in TRAINED_ENCODERS])
+STAGE1_TRAINS_LLM = any(stage1_trains_llm(config, n) for n in TRAINED_ENCODERS)
 
 
 wildcard_constraints:
@@ -81,11 +88,15 @@ def env_for_encoder(wildcards):
 
 
 def trained_encoder_stage1(wildcards):
-    """Stage 1's vlm.json when the encoder's recipe trains it (ConvLLaVA): its features
-    (C score) come from the trained encoder the MLLM uses, not the spec's untrained one.
+    """Stage 1's vlm.json and encoder.safetensors when the encoder's recipe trains it
+    (ConvLLaVA): its features (C score) come from the trained encoder the MLLM uses, not the
+    spec's untrained one, so edited trained weights rerun them.
     """
     if trains_encoder(config, wildcards.encoder):
-        return LAYOUT.stage_info("stage1", wildcards.encoder)
+        return [
+            LAYOUT.stage_info("stage1", wildcards.encoder),
+            LAYOUT.stage_encoder("stage1", wildcards.encoder),
+        ]
     return []
 
 
@@ -99,13 +110,17 @@ def rule_settings(step):
 
 def stage_files(stage):
     """Input function: the files of a trained stage folder its consumer loads besides vlm.json
-    (the projector and, for stage 2, the fine-tuned LLM): a changed one reruns the consumer.
+    (the projector; stage 2's fine-tuned LLM; where the recipe trains the encoder, its
+    encoder.safetensors and stage 1's llm/ with train_llm): a changed one reruns the consumer.
     """
 
     def inputs(wildcards):
-        files = [LAYOUT.stage_projector(stage, wildcards.encoder)]
-        if stage == "stage2":
-            files.append(LAYOUT.stage_llm(wildcards.encoder))
+        encoder = wildcards.encoder
+        files = [LAYOUT.stage_projector(stage, encoder)]
+        if trains_encoder(config, encoder):
+            files.append(LAYOUT.stage_encoder(stage, encoder))
+        if stage == "stage2" or (trains_encoder(config, encoder) and STAGE1_TRAINS_LLM):
+            files.append(LAYOUT.stage_llm(encoder, stage))
         return files
 
     return inputs

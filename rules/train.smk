@@ -6,6 +6,11 @@
 # holds all members' stacks, not the light analysis env its cached features use.
 TINY_LLM = bool(config["llm"].get("tiny"))
 LLM_INPUTS = [LAYOUT.llm_dir] if TINY_LLM else []  # a hub/local LLM is no DAG input
+STAGE1_LLM_OUTPUT = (
+    {"llm": directory(LAYOUT.stage_llm("{encoder}", "stage1"))}
+    if STAGE1_TRAINS_LLM
+    else {}
+)
 
 
 if TINY_LLM:
@@ -45,6 +50,8 @@ rule stage1:
         LAYOUT.log("stage1", "{encoder}"),
     benchmark:
         LAYOUT.benchmark("stage1", "{encoder}")
+    wildcard_constraints:
+        encoder=FROZEN_RE,
     conda:
         lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
     threads: rule_resources("stage1")["cpus_per_task"]
@@ -56,6 +63,20 @@ rule stage1:
         out=lambda wc, output: Path(output.info).parent,
     script:
         "../workflow_scripts/train_stage.py"
+
+
+# Stage 1 of an encoder whose recipe trains it (ConvLLaVA, TRAINED_RE): the same job, which
+# also writes the trained encoder tensors and, with train_llm, the LLM (outputs cannot be
+# conditional, hence a second rule).
+use rule stage1 as stage1_encoder with:
+    output:
+        **STAGE1_LLM_OUTPUT,
+        projector=LAYOUT.stage_projector("stage1", "{encoder}"),
+        info=LAYOUT.stage_info("stage1", "{encoder}"),
+        loss=LAYOUT.stage_loss("stage1", "{encoder}"),
+        encoder=LAYOUT.stage_encoder("stage1", "{encoder}"),
+    wildcard_constraints:
+        encoder=TRAINED_RE,
 
 
 rule stage2:
@@ -75,6 +96,8 @@ rule stage2:
         LAYOUT.log("stage2", "{encoder}"),
     benchmark:
         LAYOUT.benchmark("stage2", "{encoder}")
+    wildcard_constraints:
+        encoder=FROZEN_RE,
     conda:
         lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
     threads: rule_resources("stage2")["cpus_per_task"]
@@ -87,3 +110,15 @@ rule stage2:
         stage1=lambda wc, input: Path(input.stage1).parent,
     script:
         "../workflow_scripts/train_stage.py"
+
+
+# Stage 2 of such an encoder: its folder carries stage 1's trained encoder tensors along.
+use rule stage2 as stage2_encoder with:
+    output:
+        projector=LAYOUT.stage_projector("stage2", "{encoder}"),
+        llm=directory(LAYOUT.stage_llm("{encoder}")),
+        info=LAYOUT.stage_info("stage2", "{encoder}"),
+        loss=LAYOUT.stage_loss("stage2", "{encoder}"),
+        encoder=LAYOUT.stage_encoder("stage2", "{encoder}"),
+    wildcard_constraints:
+        encoder=TRAINED_RE,

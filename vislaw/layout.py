@@ -29,8 +29,11 @@ LMVR_SYNTHETIC_FOLDER = "lmvr_images"
 STAGE_INFO = "vlm.json"
 """A stage folder's model description; written last, so it marks the stage done."""
 STAGE_PROJECTOR = "projector.safetensors"
+STAGE_ENCODER = "encoder.safetensors"
+"""The encoder tensors a recipe trained (ConvLLaVA): in stage 1's folder, carried into stage 2's."""
 STAGE_LLM = "llm"
-"""Stage 2's fine-tuned LLM folder inside the stage folder."""
+"""The fine-tuned LLM folder inside a stage folder (stage 2; stage 1 when ConvLLaVA's
+pretraining trains the LLM)."""
 STAGE_LOSS = "loss.csv"
 """A stage folder's per-step training loss (the training curves read it)."""
 STAGES = ("stage1", "stage2")
@@ -196,9 +199,13 @@ class RunLayout:
     def stage_loss(self, stage: str, encoder: str) -> str:
         return f"{self.stage_dir(stage, encoder)}/{STAGE_LOSS}"
 
-    def stage_llm(self, encoder: str) -> str:
-        """Stage 2's fine-tuned LLM folder."""
-        return f"{self.stage_dir('stage2', encoder)}/{STAGE_LLM}"
+    def stage_encoder(self, stage: str, encoder: str) -> str:
+        """A stage folder's trained encoder tensors (written only when the recipe trains it)."""
+        return f"{self.stage_dir(stage, encoder)}/{STAGE_ENCODER}"
+
+    def stage_llm(self, encoder: str, stage: str = "stage2") -> str:
+        """A stage folder's fine-tuned LLM (stage 2's; stage 1's when ConvLLaVA trains it)."""
+        return f"{self.stage_dir(stage, encoder)}/{STAGE_LLM}"
 
     # -- scores -----------------------------------------------------------------------------
     def c_score(self, encoder: str) -> str:

@@ -78,6 +78,12 @@ def trains_encoder(config: Mapping[str, Any], encoder: str) -> bool:
     return recipe_for(config, encoder) == "convllava"
 
 
+def stage1_trains_llm(config: Mapping[str, Any], encoder: str) -> bool:
+    """Whether stage 1's last phase trains the LLM (ConvLLaVA's pretraining with ``train_llm``):
+    then the stage-1 folder holds an ``llm/`` that stage 2 and the A score load."""
+    return stage_phases(config, 1, encoder)[-1].train_llm
+
+
 def _recipe_key(config: Mapping[str, Any], encoder: str) -> str:
     recipes = TrainSettings.from_config(config).recipes
     return f"train.recipes.{encoder}" if encoder in recipes else "train.recipe"

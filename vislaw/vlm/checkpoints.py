@@ -40,7 +40,7 @@ from vislaw.io.provenance import (
     save_tensors,
     tensors_sha256,
 )
-from vislaw.layout import STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
+from vislaw.layout import STAGE_ENCODER, STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.projector import build_projector, infer_projector
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ FORMAT = "vislaw.vlm"
 VERSION = 1
 INFO_FILE = STAGE_INFO
 PROJECTOR_FILE = STAGE_PROJECTOR
-ENCODER_FILE = "encoder.safetensors"
+ENCODER_FILE = STAGE_ENCODER
 LLM_DIR = STAGE_LLM
 
 
