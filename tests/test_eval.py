@@ -472,3 +472,56 @@ def test_evaluate_jobs_follow_the_config_switch(project_root, isolated_config, j
     n_encoders, n_benchmarks = len(demo["encoders"]), len(demo["benchmarks"])
     assert counts["evaluate"] == n_encoders * (n_benchmarks if jobs == "per_benchmark" else 1)
     assert counts["eval_tasks"] == 1 and counts["benchmarks_table"] == 1
+
+
+def test_the_evaluate_step_refuses_a_stage_folder_edited_away_from_the_config(
+    stage2, tasks_dir, tmp_path
+):
+    """run_evaluate (the evaluate rule's job) with the config and encoder: the plugin checks the
+    folder's vlm.json against that encoder's spec, so a folder whose recorded spec was edited
+    (input size 56 where the config says 28) is refused, naming the file and the key; the
+    folder as written scores as before."""
+    from vislaw.eval.runner import run_evaluate
+    from vislaw.eval.settings import EvalSettings
+
+    workflow = check_config(
+        {
+            "run": "checked",
+            "encoders": {
+                "clip_tiny": {"family": "clip", "tiny": True, "input_size": 28, "patch_size": 14}
+            },
+            "data": {"root": str(tmp_path)},
+        }
+    )
+    settings = EvalSettings.from_config(workflow)
+    out = tmp_path / "eval"
+    outputs = {MC.name: out / f"{MC.name}.json"}
+    run_evaluate(
+        settings,
+        stage2,
+        [MC],
+        outputs,
+        include_path=tasks_dir,
+        config=workflow,
+        encoder="clip_tiny",
+    )
+    assert benchmark_rows("m", MC, outputs[MC.name])[0].score == 1.0
+    assert sorted(p.name for p in out.iterdir()) == [f"{MC.name}.json"]  # config file removed
+
+    edited = tmp_path / "edited"
+    shutil.copytree(stage2, edited)
+    info = json.loads((edited / "vlm.json").read_text())
+    info["encoder"]["input_size"] = 56
+    (edited / "vlm.json").write_text(json.dumps(info))
+    with pytest.raises(Exception, match="input_size") as error:
+        run_evaluate(
+            settings,
+            edited,
+            [MC],
+            {MC.name: tmp_path / "edited_eval" / "mc.json"},
+            include_path=tasks_dir,
+            config=workflow,
+            encoder="clip_tiny",
+        )
+    assert "vlm.json" in str(error.value)
+    assert not (tmp_path / "edited_eval" / "mc.json").exists()

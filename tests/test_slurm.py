@@ -188,7 +188,7 @@ def test_slurm_resources_of_the_paper_config(tmp_path, monkeypatch):
     """config.yaml through profiles/slurm: every job's partition, GPUs, memory and time."""
     from vislaw.config import load_config
     from vislaw.cost import cost_lines, job_hours
-    from vislaw.gpu_rules import GPU_RULES
+    from vislaw.gpu_rules import GPU_RULES, step_of
 
     _slurm_env(monkeypatch, tmp_path)
     config = yaml.safe_load(PAPER_CONFIG.read_text())
@@ -207,7 +207,8 @@ def test_slurm_resources_of_the_paper_config(tmp_path, monkeypatch):
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    jobs = _planned_jobs_with_wildcards(out)
+    # ConvLLaVA's stage jobs are rules stage1_encoder/stage2_encoder: the same steps
+    jobs = [(step_of(rule), w, r) for rule, w, r in _planned_jobs_with_wildcards(out)]
     checked = load_config(PAPER_CONFIG)
     seen: Counter = Counter()
     for rule, wildcards, res in jobs:

@@ -13,11 +13,20 @@ from typing import Any
 GPU_RULES = frozenset({"features", "stage1", "stage2", "embeddings", "evaluate", "lmvr"})
 # Rules that may span nodes (torchrun rendezvous); the others run on one node.
 MULTI_NODE_RULES = frozenset({"stage1", "stage2"})
+# Rules that run another rule's step for some encoders: the same job with more declared outputs
+# (ConvLLaVA's stage folders, rules/train.smk; outputs cannot be conditional). Their resources,
+# settings and cost are the step's.
+RULE_STEPS = {"stage1_encoder": "stage1", "stage2_encoder": "stage2"}
 # What a rule gets when neither resources.<rule> nor resources.default names a key. These
 # cannot be schema defaults: a default filled into resources.<rule> would hide
 # resources.default (the section is a mapping of rule names layered over each other, so it has
 # no Section model either).
 FALLBACK = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "nodes": 1}
+
+
+def step_of(rule: str) -> str:
+    """The step a rule runs (its own name but for the RULE_STEPS variants)."""
+    return RULE_STEPS.get(rule, rule)
 
 
 def rule_settings(config: Mapping[str, Any], rule: str) -> dict[str, Any]:

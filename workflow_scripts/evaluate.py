@@ -34,4 +34,7 @@ with job_log(snakemake.log[0]):
         seed=config["seed"],
         # accelerate launch across the job's GPUs (one lmms-eval process each)
         processes=max(1, int(snakemake.resources.get("gpu", 0) or 0)),
+        # the stage folder must record this encoder's spec of the config (vlm.json checked)
+        config=config,
+        encoder=snakemake.wildcards.encoder,
     )

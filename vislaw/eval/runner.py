@@ -30,12 +30,15 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import traceback
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from vislaw.eval.registration import MODEL_ID
 from vislaw.eval.results import ResultsError, benchmark_rows, read_results
@@ -507,15 +510,20 @@ def run_evaluate(
     device: str = "cpu",
     seed: int = 0,
     processes: int = 1,
+    config: Mapping[str, Any] | None = None,
+    encoder: str | None = None,
 ) -> dict[str, Path]:
     """Step ``evaluate``: the stock lmms-eval on one stage-2 model folder, one results JSON
     (``outputs[name]``) and samples file (``samples[name]``) per benchmark, with the ``eval``
     settings (dtype, batch size, generation cap, limit). ``processes`` > 1: one rank per GPU
-    under ``accelerate launch``. See :func:`evaluate_benchmarks`."""
-    return evaluate_benchmarks(
-        model_dir,
-        benchmarks,
-        outputs,
+    under ``accelerate launch``. See :func:`evaluate_benchmarks`.
+
+    With ``config`` (the checked workflow config) and ``encoder``, the plugin refuses a folder
+    whose ``vlm.json`` does not record that encoder's spec (an edited or foreign stage folder
+    would otherwise be scored under this encoder's name): lmms-eval passes model arguments as
+    strings, so the config goes to a file beside the outputs for the job's duration.
+    """
+    call = dict(
         include_path=include_path,
         device=device,
         dtype=settings.dtype,
@@ -526,6 +534,15 @@ def run_evaluate(
         samples=samples,
         processes=processes,
     )
+    if config is None or encoder is None:
+        return evaluate_benchmarks(model_dir, benchmarks, outputs, **call)
+    folder = Path(next(iter(outputs.values()))).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".vislaw-config-", dir=folder) as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+        extra = {"config": str(path), "encoder": encoder}
+        return evaluate_benchmarks(model_dir, benchmarks, outputs, model_extra=extra, **call)
 
 
 def _rank() -> int:
