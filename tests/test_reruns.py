@@ -37,18 +37,30 @@ def _write(config: dict, path: Path) -> Path:
     return path
 
 
-def _planned(configfile: Path) -> set[tuple[str, str]]:
+def _planned(configfile: Path, *args: str) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run plans (the target rule `all` left out)."""
+    return {(rule, wildcards) for rule, wildcards, _ in _dry_run(configfile, *args)}
+
+
+def _dry_run(configfile: Path, *args: str) -> list[tuple[str, str, list[str]]]:
+    """(rule, wildcards, outputs) of every job a dry run plans (the target rule `all` left out)."""
     result = run_snakemake(
-        "-n", "--configfile", str(configfile), "--directory", str(configfile.parent)
+        "-n", "--configfile", str(configfile), "--directory", str(configfile.parent), *args
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = set()
+    jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout + result.stderr):
         match = re.match(r"(?:local)?rule (\w+):", block)
         if match and match.group(1) != "all":
             wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-            jobs.add((match.group(1), wildcards.group(1) if wildcards else ""))
+            outputs = re.search(r"^\s+output: (.*)$", block, re.M)
+            jobs.append(
+                (
+                    match.group(1),
+                    wildcards.group(1) if wildcards else "",
+                    outputs.group(1).split(", ") if outputs else [],
+                )
+            )
     return jobs
 
 
@@ -204,3 +216,86 @@ def test_lmvr_probe_settings_rerun_the_probe_not_the_extraction():
     assert step_settings(prompt, specs, "lmvr", extract) != step_settings(
         config, specs, "lmvr", extract
     )
+
+
+CONV = "convllava_768"
+
+
+def _convllava_config(folder: Path) -> Path:
+    """The demo with one LLaVA encoder and one ConvLLaVA encoder (its recipe trains the encoder
+    and, with train_llm, the LLM in stage 1), one benchmark, no tables."""
+    config = isolate(yaml.safe_load((ROOT / "config/demo.yaml").read_text()), folder)
+    config["encoders"] = {k: v for k, v in config["encoders"].items() if k in ("clip224", CONV)}
+    config["train"]["recipes"] = {CONV: "convllava"}
+    config["benchmarks"] = BENCHMARKS[:1]
+    config.pop("lmvr")
+    config["targets"] = ["features", "embeddings", "evaluate"]
+    return _write(config, folder / "convllava.yaml")
+
+
+def _stand_in_outputs(configfile: Path) -> None:
+    """Every output a dry run plans, as an empty file (a folder where the name has no suffix:
+    the LLM folders, task folders) with one old timestamp: Snakemake's mtime trigger then
+    sees a finished run, and a file made newer plans exactly its consumers (and theirs)."""
+    old = 1_600_000_000
+    for _, _, outputs in _dry_run(configfile):
+        for name in outputs:
+            path = Path(name)
+            if path.suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+            os.utime(path, (old, old))
+            for parent in path.parents:
+                if parent == configfile.parent:
+                    break
+                os.utime(parent, (old, old))
+
+
+def test_convllava_stage_folders_declare_the_trained_encoder_and_llm(tmp_path):
+    """Rules stage1_encoder/stage2_encoder write encoder.safetensors (and stage 1's llm/ with
+    train_llm) for the ConvLLaVA encoder only; clip224's stages stay the plain rules."""
+    jobs = {(rule, wc): outputs for rule, wc, outputs in _dry_run(_convllava_config(tmp_path))}
+    conv, clip = f"encoder={CONV}", "encoder=clip224"
+    names = {key: {Path(o).relative_to(tmp_path / "results" / "demo").as_posix() for o in out}
+             for key, out in jobs.items() if key[0].startswith("stage")}  # fmt: skip
+    assert names[("stage1_encoder", conv)] == {
+        f"stage1/{CONV}/{n}"
+        for n in ("projector.safetensors", "vlm.json", "loss.csv", "encoder.safetensors", "llm")
+    }
+    assert f"stage2/{CONV}/encoder.safetensors" in names[("stage2_encoder", conv)]
+    assert set(names) == {("stage1_encoder", conv), ("stage2_encoder", conv),
+                          ("stage1", clip), ("stage2", clip)}  # fmt: skip
+    assert not any("encoder.safetensors" in n for n in names[("stage1", clip)])
+
+
+TABLE = {("benchmarks_table", "")}  # targets: features, embeddings, evaluate
+EDITED_CONVLLAVA = {
+    # features (the C score's trained encoder), stage 2 and the A score's embeddings load it;
+    # stage 2 is retrained, so its evaluation follows
+    f"stage1/{CONV}/encoder.safetensors": _per_encoder(
+        ["features", "stage2_encoder", "embeddings", "evaluate"], [CONV]
+    )
+    | TABLE,
+    # the LLM stage 1 trained: stage 2 starts from it, the embeddings score with it
+    f"stage1/{CONV}/llm": _per_encoder(["stage2_encoder", "embeddings", "evaluate"], [CONV])
+    | TABLE,
+    # stage 2's carried-along encoder: what lmms-eval's model loads
+    f"stage2/{CONV}/encoder.safetensors": _per_encoder(["evaluate"], [CONV]) | TABLE,
+}
+
+
+@pytest.mark.parametrize("name", list(EDITED_CONVLLAVA))
+def test_a_newer_convllava_stage_file_reruns_exactly_its_consumers(tmp_path, name):
+    """The ConvLLaVA folders' extra files are inputs of the jobs that load them: made newer
+    than the rest of a (stand-in) finished run, each plans exactly those jobs and their
+    downstream ones under Snakemake's mtime trigger; clip224's jobs stay done."""
+    configfile = _convllava_config(tmp_path)
+    _stand_in_outputs(configfile)
+    assert _planned(configfile, "--rerun-triggers", "mtime") == set()
+    path = tmp_path / "results" / "demo" / name
+    if not path.exists():  # the stand-ins are the planned outputs: the test above checks it
+        path.mkdir() if name.endswith("llm") else path.touch()
+    os.utime(path)  # now
+    assert _planned(configfile, "--rerun-triggers", "mtime") == EDITED_CONVLLAVA[name]
