@@ -151,6 +151,7 @@ def test_checkpoint_file_names_are_the_layouts():
     assert checkpoints.INFO_FILE == layout.STAGE_INFO
     assert checkpoints.PROJECTOR_FILE == layout.STAGE_PROJECTOR
     assert checkpoints.LLM_DIR == layout.STAGE_LLM
+    assert checkpoints.ENCODER_FILE == layout.STAGE_ENCODER
 
 
 def test_data_paths_resolve_under_the_data_root():

@@ -15,6 +15,7 @@ from conftest import run_snakemake
 
 from vislaw.config import load_config
 from vislaw.cost import cost_lines
+from vislaw.gpu_rules import step_of
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -68,7 +69,7 @@ def test_make_plan_with_nothing_prepared_and_no_conda(tmp_path):
     config = load_config(ROOT / "config.yaml")
     planned = {}
     for rule, wildcards, _nodes, gpus, _cpus, mem, hours, partition in jobs:
-        planned.setdefault(rule, []).append(
+        planned.setdefault(step_of(rule), []).append(  # stage1_encoder: a stage1 job
             (wildcards, int(gpus), float(mem), float(hours), partition)
         )
     # every GPU rule of the cost table, with as many jobs as it counts
