@@ -88,15 +88,18 @@ def env_for_encoder(wildcards):
 
 
 def trained_encoder_stage1(wildcards):
-    """Stage 1's vlm.json and encoder.safetensors when the encoder's recipe trains it
-    (ConvLLaVA): its features (C score) come from the trained encoder the MLLM uses, not the
-    spec's untrained one, so edited trained weights rerun them.
+    """Stage 1's vlm.json when the encoder's recipe trains it (ConvLLaVA): its features
+    (C score) come from the trained encoder the MLLM uses, not the spec's untrained one.
     """
     if trains_encoder(config, wildcards.encoder):
-        return [
-            LAYOUT.stage_info("stage1", wildcards.encoder),
-            LAYOUT.stage_encoder("stage1", wildcards.encoder),
-        ]
+        return LAYOUT.stage_info("stage1", wildcards.encoder)
+    return []
+
+
+def trained_encoder_weights(wildcards):
+    """Those features' other input: stage 1's encoder.safetensors (edited weights rerun them)."""
+    if trains_encoder(config, wildcards.encoder):
+        return LAYOUT.stage_encoder("stage1", wildcards.encoder)
     return []
 
 

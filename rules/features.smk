@@ -7,6 +7,7 @@ rule features:
         prepared(name="spair", encoder=True),
         data_checked("spair"),
         stage1=trained_encoder_stage1,
+        stage1_encoder=trained_encoder_weights,
     output:
         LAYOUT.features("{encoder}"),
     log:
