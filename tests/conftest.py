@@ -151,3 +151,25 @@ def mark_prepared(config_path: Path, workdir: Path | None = None) -> None:
         marker.write_text("{}")
     for source in sources(checked).values():  # a data marker is trusted only when it verifies
         write_stand_in(source, workdir)
+
+
+# ---- the demo's synthetic data, for the data checks (test_data_check, test_bad_images) --------
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    import yaml
+
+    from vislaw.config import check_config
+    from vislaw.data.synthetic import generate_from_config
+
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config["data"]["root"] = str(tmp_path_factory.mktemp("demo") / "data")
+    config = check_config(config)
+    generate_from_config(config)
+    return config
+
+
+@pytest.fixture
+def spair_config(demo_data, tmp_path):
+    root = Path(demo_data["data"]["root"]) / demo_data["data"]["spair"]["root"]
+    shutil.copytree(root, tmp_path / "SPair-71k")
+    return {**demo_data, "data": {**demo_data["data"], "root": str(tmp_path)}}

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from vislaw.config import check_config
 from vislaw.data import spair
 from vislaw.data.check import Report, check_dataset, check_llava
 from vislaw.data.images import DataError, ImageError, decode_image
@@ -164,25 +162,7 @@ def test_llava_json_nested_200000_deep_is_named(tmp_path):
     assert report.problems["unreadable JSON"] and str(path) in report.summary()
 
 
-# ---- SPair-71k -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    from vislaw.data.synthetic import generate_from_config
-
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
-    config["data"]["root"] = str(tmp_path_factory.mktemp("demo") / "data")
-    config = check_config(config)
-    generate_from_config(config)
-    return config
-
-
-@pytest.fixture
-def spair_config(demo_data, tmp_path):
-    root = Path(demo_data["data"]["root"]) / demo_data["data"]["spair"]["root"]
-    shutil.copytree(root, tmp_path / "SPair-71k")
-    return {**demo_data, "data": {**demo_data["data"], "root": str(tmp_path)}}
-
-
+# ---- SPair-71k (fixtures demo_data, spair_config: conftest.py) ----------------------------------
 @pytest.mark.parametrize(("what", "spoil", "kind"), BAD_FILES, ids=IDS)
 def test_check_spair_reports_a_bad_image_by_file_and_item(
     spair_config, tmp_path, what, spoil, kind

@@ -5,15 +5,12 @@ or boxes outside the image, pair/image disagreement, truncated or non-UTF-8 JSON
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from vislaw.config import check_config
 from vislaw.data import spair
 from vislaw.data.check import Report, check_dataset, check_llava
 from vislaw.data.images import DataError, image_path, read_rgb
@@ -109,25 +106,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     assert rgb.getpixel((0, 0)) == (255, 255, 255)
 
 
-# ---- SPair-71k -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    from vislaw.data.synthetic import generate_from_config
-
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
-    config["data"]["root"] = str(tmp_path_factory.mktemp("demo") / "data")
-    config = check_config(config)
-    generate_from_config(config)
-    return config
-
-
-@pytest.fixture
-def spair_config(demo_data, tmp_path):
-    root = Path(demo_data["data"]["root"]) / demo_data["data"]["spair"]["root"]
-    shutil.copytree(root, tmp_path / "SPair-71k")
-    return {**demo_data, "data": {**demo_data["data"], "root": str(tmp_path)}}
-
-
+# ---- SPair-71k (fixtures demo_data, spair_config: conftest.py) ----------------------------------
 def _edit(path: Path, change) -> None:
     data = json.loads(path.read_text())
     change(data)

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from vislaw.config import ConfigError
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -81,6 +83,17 @@ class EncoderSpec:
         data["tiny"] = dict(self.tiny) if self.tiny is not None else None
         data["options"] = dict(self.options)
         return data
+
+
+def patch_grid(spec: EncoderSpec, patch: int) -> tuple[int, int]:
+    """(side, side) of a square input cut into ``patch``-pixel patches; an input size that is
+    not a multiple is refused naming the key (before any job, at config check)."""
+    if spec.input_size % patch:
+        raise ConfigError(
+            f"encoders.{spec.name}.input_size",
+            f"{spec.input_size} is not a multiple of the patch size {patch}",
+        )
+    return spec.input_size // patch, spec.input_size // patch
 
 
 @contextlib.contextmanager

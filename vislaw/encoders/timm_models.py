@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
-from vislaw.encoders.base import EncoderSpec, VisionEncoder
+from vislaw.encoders.base import EncoderSpec, VisionEncoder, patch_grid
 
 if TYPE_CHECKING:
     import torch
@@ -51,13 +51,7 @@ class TimmEncoder(VisionEncoder):
 
     @classmethod
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:
-        patch = cls.patch(spec)
-        if spec.input_size % patch:
-            raise ConfigError(
-                f"encoders.{spec.name}.input_size",
-                f"{spec.input_size} is not a multiple of the patch size {patch}",
-            )
-        return spec.input_size // patch, spec.input_size // patch
+        return patch_grid(spec, cls.patch(spec))
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", dtype: torch.dtype | None = None):
         super().__init__(spec, device, dtype)
