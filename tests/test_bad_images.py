@@ -230,3 +230,18 @@ def test_scoring_readers_refuse_the_same_image(llava, tmp_path, what, spoil, kin
     with pytest.raises(ImageError, match=r"item cat/victim\.jpg: .*victim\.jpg") as info:
         lmvr_image(item)
     assert info.value.kind == kind
+
+
+def test_a_truncated_image_is_refused_after_lmms_eval_switched_truncation_on(tmp_path):
+    """lmms-eval's import sets Pillow's process-wide LOAD_TRUNCATED_IMAGES (and the warm-start
+    server imports it before forking every job): the check must not depend on that switch."""
+    import lmms_eval.api.task  # noqa: F401  (sets LOAD_TRUNCATED_IMAGES = True)
+    from PIL import ImageFile
+
+    path = tmp_path / "cut.jpg"
+    data = _noise_jpeg((64, 48))
+    path.write_bytes(data[: len(data) // 2])
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    with pytest.raises(ImageError, match="cut.jpg.*truncated") as info:
+        decode_image(path)
+    assert info.value.kind == "truncated or corrupt image"

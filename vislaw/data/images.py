@@ -92,8 +92,13 @@ def decode_image(
     and DecompressionBombError become the oversized kind instead of a warning or a crash. A
     missing file is a FileNotFoundError naming it.
     """
-    from PIL import Image
+    from PIL import Image, ImageFile
 
+    # lmms-eval sets Pillow's process-wide LOAD_TRUNCATED_IMAGES when imported (its
+    # api/task.py), and so does every warm-started job (the server preloads it): a truncated
+    # file would then decode "successfully", padded. vislaw refuses truncated images wherever
+    # it reads them, so the switch is put back off (idempotent across threads, never restored).
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     path = Path(path)
     who = f"item {item}: " if item is not None else ""
     if not path.is_file():
