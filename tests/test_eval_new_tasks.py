@@ -58,8 +58,8 @@ def test_eval_tasks_and_metrics_name_the_task_and_metric(minimal_config):
 @pytest.mark.parametrize(
     ("benchmarks", "eval_keys", "key", "words"),
     [
-        (["cv_bench", "no_such_task"], {}, "benchmarks", "'no_such_task'"),
-        (["blink"], {}, "benchmarks", "'blink'"),  # a group: its subtasks are the tasks
+        (["cv_bench", "no_such_task"], {}, "benchmarks.1", "'no_such_task'"),
+        (["blink"], {}, "benchmarks.0", "'blink'"),  # a group: its subtasks are the tasks
         (["cvb"], {"tasks": {"cvb": "cv_benhc"}}, "eval.tasks.cvb", "'cv_benhc'"),
         (["mmstar"], {"metrics": {"mmstar": "avg"}}, "eval.metrics.mmstar", "'average'"),
         (["mme"], {"metrics": {"mme": "mme_cognition_score"}}, "eval.metrics.mme", "perception"),

@@ -147,19 +147,22 @@ def task_metrics(task: str) -> list[str]:
     return [str(m["metric"]) for m in config.get("metric_list") or [] if "metric" in m]
 
 
-def lmms_task_benchmark(name: str, task: str, metric: str | None = None) -> Benchmark:
+def lmms_task_benchmark(
+    name: str, task: str, metric: str | None = None, key: str = "benchmarks"
+) -> Benchmark:
     """Benchmark ``name`` scored by the installed lmms-eval ``task`` and its ``metric``
     (default: :data:`DEFAULT_METRICS`, else the task's first metric). Read from the task YAML
     without importing lmms-eval, so a typo is refused when the config is checked, not after
-    training. Raises ConfigError naming ``benchmarks`` / ``eval.tasks.<name>`` (no such task)
-    or ``eval.metrics.<name>`` (a metric the task does not report)."""
-    key = "benchmarks" if task == name else f"eval.tasks.{name}"
+    training. Raises ConfigError naming ``key`` (the benchmark's entry) or
+    ``eval.tasks.<name>`` (no such task) or ``eval.metrics.<name>`` (a metric the task does
+    not report)."""
+    key = key if task == name else f"eval.tasks.{name}"
     try:
         metrics = task_metrics(task)
     except (KeyError, ModuleNotFoundError) as exc:
         raise ConfigError(
             key,
-            f"{task!r} is neither a paper benchmark ({sorted(BENCHMARKS)}) nor an installed "
+            f"unknown benchmark {task!r}: neither a paper benchmark ({sorted(BENCHMARKS)}) nor an installed "
             f"lmms-eval task ({exc})",
         ) from None
     if not metrics:
@@ -175,19 +178,21 @@ def get_benchmark(
     name: str,
     task_overrides: Mapping[str, str] | None = None,
     metric_overrides: Mapping[str, str] | None = None,
+    key: str = "benchmarks",
 ) -> Benchmark:
     """The benchmark called ``name``, with its task replaced when ``task_overrides`` says so.
 
     A paper benchmark keeps its metric and may only switch to one of its ``alternatives``
     (another task would report a different metric). Any other name is an installed lmms-eval
     task: ``name`` itself, or ``task_overrides[name]``, scored by ``metric_overrides[name]``
-    or its default (:func:`lmms_task_benchmark`). Raises ConfigError naming the key.
+    or its default (:func:`lmms_task_benchmark`). Raises ConfigError naming the key
+    (``key``: the config entry that named the benchmark).
     """
     task = (task_overrides or {}).get(name)
     metric = (metric_overrides or {}).get(name)
     bench = BENCHMARKS.get(name)
     if bench is None:
-        return lmms_task_benchmark(name, task or name, metric)
+        return lmms_task_benchmark(name, task or name, metric, key)
     if metric is not None and metric != bench.metric:
         raise ConfigError(
             f"eval.metrics.{name}", f"the paper benchmark {name!r} is scored by {bench.metric!r}"
@@ -211,4 +216,7 @@ def resolve_benchmarks(config: Mapping) -> list[Benchmark]:
         unknown = sorted(set(overrides) - set(names))
         if unknown:
             raise ConfigError(key, f"overrides benchmarks not in `benchmarks`: {unknown}")
-    return [get_benchmark(name, settings.tasks, settings.metrics) for name in names]
+    return [
+        get_benchmark(name, settings.tasks, settings.metrics, f"benchmarks.{i}")
+        for i, name in enumerate(names)
+    ]
