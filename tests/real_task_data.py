@@ -226,6 +226,100 @@ def seedbench() -> DatasetDict:
     return _dict("test", rows, features)
 
 
+def cv_bench() -> DatasetDict:
+    """CV-Bench (nyu-visionx/CV-Bench, Cambrian's vision-centric set): ``choices`` a list,
+    ``answer`` the option in parentheses ("(A)"), ``prompt`` the question with its options;
+    ``process_results`` keeps ``idx``, ``type``, ``task`` and ``source``."""
+    features = Features(
+        {
+            "idx": Value("int32"),
+            "type": STRING,
+            "task": STRING,
+            "image": Image(),
+            "question": STRING,
+            "choices": Sequence(STRING),
+            "answer": STRING,
+            "prompt": STRING,
+            "filename": STRING,
+            "source": STRING,
+        }
+    )
+    rows = []
+    for i, (kind, task, source) in enumerate(
+        [("2D", "Count", "ADE20K"), ("2D", "Relation", "COCO"), ("3D", "Depth", "Omni3D")]
+    ):
+        question = "Which colour fills the image?"
+        rows.append(
+            {
+                "idx": i,
+                "type": kind,
+                "task": task,
+                "image": picture(i),
+                "question": question,
+                "choices": ["red", "green"],
+                "answer": "(A)" if i % 2 == 0 else "(B)",
+                "prompt": f"{question} Select from the following choices.\n(A) red\n(B) green",
+                "filename": f"img/{kind}/{task}/{i}.png",
+                "source": source,
+            }
+        )
+    return _dict("test", rows, features)
+
+
+def mmstar() -> DatasetDict:
+    """MMStar val (Lin-Chen/MMStar): options inside ``question``, ``answer`` a letter, scored per
+    ``category`` and as ``average`` (the default metric, tasks.DEFAULT_METRICS)."""
+    features = Features(
+        {
+            "index": Value("int64"),
+            "question": STRING,
+            "image": Image(),
+            "answer": STRING,
+            "category": STRING,
+            "l2_category": STRING,
+        }
+    )
+    rows = [
+        {
+            "index": i,
+            "question": "Which colour fills the image?\nOptions: A: red, B: green",
+            "image": picture(i),
+            "answer": "AB"[i % 2],
+            "category": category,
+            "l2_category": "colour",
+        }
+        for i, category in enumerate(["coarse perception", "fine-grained perception", "math"])
+    ]
+    return _dict("val", rows, features)
+
+
+def blink(sub_task: str = "Counting") -> DatasetDict:
+    """A BLINK subtask (BLINK-Benchmark/BLINK, config ``Counting``): up to four images in
+    image_1..image_4 (None when absent), ``answer`` "(A)", ``prompt`` with the options."""
+    features = Features(
+        {
+            "idx": STRING,
+            "question": STRING,
+            "sub_task": STRING,
+            **{f"image_{k}": Image() for k in range(1, 5)},
+            "choices": Sequence(STRING),
+            "answer": STRING,
+            "prompt": STRING,
+            "explanation": STRING,
+        }
+    )
+    rows = []
+    for i, n_images in enumerate([1, 2, 1]):
+        question = "How many white squares are there?"
+        row = {"idx": f"val_{sub_task}_{i + 1}", "question": question, "sub_task": sub_task}
+        row |= {f"image_{k}": picture(i + k) if k <= n_images else None for k in range(1, 5)}
+        row |= {"choices": ["1", "2", "3"], "answer": "(A)", "explanation": ""}
+        rows.append(
+            row | {"prompt": f"{question}\nSelect from the following choices.\n(A) 1\n(B) 2\n(C) 3"}
+        )
+    return _dict("val", rows, features)
+
+
 # lmms-eval task -> builder, for the eight benchmarks of config.yaml
 BUILDERS = {
     "mmbench_en_dev_static": mmbench,
@@ -237,6 +331,10 @@ BUILDERS = {
     "vizwiz_vqa_val": vizwiz,
     "scienceqa_img": scienceqa,
     "seedbench": seedbench,
+    # lmms-eval tasks beyond the paper's (issue 28: any installed task as a benchmark)
+    "cv_bench": cv_bench,
+    "mmstar": mmstar,
+    "blink_counting": blink,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,8 +161,11 @@ def test_paper_benchmarks_map_to_lmms_eval_tasks_and_metrics():
         assert (bench.task, bench.metric, bench.local) == (task, metric, False)
     assert get_benchmark("mme").metrics == ("mme_perception_score", "mme_cognition_score")
     assert all(BENCHMARKS[f"synth_{k}"].local for k in ("color", "shape", "position", "count"))
-    # The config schema accepts exactly the benchmarks this table knows.
-    assert set(schema()["properties"]["benchmarks"]["items"]["enum"]) == set(BENCHMARKS)
+    # The config schema documents the paper's names and its pattern admits every table name;
+    # any other name must be an installed lmms-eval task (tests/test_eval_new_tasks.py).
+    node = schema()["properties"]["benchmarks"]
+    assert all(name in node["description"] for name in expected)
+    assert all(re.fullmatch(node["items"]["pattern"], name) for name in BENCHMARKS)
 
 
 def test_eval_settings_of_the_cli_are_the_schema_defaults_unless_given(minimal_config):

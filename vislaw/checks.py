@@ -21,6 +21,7 @@ from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.loading import model_type_problem
 from vislaw.encoders.registry import family_class
+from vislaw.eval.tasks import resolve_benchmarks
 
 VIT_FAMILIES = frozenset({"clip", "siglip", "dinov2"})
 DIFFUSION_FAMILIES = frozenset({"sd_unet", "sd_image_variations", "dit", "sd3"})
@@ -261,3 +262,6 @@ def check_semantics(config: Mapping[str, Any], specs: Mapping[str, EncoderSpec])
         check_encoder(spec)
     check_training(config, list(specs))
     check_lmvr(config)
+    # every benchmark names a paper benchmark or an installed lmms-eval task and metric: a typo
+    # is refused now, naming the key, not by the evaluate job after training
+    resolve_benchmarks(config)

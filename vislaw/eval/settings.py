@@ -20,3 +20,4 @@ class EvalSettings(Section):
     max_new_tokens: int | None
     limit: int | None
     tasks: Mapping[str, str]
+    metrics: Mapping[str, str]

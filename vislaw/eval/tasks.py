@@ -131,19 +131,72 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def get_benchmark(name: str, task_overrides: Mapping[str, str] | None = None) -> Benchmark:
+# The score of an lmms-eval task added by name (not one of the paper's) is the first metric of
+# its YAML's metric_list, except where that first metric is a part and not the whole: MMStar
+# lists its six categories before their ``average``. ``eval.metrics`` picks another one.
+DEFAULT_METRICS: dict[str, str] = {"mmstar": "average"}
+
+
+def task_metrics(task: str) -> list[str]:
+    """The metrics the installed lmms-eval ``task`` reports (its merged YAML's metric_list).
+    Raises KeyError for a task lmms-eval does not have (a group such as ``blink`` included:
+    its subtasks are the tasks)."""
+    from vislaw.eval.task_data import read_task_yaml, task_yaml
+
+    config = read_task_yaml(task_yaml(task))
+    return [str(m["metric"]) for m in config.get("metric_list") or [] if "metric" in m]
+
+
+def lmms_task_benchmark(
+    name: str, task: str, metric: str | None = None, key: str = "benchmarks"
+) -> Benchmark:
+    """Benchmark ``name`` scored by the installed lmms-eval ``task`` and its ``metric``
+    (default: :data:`DEFAULT_METRICS`, else the task's first metric). Read from the task YAML
+    without importing lmms-eval, so a typo is refused when the config is checked, not after
+    training. Raises ConfigError naming ``key`` (the benchmark's entry) or
+    ``eval.tasks.<name>`` (no such task) or ``eval.metrics.<name>`` (a metric the task does
+    not report)."""
+    key = key if task == name else f"eval.tasks.{name}"
+    try:
+        metrics = task_metrics(task)
+    except (KeyError, ModuleNotFoundError) as exc:
+        raise ConfigError(
+            key,
+            f"unknown benchmark {task!r}: neither a paper benchmark ({sorted(BENCHMARKS)}) nor an installed "
+            f"lmms-eval task ({exc})",
+        ) from None
+    if not metrics:
+        raise ConfigError(key, f"lmms-eval task {task!r} lists no metric in its metric_list")
+    if metric is None:
+        metric = DEFAULT_METRICS.get(task, metrics[0])
+    if metric not in metrics:
+        raise ConfigError(f"eval.metrics.{name}", f"{metric!r}: task {task!r} reports {metrics}")
+    return Benchmark(name, task, metric)
+
+
+def get_benchmark(
+    name: str,
+    task_overrides: Mapping[str, str] | None = None,
+    metric_overrides: Mapping[str, str] | None = None,
+    key: str = "benchmarks",
+) -> Benchmark:
     """The benchmark called ``name``, with its task replaced when ``task_overrides`` says so.
 
-    Raises ConfigError naming ``benchmarks`` (unknown name) or ``eval.tasks.<name>`` (a task
-    that is not a known alternative, which would report a different metric).
+    A paper benchmark keeps its metric and may only switch to one of its ``alternatives``
+    (another task would report a different metric). Any other name is an installed lmms-eval
+    task: ``name`` itself, or ``task_overrides[name]``, scored by ``metric_overrides[name]``
+    or its default (:func:`lmms_task_benchmark`). Raises ConfigError naming the key
+    (``key``: the config entry that named the benchmark).
     """
-    try:
-        bench = BENCHMARKS[name]
-    except KeyError:
-        raise ConfigError(
-            "benchmarks", f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}"
-        ) from None
     task = (task_overrides or {}).get(name)
+    metric = (metric_overrides or {}).get(name)
+    bench = BENCHMARKS.get(name)
+    if bench is None:
+        return lmms_task_benchmark(name, task or name, metric, key)
+    if metric is not None and metric != bench.metric:
+        raise ConfigError(
+            f"eval.metrics.{name}", f"the paper benchmark {name!r} is scored by {bench.metric!r}"
+        )
     if task is None or task == bench.task:
         return bench
     if task not in bench.alternatives:
@@ -153,13 +206,17 @@ def get_benchmark(name: str, task_overrides: Mapping[str, str] | None = None) ->
 
 
 def resolve_benchmarks(config: Mapping) -> list[Benchmark]:
-    """The checked config's benchmarks in config order, task overrides (``eval.tasks``)
-    applied."""
+    """The checked config's benchmarks in config order, task and metric overrides
+    (``eval.tasks``, ``eval.metrics``) applied."""
     from vislaw.eval.settings import EvalSettings
 
-    overrides = dict(EvalSettings.from_config(config).tasks)
+    settings = EvalSettings.from_config(config)
     names: Iterable[str] = config["benchmarks"]
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise ConfigError("eval.tasks", f"overrides benchmarks not in `benchmarks`: {unknown}")
-    return [get_benchmark(name, overrides) for name in names]
+    for key, overrides in (("eval.tasks", settings.tasks), ("eval.metrics", settings.metrics)):
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ConfigError(key, f"overrides benchmarks not in `benchmarks`: {unknown}")
+    return [
+        get_benchmark(name, settings.tasks, settings.metrics, f"benchmarks.{i}")
+        for i, name in enumerate(names)
+    ]

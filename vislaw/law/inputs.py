@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vislaw.eval.tasks import get_benchmark
+from vislaw.eval.tasks import BENCHMARKS
 from vislaw.io.provenance import check_numeric_frame
 
 A_COLUMNS = {"cosine": "a_cosine", "loglik": "a_loglik"}
@@ -31,6 +31,22 @@ def _drop_not_scored(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd
     return a[keep], b[b["score"].notna()]
 
 
+def _primary_rows(path: str | Path, b: pd.DataFrame) -> list[bool]:
+    """Which rows of the benchmarks table are the score the law fits. A paper benchmark's is
+    its fixed metric (MME's table also has the cognition score); any other benchmark (an
+    lmms-eval task named in the config) has exactly the one metric its config entry chose,
+    which this table, not a default looked up again, records."""
+    primary = {}
+    for name, metrics in b.groupby("benchmark")["metric"]:
+        if name in BENCHMARKS:
+            primary[name] = BENCHMARKS[name].metric
+        elif metrics.nunique() != 1:
+            raise ValueError(f"{path}: benchmark {name!r} has metrics {sorted(set(metrics))}")
+        else:
+            primary[name] = metrics.iloc[0]
+    return [primary[n] == m for n, m in zip(b["benchmark"], b["metric"], strict=True)]
+
+
 def build_law_input(
     a_scores: str | Path, c_scores: str | Path, benchmarks: str | Path, a_definition: str = "cosine"
 ) -> pd.DataFrame:
@@ -42,10 +58,7 @@ def build_law_input(
     check_numeric_frame(a_scores, a, [column])
     check_numeric_frame(c_scores, c, ["pck10_image"])
     check_numeric_frame(benchmarks, b, ["score"], missing_ok=["score"])
-    primary = {name: get_benchmark(name).metric for name in b["benchmark"].unique()}
-    b = b[
-        [primary[name] == metric for name, metric in zip(b["benchmark"], b["metric"], strict=True)]
-    ]
+    b = b[_primary_rows(benchmarks, b)]
     a, b = _drop_not_scored(a, b)
     table = (
         a[["encoder", "benchmark", column]]
