@@ -136,4 +136,4 @@ def load_vlm(
         encoder.load_trained(trained, source=str(folder / str(info.encoder_weights)))
     check_feature_match(info, info.encoder, folder, encoder.channels)
     model = LlavaStyleModel(encoder, projector.to(dtype or torch.float32), llm).to(device).eval()
-    return LoadedVlm(model, tokenizer, get_template(info.template), info)
+    return LoadedVlm(model, tokenizer, get_template(info.template, tokenizer), info)
