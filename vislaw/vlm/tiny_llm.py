@@ -166,15 +166,17 @@ def train_tokenizer(
             pair=f"{arch.bos} $A {arch.bos} $B",
             special_tokens=[(arch.bos, bos)],
         )
+    named = {
+        "bos_token": arch.bos,
+        "eos_token": arch.eos,
+        "unk_token": arch.unk,
+        "pad_token": arch.pad,
+    }
+    extra = [t for t in arch.specials if t not in named.values()]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
-        bos_token=arch.bos,
-        eos_token=arch.eos,
-        unk_token=arch.unk,
-        pad_token=arch.pad,
-        additional_special_tokens=[
-            t for t in arch.specials if t not in (arch.bos, arch.eos, arch.unk, arch.pad)
-        ],
+        **{key: token for key, token in named.items() if token is not None},
+        **({"additional_special_tokens": extra} if extra else {}),
     )
     tokenizer.chat_template = arch.chat_template
     return tokenizer
