@@ -394,3 +394,16 @@ def test_a_chat_template_that_rewrites_an_answer_is_refused_not_mismasked():
     tok.chat_template = CHATML.replace("message['content']", upper)
     with pytest.raises(ValueError, match="does not render the assistant message text 'Red.'"):
         tokenize_conversation(get_template("auto", tok), CONVERSATION, tok, has_image=True)
+
+
+def test_generation_stops_at_the_chat_templates_end_of_turn_as_well_as_eos():
+    """A base Llama 3 (EOS <|end_of_text|>) with its chat template closes answers with
+    <|eot_id|>: generation under auto stops at both; vicuna_v1 on Vicuna only at </s>."""
+    from vislaw.vlm.templates import stop_token_ids
+
+    tok = llama3_tokenizer("<|end_of_text|>", chat=True)
+    ids = stop_token_ids(get_template("auto", tok), tok)
+    assert ids == tok.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>"])
+    word = word_tokenizer(TEXTS)
+    assert stop_token_ids(VICUNA, word) == word.eos_token_id
+    assert stop_token_ids(get_template("plain"), word) == word.eos_token_id

@@ -473,3 +473,7 @@ def test_chat_llm_twins_train_stage2_with_their_own_chat_template(tmp_path, arch
         enable_thinking=False,  # vislaw answers without thinking (Qwen3: an empty think block)
     )
     assert tok.decode([t for t in prompt if t >= 0]) == expected.replace("<image>", "")
+    from PIL import Image
+
+    answers = after.answer(["Describe.", "Hi."], [Image.new("RGB", (56, 56), "red"), None], 3)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)

@@ -370,6 +370,18 @@ class ChatTemplate(Template):
         return _render(self.tokenizer, messages, add_generation_prompt=True, enable_thinking=False)
 
 
+def stop_token_ids(template: Template, tokenizer: PreTrainedTokenizerBase) -> int | list[int]:
+    """Token ids that end generation: EOS plus the template's turn end when that is another
+    single token. Why: a base Llama 3 with its chat template has EOS ``<|end_of_text|>`` but
+    closes answers with ``<|eot_id|>``; stopping only at EOS would generate past the answer."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if template.turn_end is not None:
+        end = tokenizer(template.turn_end, add_special_tokens=False)["input_ids"]
+        if len(end) == 1 and end[0] not in ids:
+            ids.append(end[0])
+    return ids[0] if len(ids) == 1 else ids
+
+
 def _tokenize_text(
     text: str, spans: Sequence[tuple[int, int]], tokenizer: PreTrainedTokenizerBase
 ) -> tuple[list[int], list[int]]:
