@@ -274,6 +274,7 @@ def test_vicuna_v1_on_a_llama3_tokenizer_is_refused_naming_both_markers(chat):
     assert "'<|eot_id|>'" in message and "org/llama3" in message
     if chat:
         assert "end of turn '<|eot_id|>'" in message and "EOS '<|end_of_text|>'" in message
+        assert "use template: auto" in message  # its chat template is the fix
 
 
 def test_a_marker_that_is_one_token_but_not_the_end_is_refused_naming_the_template_that_fits(

@@ -293,11 +293,12 @@ def check_turn_markers(
         for name, factory in TEMPLATES.items()
         if factory().turn_end is not None and factory().turn_end in ends.values()
     )
-    hint = (
-        f"use template: {fits[0]}"
-        if fits
-        else "no registered template ends turns with it: register one (register_template)"
-    )
+    if fits:
+        hint = f"use template: {fits[0]}"
+    elif getattr(tokenizer, "chat_template", None):
+        hint = "use template: auto, its own chat template"
+    else:
+        hint = "no registered template ends turns with it: register one (register_template)"
     raise ConfigError(
         key,
         f"template '{template.name}' ends each assistant turn with {template.turn_end!r}, which "
