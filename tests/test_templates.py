@@ -395,6 +395,9 @@ def test_a_chat_template_that_rewrites_an_answer_is_refused_not_mismasked():
     tok.chat_template = CHATML.replace("message['content']", upper)
     with pytest.raises(ValueError, match="does not render the assistant message text 'Red.'"):
         tokenize_conversation(get_template("auto", tok), CONVERSATION, tok, has_image=True)
+    tok.chat_template = CHATML.replace("}}<|im_end|>", "}} square.<|im_end|>")
+    with pytest.raises(ValueError, match=r"writes ' square\.' between an answer and '<\|im_end"):
+        tokenize_conversation(get_template("auto", tok), CONVERSATION, tok, has_image=True)
 
 
 def test_generation_stops_at_the_chat_templates_end_of_turn_as_well_as_eos():
