@@ -411,3 +411,19 @@ def test_generation_stops_at_the_chat_templates_end_of_turn_as_well_as_eos():
     word = word_tokenizer(TEXTS)
     assert stop_token_ids(VICUNA, word) == word.eos_token_id
     assert stop_token_ids(get_template("plain"), word) == word.eos_token_id
+
+
+def test_auto_masks_an_answer_that_repeats_the_system_prompt_where_it_is_answered():
+    """Qwen2.5's default system prompt says "You are a helpful assistant."; an answer with
+    that text (to a question that appears there too) is the target, not the system prompt."""
+    from vislaw.vlm.tiny_llm import TINY_ARCHS
+
+    tok = train_tokenizer(TWIN_TEXTS, 400, TINY_ARCHS["qwen2"])
+    turns = [Turn("human", "Qwen"), Turn("gpt", "You are a helpful assistant.")]
+    ids, labels = tokenize_conversation(get_template("auto", tok), turns, tok, has_image=False)
+    runs = _target_runs(ids, labels)
+    assert [tok.decode(run) for run in runs] == ["You are a helpful assistant.<|im_end|>"]
+    first = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)
+    assert tok.decode(ids[:first]).endswith(
+        "<|im_start|>user\nQwen<|im_end|>\n<|im_start|>assistant\n"
+    )

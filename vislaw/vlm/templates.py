@@ -349,8 +349,8 @@ class ChatTemplate(Template):
         messages = [{"role": roles[t.role], "content": t.text} for t in turns]
         text = _render(self.tokenizer, messages, enable_thinking=False)
         out, pos, cursor = [], 0, 0  # pos: end of the emitted text; cursor: of the search
-        for turn in turns:
-            start = _find(text, turn.text, cursor, f"{roles[turn.role]} message")
+        for i, turn in enumerate(turns):
+            start = self._locate(text, messages[: i + 1], cursor)
             cursor = start + len(turn.text)
             if turn.role == HUMAN:
                 continue
@@ -364,6 +364,18 @@ class ChatTemplate(Template):
             out += [Segment(text[pos:start], False), Segment(text[start:end], True)]
             pos = cursor = end
         return [*out, Segment(text[pos:], False)]
+
+    def _locate(self, text: str, messages: list[dict[str, str]], cursor: int) -> int:
+        """Where the last of ``messages`` starts in the full render ``text``: its last
+        occurrence in the render of the chat up to it, when that render is a prefix of
+        ``text``, so an answer that repeats the system prompt or a question is not found
+        there; else (Qwen3 renders a final answer differently) its first occurrence after
+        ``cursor``, the end of the previous message."""
+        piece = messages[-1]["content"]
+        own = _render(self.tokenizer, messages, enable_thinking=False)
+        if text.startswith(own) and own.rfind(piece) >= cursor:
+            return own.rfind(piece)
+        return _find(text, piece, cursor, f"{messages[-1]['role']} message")
 
     def prompt(self, question: str, has_image: bool) -> str:
         text = normalise_image_placeholder([Turn(HUMAN, question)], has_image)[0].text
