@@ -326,9 +326,10 @@ class ChatTemplate(Template):
     """``auto``: the tokenizer's own chat template. Targets are exactly the assistant answers,
     each up to and including the model's own end-of-turn token (``chat_turn_end``, else EOS).
 
-    Why locate messages in one full render (in order, from a cursor) instead of rendering
-    prefixes: some templates render a turn differently once later turns follow (Qwen3 drops
-    the empty think block of earlier answers), so only the full render is the trained text.
+    Why the trained text is one full render, with renders of the chat up to each message used
+    only to locate it: some templates render a turn differently once later turns follow (Qwen3
+    drops the empty think block of earlier answers), so concatenated prefixes would not be the
+    text the model sees.
     The template's own BOS text is kept (``add_bos`` False), as ``apply_chat_template`` does."""
 
     name = AUTO
