@@ -444,15 +444,14 @@ def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(ru
 def test_chat_llm_twins_train_stage2_with_their_own_chat_template(tmp_path, architecture):
     """Issue 28, scope 3: Llama-3- and Qwen-style tiny twins (their model class, special tokens
     and chat template) train stage 2 under ``template: auto`` and load for evaluation with it."""
+    from vislaw.train.tiny_llm import write_config_llm
     from vislaw.vlm.templates import tokenize_prompt
 
     raw = train_config(tmp_path, stage1={"max_steps": 2}, stage2={"max_steps": 3})
     raw["train"]["stage2"]["template"] = "auto"
     raw["llm"] = {"tiny": {"architecture": architecture}}
     config = check_config(raw)
-    data = Path(config["data"]["root"])
-    texts = conversation_texts(read_llava_json(data / "instruct.json"))
-    write_tiny_llm(texts, llm_source(config), {"architecture": architecture}, seed=0)
+    write_config_llm(config)  # the tiny_llm rule's call: llm.tiny.architecture picks the twin
     s1 = train_stage(config, 1, "clip_t", tmp_path / "s1")
     s2 = train_stage(config, 2, "clip_t", tmp_path / "s2", stage1_dir=s1)
     assert VlmInfo.read(s2).template == "auto"
@@ -477,3 +476,13 @@ def test_chat_llm_twins_train_stage2_with_their_own_chat_template(tmp_path, arch
 
     answers = after.answer(["Describe.", "Hi."], [Image.new("RGB", (56, 56), "red"), None], 3)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_an_unknown_tiny_architecture_names_the_key(tmp_path):
+    from vislaw.train.tiny_llm import write_config_llm
+
+    raw = train_config(tmp_path)
+    raw["llm"] = {"tiny": {"architecture": "gpt2"}}
+    with pytest.raises(ConfigError, match=r"unknown architecture 'gpt2'.*llama3") as info:
+        write_config_llm(check_config(raw))
+    assert info.value.key == "llm.tiny.architecture"
