@@ -274,6 +274,7 @@ def test_vicuna_v1_on_a_llama3_tokenizer_is_refused_naming_both_markers(chat):
     assert "'<|eot_id|>'" in message and "org/llama3" in message
     if chat:
         assert "end of turn '<|eot_id|>'" in message and "EOS '<|end_of_text|>'" in message
+        assert "use template: auto" in message  # its chat template is the fix
 
 
 def test_a_marker_that_is_one_token_but_not_the_end_is_refused_naming_the_template_that_fits(
@@ -328,3 +329,101 @@ def test_masks_cover_exactly_the_assistant_turns_ending_with_the_models_end_toke
         assert run[-1] == end_id and end_id not in run[:-1]
         words = tok(answer, add_special_tokens=False)["input_ids"]
         assert run[:-1] == words, (tok.convert_ids_to_tokens(run), answer)
+
+
+# ---- template: auto (the tokenizer's own chat template; issue 28, scope 3) ----------------------
+TWIN_TEXTS = ["What colour? Red. Shape? A square. Describe the picture."] * 4
+
+
+@pytest.fixture(scope="module", params=["llama3", "qwen2", "qwen3"])
+def twin_tok(request) -> PreTrainedTokenizerFast:
+    """The tiny twin's tokenizer: that architecture's special tokens and chat template."""
+    from vislaw.vlm.tiny_llm import TINY_ARCHS
+
+    return train_tokenizer(TWIN_TEXTS, 400, TINY_ARCHS[request.param])
+
+
+TWIN_END = {"<|begin_of_text|>": "<|eot_id|>", None: "<|im_end|>"}
+
+
+def test_auto_masks_exactly_the_assistant_turns_with_the_models_own_end_token(twin_tok):
+    """The trained text is the chat template's own render (with <image> spliced in the first
+    user turn), and the targets are the answers each followed by its end-of-turn token."""
+    template = get_template("auto", twin_tok)
+    end = TWIN_END[twin_tok.bos_token]
+    assert template.turn_end == template.stop == end
+    ids, labels = tokenize_conversation(template, CONVERSATION, twin_tok, has_image=True)
+    assert ids.count(IMAGE_TOKEN_INDEX) == 1
+    messages = [
+        {"role": "user", "content": "<image>\nWhat colour?"},
+        {"role": "assistant", "content": "Red."},
+        {"role": "user", "content": "Shape?"},
+        {"role": "assistant", "content": "A square."},
+    ]
+    rendered = twin_tok.apply_chat_template(messages, tokenize=False)
+    cut = ids.index(IMAGE_TOKEN_INDEX)
+    text = twin_tok.decode(ids[:cut]) + "<image>" + twin_tok.decode(ids[cut + 1 :])
+    assert text == rendered
+    runs = _target_runs(ids, labels)
+    assert [twin_tok.decode(run) for run in runs] == [f"Red.{end}", f"A square.{end}"]
+    assert all(run[-1] == twin_tok.convert_tokens_to_ids(end) for run in runs)
+    assert IMAGE_TOKEN_INDEX not in [lab for lab in labels if lab != IGNORE_INDEX]
+
+
+def test_auto_prompt_is_the_training_text_up_to_the_first_answer(twin_tok):
+    """Evaluation prompts use add_generation_prompt and tokenize as the training text does."""
+    template = get_template("auto", twin_tok)
+    ids, labels = tokenize_conversation(template, CONVERSATION[:2], twin_tok, has_image=True)
+    prompt = tokenize_prompt(template, "What colour?", twin_tok, has_image=True)
+    first = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)
+    assert prompt == ids[:first]
+    assert twin_tok.decode(prompt[-3:]).endswith("\n")  # the assistant header is in the prompt
+
+
+def test_auto_without_a_chat_template_is_refused_naming_the_key(word_tok):
+    from vislaw.vlm.templates import resolve_template
+
+    with pytest.raises(ConfigError, match=r"template 'auto'.*org/vicuna.*no chat template") as info:
+        resolve_template("auto", word_tok, "org/vicuna", "train.stage2.template")
+    assert info.value.key == "train.stage2.template"
+    assert resolve_template("auto", chatml_tokenizer(), "qwen", "k").turn_end == "<|im_end|>"
+
+
+def test_a_chat_template_that_rewrites_an_answer_is_refused_not_mismasked():
+    tok = chatml_tokenizer()
+    upper = "message['content'] if message['role'] == 'user' else message['content'] | upper"
+    tok.chat_template = CHATML.replace("message['content']", upper)
+    with pytest.raises(ValueError, match="does not render the assistant message text 'Red.'"):
+        tokenize_conversation(get_template("auto", tok), CONVERSATION, tok, has_image=True)
+    tok.chat_template = CHATML.replace("}}<|im_end|>", "}} square.<|im_end|>")
+    with pytest.raises(ValueError, match=r"writes ' square\.' between an answer and '<\|im_end"):
+        tokenize_conversation(get_template("auto", tok), CONVERSATION, tok, has_image=True)
+
+
+def test_generation_stops_at_the_chat_templates_end_of_turn_as_well_as_eos():
+    """A base Llama 3 (EOS <|end_of_text|>) with its chat template closes answers with
+    <|eot_id|>: generation under auto stops at both; vicuna_v1 on Vicuna only at </s>."""
+    from vislaw.vlm.templates import stop_token_ids
+
+    tok = llama3_tokenizer("<|end_of_text|>", chat=True)
+    ids = stop_token_ids(get_template("auto", tok), tok)
+    assert ids == tok.convert_tokens_to_ids(["<|end_of_text|>", "<|eot_id|>"])
+    word = word_tokenizer(TEXTS)
+    assert stop_token_ids(VICUNA, word) == word.eos_token_id
+    assert stop_token_ids(get_template("plain"), word) == word.eos_token_id
+
+
+def test_auto_masks_an_answer_that_repeats_the_system_prompt_where_it_is_answered():
+    """Qwen2.5's default system prompt says "You are a helpful assistant."; an answer with
+    that text (to a question that appears there too) is the target, not the system prompt."""
+    from vislaw.vlm.tiny_llm import TINY_ARCHS
+
+    tok = train_tokenizer(TWIN_TEXTS, 400, TINY_ARCHS["qwen2"])
+    turns = [Turn("human", "Qwen"), Turn("gpt", "You are a helpful assistant.")]
+    ids, labels = tokenize_conversation(get_template("auto", tok), turns, tok, has_image=False)
+    runs = _target_runs(ids, labels)
+    assert [tok.decode(run) for run in runs] == ["You are a helpful assistant.<|im_end|>"]
+    first = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)
+    assert tok.decode(ids[:first]).endswith(
+        "<|im_start|>user\nQwen<|im_end|>\n<|im_start|>assistant\n"
+    )

@@ -438,3 +438,51 @@ def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(ru
         train_stage(config, 1, "clip_t", tmp_path / "s1", llm=str(llm))
     assert info.value.key == "train.stage1.template"
     assert not (tmp_path / "s1" / "loss.csv").exists()
+
+
+@pytest.mark.parametrize("architecture", ["llama3", "qwen2", "qwen3"])
+def test_chat_llm_twins_train_stage2_with_their_own_chat_template(tmp_path, architecture):
+    """Issue 28, scope 3: Llama-3- and Qwen-style tiny twins (their model class, special tokens
+    and chat template) train stage 2 under ``template: auto`` and load for evaluation with it."""
+    from vislaw.train.tiny_llm import write_config_llm
+    from vislaw.vlm.templates import tokenize_prompt
+
+    raw = train_config(tmp_path, stage1={"max_steps": 2}, stage2={"max_steps": 3})
+    raw["train"]["stage2"]["template"] = "auto"
+    raw["llm"] = {"tiny": {"architecture": architecture}}
+    config = check_config(raw)
+    write_config_llm(config)  # the tiny_llm rule's call: llm.tiny.architecture picks the twin
+    s1 = train_stage(config, 1, "clip_t", tmp_path / "s1")
+    s2 = train_stage(config, 2, "clip_t", tmp_path / "s2", stage1_dir=s1)
+    assert VlmInfo.read(s2).template == "auto"
+    values = losses(s2)
+    assert len(values) == 3 and all(v == v and v > 0 for v in values)
+    before, after = load_vlm(s1), load_vlm(s2)
+    prefix = {"llama3": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[architecture]
+    assert type(after.model.llm).__name__ == f"{prefix}ForCausalLM"
+    w0, w1 = before.model.llm.state_dict(), after.model.llm.state_dict()
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)
+    tok = after.tokenizer
+    assert after.template.stop == ("<|eot_id|>" if architecture == "llama3" else "<|im_end|>")
+    prompt = tokenize_prompt(after.template, "Describe.", tok, has_image=True)
+    expected = tok.apply_chat_template(
+        [{"role": "user", "content": "<image>\nDescribe."}],
+        tokenize=False,
+        add_generation_prompt=True,
+        enable_thinking=False,  # vislaw answers without thinking (Qwen3: an empty think block)
+    )
+    assert tok.decode([t for t in prompt if t >= 0]) == expected.replace("<image>", "")
+    from PIL import Image
+
+    answers = after.answer(["Describe.", "Hi."], [Image.new("RGB", (56, 56), "red"), None], 3)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_an_unknown_tiny_architecture_names_the_key(tmp_path):
+    from vislaw.train.tiny_llm import write_config_llm
+
+    raw = train_config(tmp_path)
+    raw["llm"] = {"tiny": {"architecture": "gpt2"}}
+    with pytest.raises(ConfigError, match=r"unknown architecture 'gpt2'.*llama3") as info:
+        write_config_llm(check_config(raw))
+    assert info.value.key == "llm.tiny.architecture"

@@ -166,12 +166,12 @@ def phase_settings(config: Mapping[str, Any], phase: Phase) -> StageSettings:
         section=phase.section,
         overridden=frozenset(phase.overrides),
     )
-    from vislaw.vlm.templates import TEMPLATES
+    from vislaw.vlm.templates import template_names
 
-    if settings.template not in TEMPLATES:
+    if settings.template not in template_names():
         raise ConfigError(
             settings.key("template"),
-            f"unknown template {settings.template!r}; known: {sorted(TEMPLATES)}",
+            f"unknown template {settings.template!r}; known: {template_names()}",
         )
     return settings
 

@@ -70,7 +70,7 @@ from vislaw.vlm.checkpoints import (
 from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
 from vislaw.vlm.projector import build_projector
-from vislaw.vlm.templates import check_turn_markers, get_template
+from vislaw.vlm.templates import resolve_template
 
 LOSS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm")
 CHECKPOINTS = "checkpoints"
@@ -283,8 +283,7 @@ def _prepare(
         check_feature_match(VlmInfo.read(start_dir), spec, start_dir, encoder.channels)
     rows, cols = encoder.grid
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
-    template = get_template(settings.template)
-    check_turn_markers(template, tokenizer, str(llm), settings.key("template"))
+    template = resolve_template(settings.template, tokenizer, str(llm), settings.key("template"))
     json_path, image_folder = stage_data(config, stage)
     dataset = LlavaDataset(
         _subset(read_llava_json(json_path), settings.max_samples, settings.seed),

@@ -167,12 +167,12 @@ class StageSettings(TrainKeys, StageKeys):
         if "lora" in own and own["lora"] is not None:
             own["lora"] = dict(own["lora"])
         settings = cls(stage=stage, seed=seed, **common, **own)
-        from vislaw.vlm.templates import TEMPLATES
+        from vislaw.vlm.templates import template_names
 
-        if settings.template not in TEMPLATES:
+        if settings.template not in template_names():
             raise ConfigError(
                 f"train.stage{stage}.template",
-                f"unknown template {settings.template!r}; known: {sorted(TEMPLATES)}",
+                f"unknown template {settings.template!r}; known: {template_names()}",
             )
         return settings
 

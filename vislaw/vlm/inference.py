@@ -20,7 +20,7 @@ from vislaw.vlm.checkpoints import (
 )
 from vislaw.vlm.lora import merge_lora
 from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
-from vislaw.vlm.templates import Template, get_template, tokenize_prompt
+from vislaw.vlm.templates import Template, get_template, stop_token_ids, tokenize_prompt
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -91,7 +91,7 @@ class LoadedVlm:
         }
         generate_kwargs.setdefault("do_sample", False)
         generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
-        generate_kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
+        generate_kwargs.setdefault("eos_token_id", stop_token_ids(self.template, self.tokenizer))
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=False)
         pad = self.tokenizer.pad_token
@@ -136,4 +136,4 @@ def load_vlm(
         encoder.load_trained(trained, source=str(folder / str(info.encoder_weights)))
     check_feature_match(info, info.encoder, folder, encoder.channels)
     model = LlavaStyleModel(encoder, projector.to(dtype or torch.float32), llm).to(device).eval()
-    return LoadedVlm(model, tokenizer, get_template(info.template), info)
+    return LoadedVlm(model, tokenizer, get_template(info.template, tokenizer), info)

@@ -13,13 +13,18 @@ and the model splices the projected image tokens there (vislaw.vlm.model).
 
 Adding a template (e.g. another chat format) is one subclass and one :func:`register_template`
 call; ``qwen2`` (ChatML) is registered here as the example beside LLaVA's two.
+
+``auto`` (:class:`ChatTemplate`) needs no subclass: the conversation is rendered by the
+tokenizer's own chat template (``apply_chat_template``) and each assistant answer plus the
+model's own end-of-turn token becomes a target segment, so any chat LLM (Llama 3, Qwen2.5/3)
+trains and is prompted in its own format through the same tokenization path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 
@@ -77,11 +82,11 @@ class Template:
 
     name: ClassVar[str]
     add_bos: ClassVar[bool] = True
-    stop: ClassVar[str] = "</s>"
+    stop: str = "</s>"
     # The text closing every assistant turn, trained as a target so that the model learns to
     # stop there: it must be the LLM's own end token (check_turn_markers). None: no turn marker
     # (plain: a stage-1 caption ends with a newline, as LLaVA's plain does).
-    turn_end: ClassVar[str | None] = None
+    turn_end: str | None = None
 
     def segments(self, turns: Sequence[Turn], has_image: bool) -> list[Segment]:
         """The whole conversation as text segments; answers are targets."""
@@ -180,13 +185,44 @@ for _cls in (PlainTemplate, VicunaV1Template, Qwen2Template):
     register_template(_cls)
 
 
-def get_template(name: str) -> Template:
+AUTO = "auto"
+
+
+def template_names() -> list[str]:
+    """Every accepted ``template`` value: the registered templates and ``auto``."""
+    return sorted([*TEMPLATES, AUTO])
+
+
+def get_template(name: str, tokenizer: PreTrainedTokenizerBase | None = None) -> Template:
+    """The template ``name``; ``auto`` renders with ``tokenizer``'s own chat template."""
+    if name == AUTO:
+        if tokenizer is None:
+            raise ValueError("template 'auto' needs the LLM's tokenizer")
+        return ChatTemplate(tokenizer)
     try:
         return TEMPLATES[name]()
     except KeyError:
         raise KeyError(
-            f"unknown conversation template {name!r}; known: {sorted(TEMPLATES)}"
+            f"unknown conversation template {name!r}; known: {template_names()}"
         ) from None
+
+
+def resolve_template(
+    name: str, tokenizer: PreTrainedTokenizerBase, source: str, key: str
+) -> Template:
+    """The checked template of a training stage: ``auto`` on a tokenizer without a usable chat
+    template, and a named template whose turn end is not the LLM's own, are ConfigErrors on
+    ``key``."""
+    if name == AUTO:
+        try:
+            return ChatTemplate(tokenizer)
+        except ValueError as err:
+            raise ConfigError(
+                key, f"template 'auto' with the tokenizer of {source}: {err}"
+            ) from err
+    template = get_template(name)
+    check_turn_markers(template, tokenizer, source, key)
+    return template
 
 
 # A one-round chat rendered with a tokenizer's own chat template finds its end-of-turn token.
@@ -257,16 +293,107 @@ def check_turn_markers(
         for name, factory in TEMPLATES.items()
         if factory().turn_end is not None and factory().turn_end in ends.values()
     )
-    hint = (
-        f"use template: {fits[0]}"
-        if fits
-        else "no registered template ends turns with it: register one (register_template)"
-    )
+    if fits:
+        hint = f"use template: {fits[0]}"
+    elif getattr(tokenizer, "chat_template", None):
+        hint = "use template: auto, its own chat template"
+    else:
+        hint = "no registered template ends turns with it: register one (register_template)"
     raise ConfigError(
         key,
         f"template '{template.name}' ends each assistant turn with {template.turn_end!r}, which "
         f"the tokenizer of {source} encodes {encoded}; the model's own: {named} ({hint})",
     )
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], **kw: Any) -> str:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+    if not isinstance(text, str):
+        raise ValueError(f"apply_chat_template returned {type(text).__name__}, not text")
+    return text
+
+
+def _find(text: str, piece: str, start: int, what: str) -> int:
+    """Position of ``piece`` in ``text`` from ``start``; a template that rewrites a message's
+    text (so it cannot be located) is an error rather than a silently wrong mask."""
+    pos = text.find(piece, start)
+    if pos < 0:
+        raise ValueError(f"the chat template does not render the {what} text {piece[:40]!r} as is")
+    return pos
+
+
+class ChatTemplate(Template):
+    """``auto``: the tokenizer's own chat template. Targets are exactly the assistant answers,
+    each up to and including the model's own end-of-turn token (``chat_turn_end``, else EOS).
+
+    Why the trained text is one full render, with renders of the chat up to each message used
+    only to locate it: some templates render a turn differently once later turns follow (Qwen3
+    drops the empty think block of earlier answers), so concatenated prefixes would not be the
+    text the model sees.
+    The template's own BOS text is kept (``add_bos`` False), as ``apply_chat_template`` does."""
+
+    name = AUTO
+    add_bos = False
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the tokenizer has no chat template (use a named template)")
+        end = chat_turn_end(tokenizer) or tokenizer.eos_token
+        if end is None:
+            raise ValueError("its chat template ends assistant turns with no special token")
+        self.tokenizer = tokenizer
+        self.stop = self.turn_end = str(end)
+
+    def segments(self, turns: Sequence[Turn], has_image: bool) -> list[Segment]:
+        turns = _chat_turns(turns, has_image)
+        roles = {HUMAN: "user", GPT: "assistant"}
+        messages = [{"role": roles[t.role], "content": t.text} for t in turns]
+        text = _render(self.tokenizer, messages, enable_thinking=False)
+        out, pos, cursor = [], 0, 0  # pos: end of the emitted text; cursor: of the search
+        for i, turn in enumerate(turns):
+            start = self._locate(text, messages[: i + 1], cursor)
+            cursor = start + len(turn.text)
+            if turn.role == HUMAN:
+                continue
+            end = _find(text, self.turn_end, cursor, "end-of-turn")
+            if text[cursor:end].strip():  # the answer must be closed by the end token itself
+                raise ValueError(
+                    f"the chat template writes {text[cursor:end][:40]!r} between an answer "
+                    f"and {self.turn_end!r}"
+                )
+            end += len(self.turn_end)
+            out += [Segment(text[pos:start], False), Segment(text[start:end], True)]
+            pos = cursor = end
+        return [*out, Segment(text[pos:], False)]
+
+    def _locate(self, text: str, messages: list[dict[str, str]], cursor: int) -> int:
+        """Where the last of ``messages`` starts in the full render ``text``: its last
+        occurrence in the render of the chat up to it, when that render is a prefix of
+        ``text``, so an answer that repeats the system prompt or a question is not found
+        there; else (Qwen3 renders a final answer differently) its first occurrence after
+        ``cursor``, the end of the previous message."""
+        piece = messages[-1]["content"]
+        own = _render(self.tokenizer, messages, enable_thinking=False)
+        if text.startswith(own) and own.rfind(piece) >= cursor:
+            return own.rfind(piece)
+        return _find(text, piece, cursor, f"{messages[-1]['role']} message")
+
+    def prompt(self, question: str, has_image: bool) -> str:
+        text = normalise_image_placeholder([Turn(HUMAN, question)], has_image)[0].text
+        messages = [{"role": "user", "content": text}]
+        return _render(self.tokenizer, messages, add_generation_prompt=True, enable_thinking=False)
+
+
+def stop_token_ids(template: Template, tokenizer: PreTrainedTokenizerBase) -> int | list[int]:
+    """Token ids that end generation: EOS plus the template's turn end when that is another
+    single token. Why: a base Llama 3 with its chat template has EOS ``<|end_of_text|>`` but
+    closes answers with ``<|eot_id|>``; stopping only at EOS would generate past the answer."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if template.turn_end is not None:
+        end = tokenizer(template.turn_end, add_special_tokens=False)["input_ids"]
+        if len(end) == 1 and end[0] not in ids:
+            ids.append(end[0])
+    return ids[0] if len(ids) == 1 else ids
 
 
 def _tokenize_text(
