@@ -52,6 +52,8 @@ DISTRIBUTION = {
     "sklearn": "scikit-learn",
     "peft": "peft",
     "loguru": "loguru",
+    "jinja2": "jinja2",
+    "threadpoolctl": "threadpoolctl",
 }
 
 # Library areas that run in a given env (besides the encoder families, which declare theirs).
@@ -112,7 +114,8 @@ def _module_file(module: str) -> Path | None:
 
 def third_party_imports(module: str, seen: set[str] | None = None) -> set[str]:
     """Top-level third-party modules imported anywhere (also inside functions) by ``module``
-    and, transitively, by the vislaw modules it imports."""
+    and, transitively, by the vislaw modules it imports; not those under ``if TYPE_CHECKING:``,
+    which never run."""
     seen = seen if seen is not None else set()
     if module in seen:
         return set()
@@ -121,7 +124,11 @@ def third_party_imports(module: str, seen: set[str] | None = None) -> set[str]:
     if path is None:
         return set()
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for block in ast.walk(tree):  # imports for type checkers only never run
+        if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING"):
+            block.body = []
+    for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]

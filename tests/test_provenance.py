@@ -20,14 +20,8 @@ from conftest import isolate
 from vislaw.data.settings import DataSettings
 from vislaw.features import FeaturesSettings, run_features
 from vislaw.io.hdf5 import read_features, write_features
-from vislaw.io.provenance import (
-    InputError,
-    file_sha256,
-    load_tensors,
-    read_json,
-    read_numeric_csv,
-    save_tensors,
-)
+from vislaw.io.provenance import InputError, file_sha256, read_json, read_numeric_csv
+from vislaw.io.tensors import load_tensors, save_tensors
 from vislaw.pipeline import load_checked_config
 from vislaw.scores.correspondence import inputs_from_config, run_c_score
 from vislaw.scores.embeddings import run_embeddings
@@ -157,7 +151,7 @@ def test_c_score_refuses_features_made_with_other_settings(demo, features, tmp_p
 
 
 def test_features_without_a_settings_record_are_refused(demo, tmp_path):
-    from vislaw.features import check_features_file
+    from vislaw.io.feature_records import check_features_file
 
     spec = demo["specs"]["clip224"]
     path = tmp_path / "clip224.h5"

@@ -15,6 +15,7 @@ import numpy as np
 
 from vislaw.data.settings import DataSettings
 from vislaw.encoders.base import EncoderSpec
+from vislaw.io.feature_records import RECORDED_SETTINGS, check_features_file
 from vislaw.io.hdf5 import open_features, write_features
 from vislaw.sections import Section
 
@@ -135,10 +136,6 @@ def extract_features(
             writer.append(batch_ids, feats)
 
 
-# Settings of ``features`` that change the file (batch_size only changes the batching).
-RECORDED_SETTINGS = ("image_set", "max_images", "dtype")
-
-
 def features_record(features: FeaturesSettings, stage1: str | Path | None = None) -> dict[str, Any]:
     """Provenance of a features file (vislaw.io.provenance): the settings it was made with and
     the sha256 of the trained encoder tensors it read (by role, never a path)."""
@@ -153,31 +150,6 @@ def features_record(features: FeaturesSettings, stage1: str | Path | None = None
 
         record["inputs"] = input_hashes({"stage1_encoder": Path(stage1) / ENCODER_FILE})
     return record
-
-
-def check_features_file(
-    path: str | Path,
-    spec: EncoderSpec,
-    features: FeaturesSettings | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Refuse a features file made for another encoder spec, or (``features`` given) with other
-    ``features`` settings than the config's, naming the file and the key; returns its meta.
-    A fusion's file records its members by name and is checked on its own spec."""
-    from dataclasses import asdict
-
-    from vislaw.io.provenance import InputError, check_encoder_record, check_record
-
-    if meta is None:
-        with open_features(path) as handle:
-            meta = dict(handle.meta)
-    check_encoder_record(path, meta.get("encoder"), spec.to_attrs())
-    if features is not None and spec.family != "fusion":
-        if "settings" not in meta:
-            raise InputError(path, "records no features settings (an older vislaw wrote it)")
-        wanted = {k: v for k, v in asdict(features).items() if k in RECORDED_SETTINGS}
-        check_record(path, meta.get("settings") or {}, wanted, "features")
-    return dict(meta)
 
 
 def fuse_feature_files(

@@ -593,7 +593,7 @@ def run_c_score(
     file's record must match them (and each member file its member's spec), else the step
     refuses naming the file and the key rather than score another encoder's features."""
     if spec is not None:
-        from vislaw.features import check_features_file
+        from vislaw.io.feature_records import check_features_file
 
         check_features_file(features, spec, features_settings)
         for path, member in zip(member_features, spec.members, strict=False):

@@ -223,7 +223,7 @@ class PlainEngine:
 
     def save(self, root: Path, tag: str, client_state: Mapping[str, Any]) -> None:
         from vislaw.io.atomic import atomic_dir, write_text_atomic
-        from vislaw.io.provenance import save_tensors
+        from vislaw.io.tensors import save_tensors
 
         with atomic_dir(root / tag) as tmp:
             # with a checksum: a resumed run must not continue from damaged weights
@@ -239,7 +239,8 @@ class PlainEngine:
         write_text_atomic(root / "latest", tag)
 
     def load(self, root: Path, tag: str) -> dict[str, Any]:
-        from vislaw.io.provenance import load_tensors, read_json
+        from vislaw.io.provenance import read_json
+        from vislaw.io.tensors import load_tensors
 
         folder = root / tag
         state, _ = load_tensors(folder / "trainable.safetensors")

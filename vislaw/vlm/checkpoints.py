@@ -31,15 +31,8 @@ import torch
 
 from vislaw.encoders.base import EncoderSpec
 from vislaw.io.atomic import atomic_dir, write_text_atomic
-from vislaw.io.provenance import (
-    CHECKSUM_KEY,
-    InputError,
-    check_encoder_record,
-    load_tensors,
-    read_json,
-    save_tensors,
-    tensors_sha256,
-)
+from vislaw.io.provenance import InputError, check_encoder_record, read_json
+from vislaw.io.tensors import CHECKSUM_KEY, load_tensors, save_tensors, tensors_sha256
 from vislaw.layout import STAGE_ENCODER, STAGE_INFO, STAGE_LLM, STAGE_PROJECTOR
 from vislaw.vlm.projector import build_projector, infer_projector
 
