@@ -2,38 +2,50 @@
 tiny twins, for ``tests/test_authors_features.py`` to compare vislaw's ``protocol: paper`` with.
 
 Two steps, two stacks. Step 1 runs in this project's environment and saves the tiny random-init
-twins (vislaw's tiny configs, written by ``tests/hub_twins.py:write_twin`` in each real repo's
-layout) under ``twins/``; both stacks then load the SAME files. Step 2 runs the authors' code
-(their commit below) in their pinned stack, transformers 4.38.2 and the diffusers 0.30.0.dev0
-vendored in their repository, in front of this project's torch::
+twins (vislaw's tiny configs; DiT and SD3 as ``tests/hub_twins.py`` writes them, the UNets at the
+real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real repo's layout,
+with what 4.38 and their pipelines need to read them: ``vision_model.``/``text_model.`` key
+prefixes (transformers 5 saves towers without them), the slow tokenizer's vocab/merges, a full
+``model_index.json``, the real repos' ``preprocessor_config.json``, DINOv2 as
+``pytorch_model.bin`` (their tower passes ``use_safetensors=False``), and every tensor in
+float16 (both stacks load them as float32: the same values, half the bytes). Both stacks then
+load the SAME files. Step 2 runs the authors' code (commit
+2e03055eb8d3ed8065190c178c9cb0f294621f29, "add ac policy") in their pinned stack,
+transformers 4.38.2 and the diffusers 0.30.0.dev0 vendored in their repository, in front of
+this project's torch::
 
     # step 1, this project's venv
     PYTHONPATH=$PWD python tests/data/authors_stack/make_features.py twins
-    # the authors' stack
+    # the authors' stack: transformers 4.38.2 in a folder of its own, their code from git
     pip install --target /tmp/tf438site transformers==4.38.2 'tokenizers<0.19'
     git clone https://github.com/bronyayang/Law_of_Vision_Representation_in_MLLMs /tmp/lvr
-    git -C /tmp/lvr checkout 2e03055  # 2e030556 ... "add ac policy", the commit compared
-    # step 2
-    PYTHONPATH=/tmp/lvr/diffusers/src:/tmp/tf438site:/tmp/lvr \
+    git -C /tmp/lvr checkout 2e03055eb8d3ed8065190c178c9cb0f294621f29
+    # step 2 (their vendored diffusers first on the path)
+    PYTHONPATH=/tmp/lvr/diffusers/src:/tmp/tf438site:/tmp/lvr HF_HUB_OFFLINE=1 \
         python tests/data/authors_stack/make_features.py features
 
 What step 2 runs is their code: the towers of ``llava/model/multimodal_encoder`` (CLIP, SigLIP,
 DINOv2, and ``DiffVisionTower`` over the ``diffLVLM`` featurizers: SD/SDXL, SD image variations,
 DiT, SD3), their processors (``image_processor`` of each tower; LLaVA's ``image_aspect_ratio``
-"square" hands the image straight to it), ``encode_images``' fusion (``torch.cat`` of the
-towers' outputs in ``mm_vision_tower`` order), and ``C_score/extract_feature.py``'s
-``extract_features`` (executed from its source). What is changed, and why:
+"square" hands the image straight to it; for DINOv2 at 336 their two commented-out lines that
+set ``size``/``crop_size``), ``encode_images``' fusion (``torch.cat`` of the towers' outputs in
+``mm_vision_tower`` order), and ``C_score/extract_feature.py``'s ``extract_features`` (executed
+from its source). What is changed, and why:
 
 - CPU and float32: every ``cuda`` device becomes ``cpu`` and every bf16/fp16 dtype float32
-  (``.to``/``.cuda``/``.bfloat16``/``torch_dtype`` are wrapped). Their runs were bf16 on CUDA,
-  which no float32 run matches (bf16 keeps 8 bits of mantissa: rel ~1e-2).
+  (``.to``/``.cuda``/``.bfloat16``/``torch_dtype`` are wrapped), since no float32 run can equal
+  bf16 (8 mantissa bits). The ``*_bf16`` keys below keep their bf16.
 - ``extract_features`` hard-codes the real models' widths and grids (``.view(1, 1024, 16, 16)``)
   and image sizes; those constants become the twin's (``-1``, the grid, the twin's size).
+- Their featurizer tables are keyed by hub id: the twin's folder is added under its real id's
+  featurizer. peft is hidden from their diffusers (this venv's peft needs transformers 5; their
+  code never uses it).
 - Two random draws: their featurizers *sample* the VAE posterior and draw a fresh noise map per
   call (``torch.randn_like``). Keys ``*_mllm``/``*_c`` are computed with those two draws fixed to
-  vislaw's (the posterior mean; one seeded (1, C, h, w) map, ``seed`` below): everything else is
+  vislaw's (the posterior mean; one seeded (1, C, h, w) map, ``SEED`` below): everything else is
   their code. Keys ``*_random`` keep their draws (``torch.manual_seed(0)``): how far apart the two
-  can be at most, with no control over their RNG.
+  can be at most, with no control over their RNG. Keys ``*_bf16`` (diffusion towers, MLLM)
+  keep their bf16 (on CPU), with the draws fixed: what their precision alone changes.
 
 Inputs: ``photo.png`` (made in step 1, 96x64, smooth) for every case.
 """
@@ -258,6 +270,10 @@ def to_half(folder: Path) -> None:
 
 
 # ---- step 2: the authors' code (their stack) ------------------------------------------------------
+# Whether their bf16/fp16 dtypes are kept (the ``*_bf16`` keys) or made float32 (the rest).
+KEEP_LOW_PRECISION = {"on": False}
+
+
 def _cpu_float32() -> None:
     """Run their CUDA/bf16 code on CPU in float32 (module docstring): wrap the calls that move."""
     import torch
@@ -270,7 +286,8 @@ def _cpu_float32() -> None:
             return "cpu"
         if isinstance(value, torch.device) and value.type == "cuda":
             return torch.device("cpu")
-        return torch.float32 if value in low else value
+        keep = KEEP_LOW_PRECISION["on"]
+        return torch.float32 if value in low and not keep else value
 
     def fixed(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return tuple(fix(a) for a in args), {k: fix(v) for k, v in kwargs.items()}
@@ -287,7 +304,10 @@ def _cpu_float32() -> None:
     torch.nn.Module.to = module_to
     torch.Tensor.cuda = lambda self, *a, **k: self
     torch.nn.Module.cuda = lambda self, *a, **k: self
-    torch.Tensor.bfloat16 = lambda self, *a, **k: self.float()
+    real_bf16 = torch.Tensor.bfloat16
+    torch.Tensor.bfloat16 = lambda self, *a, **k: (
+        real_bf16(self) if KEEP_LOW_PRECISION["on"] else self.float()
+    )
 
     from diffusers import DiffusionPipeline
     from diffusers.models.modeling_utils import ModelMixin
@@ -308,7 +328,7 @@ def _float32_loading(owner: Any) -> None:
     real = owner.from_pretrained.__func__
 
     def from_pretrained(cls, *args, **kwargs):
-        if kwargs.get("torch_dtype") is not None:
+        if kwargs.get("torch_dtype") is not None and not KEEP_LOW_PRECISION["on"]:
             kwargs["torch_dtype"] = torch.float32
         return real(cls, *args, **kwargs)
 
@@ -376,7 +396,9 @@ def _extract_features_source() -> str:
 
     script = Path(list(llava.__path__)[0]).resolve().parent / "C_score" / "extract_feature.py"
     tree = ast.parse(script.read_text())
-    (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "extract_features"]
+    (func,) = [
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "extract_features"
+    ]
     source = ast.get_source_segment(script.read_text(), func)
     source = re.sub(r"img_size = \d+", "img_size = IMG_SIZE", source)
     source = re.sub(r"\.view\(1, \d+, \d+, \d+\)", ".view(1, -1, GRID, GRID)", source)
@@ -410,11 +432,15 @@ def _vit_tower(folder: str, size: int) -> Any:
 
     path = str(TWINS / folder)
     family = TWIN_SPECS[folder][0]
-    tower_class = {"clip": CLIPVisionTower, "siglip": SigLipVisionTower, "dinov2": DinoV2VisionTower}
+    tower_class = {
+        "clip": CLIPVisionTower,
+        "siglip": SigLipVisionTower,
+        "dinov2": DinoV2VisionTower,
+    }
     tower = tower_class[family](path, args=_Args())
     if family == "dinov2" and size != 224:  # their commented-out lines, at this size
-        setattr(tower.image_processor, "crop_size", {"width": size, "height": size})
-        setattr(tower.image_processor, "size", {"width": size, "height": size})
+        tower.image_processor.crop_size = {"width": size, "height": size}
+        tower.image_processor.size = {"width": size, "height": size}
     return tower
 
 
@@ -458,10 +484,10 @@ def _case(name: str, draws: _Draws, photo: Path, out: dict[str, Any]) -> None:
         pixels = tower.image_processor.preprocess(image, return_tensors="pt")["pixel_values"]
         pixels = torch.stack(list(pixels)) if isinstance(pixels, list) else pixels
         out[f"{name}_mllm"] = tower(pixels).float().numpy()
+        # extract_features' globals; GRID: the side of the (square) token grid.
         glob = {"torch": torch, "Image": Image, "PILToTensor": PILToTensor, "IMG_SIZE": size,
+                "GRID": round(out[f"{name}_mllm"].shape[1] ** 0.5),
                 "feature": FEATURE_NAMES[folder], "dift": tower.vision_tower if diffusion else tower}  # fmt: skip
-        rows = _grid(name, out[f"{name}_mllm"].shape[1], diffusion)
-        glob["GRID"] = rows
         exec(_extract_features_source(), glob)  # noqa: S102 - their function, their source
         if not extra.get("c_score", True):
             glob["extract_features"] = None
@@ -473,12 +499,15 @@ def _case(name: str, draws: _Draws, photo: Path, out: dict[str, Any]) -> None:
             out[f"{name}_mllm_random"] = tower(pixels).float().numpy()
             torch.manual_seed(0)
             if glob["extract_features"]:
-                out[f"{name}_c_random"] = _tokens(glob["extract_features"](str(photo))).float().numpy()
+                out[f"{name}_c_random"] = (
+                    _tokens(glob["extract_features"](str(photo))).float().numpy()
+                )
             draws.fixed = True
-
-
-def _grid(name: str, tokens: int, diffusion: bool) -> int:
-    return int(round(tokens**0.5))
+            # Their precision: bf16 weights and activations (on CPU here), the draws fixed.
+            KEEP_LOW_PRECISION["on"] = True
+            low = _diff_tower(folder, size, extra)
+            out[f"{name}_mllm_bf16"] = low(pixels.bfloat16()).float().numpy()
+            KEEP_LOW_PRECISION["on"] = False
 
 
 def write_features() -> None:
