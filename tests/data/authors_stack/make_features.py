@@ -510,7 +510,8 @@ def _case(name: str, draws: _Draws, photo: Path, out: dict[str, Any]) -> None:
             KEEP_LOW_PRECISION["on"] = False
 
 
-def write_features() -> None:
+def write_features(target: Path = HERE / "features.npz") -> None:
+    """Run the authors' code on every case (step 2) and write the arrays to ``target``."""
     import numpy as np
     import transformers
 
@@ -533,8 +534,11 @@ def write_features() -> None:
     for name, members in FUSIONS.items():  # encode_images: torch.cat(f_list, dim=-1)
         out[f"{name}_mllm"] = np.concatenate([out[f"{m}_mllm"] for m in members], -1)
         out[f"{name}_c"] = np.concatenate([out[f"{m}_c"] for m in members], -1)
-    np.savez_compressed(HERE / "features.npz", **{k: v.astype("float32") for k, v in out.items()})
+    np.savez_compressed(target, **{k: v.astype("float32") for k, v in out.items()})
 
 
 if __name__ == "__main__":
-    {"twins": write_twins, "features": write_features}[sys.argv[1]]()
+    if sys.argv[1] == "twins":
+        write_twins()
+    else:  # features [target]
+        write_features(*[Path(a) for a in sys.argv[2:3]])
