@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT
 from hub_twins import write_twin
-from loopback_hub import LoopbackHub
+from loopback_hub import LoopbackHub, write_hub_dataset
 
 from vislaw.pipeline import load_checked_config
 
@@ -75,7 +77,9 @@ import json, sys
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import build_encoder
 encoder = build_encoder(EncoderSpec(**json.loads(sys.argv[1])))
-print(json.dumps({"params": sum(p.numel() for p in encoder.model.parameters()),
+params = list(encoder.model.parameters())
+print(json.dumps({"params": sum(p.numel() for p in params),
+                  "checksum": float(sum(p.double().sum() for p in params)),
                   "hidden": encoder.model.config.hidden_size}))
 """
 
@@ -121,3 +125,180 @@ def test_a_twin_under_a_real_id_is_prepared_through_huggingface_hub_and_loads_of
         == json.loads((tmp_path / "twin" / "config.json").read_text())["hidden_size"]
     )
     assert loaded["params"] > 0
+
+
+# ---- a pinned revision ------------------------------------------------------------------------
+def _shifted(twin: Path, folder: Path) -> None:
+    """A second commit of the twin: the same files, every weight + 1 (other bytes, same shape)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(twin, folder)
+    tensors = load_file(twin / "model.safetensors")
+    save_file({k: v + 1 for k, v in tensors.items()}, folder / "model.safetensors")
+
+
+def test_a_pinned_revision_fetches_that_commit_not_main(tmp_path):
+    spec = _spec(_config(tmp_path), "clip_b")
+    write_twin(tmp_path / "old", spec)
+    _shifted(tmp_path / "old", tmp_path / "new")
+    with LoopbackHub(tmp_path / "server") as hub:
+        old = hub.publish(CLIP, tmp_path / "old")
+        new = hub.publish(CLIP, tmp_path / "new")  # main moves on
+        config = _config(
+            tmp_path, cache={"hf_home": str(tmp_path / "hf"), "revisions": {CLIP: old}}
+        )
+        done = _prepare(hub, tmp_path, "models", "--config", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert old != new
+    assert json.loads(_marker(tmp_path, CLIP).read_text())["commit"] == old
+    repo = tmp_path / "hf" / "hub" / f"models--{CLIP.replace('/', '--')}"
+    assert sorted(p.name for p in (repo / "snapshots").iterdir()) == [old]
+    assert (repo / "refs" / "main").read_text() == old  # offline jobs resolve main
+    weights = (repo / "snapshots" / old / "model.safetensors").read_bytes()
+    assert weights == (tmp_path / "old" / "model.safetensors").read_bytes()
+    assert not any(new in path for _, path, _ in hub.requests)  # main's commit never fetched
+    loaded = _load_offline(tmp_path, spec)
+    assert loaded["checksum"] == pytest.approx(_checksum(tmp_path / "old"), rel=1e-5)
+
+
+def _checksum(folder: Path) -> float:
+    from safetensors.torch import load_file
+
+    return float(sum(t.double().sum() for t in load_file(folder / "model.safetensors").values()))
+
+
+# ---- an interrupted download ------------------------------------------------------------------
+CHUNK = 10 * 1024 * 1024  # huggingface_hub's DOWNLOAD_CHUNK_SIZE: what it has written to disk
+
+
+def _big_llm(folder: Path) -> None:
+    """A tiny Llama with Vicuna's 32000-token vocabulary, untied: a 16 MB safetensors, larger
+    than huggingface_hub's 10 MiB download chunk, so a cut after the first chunk can resume."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+
+
+VICUNA = "lmsys/vicuna-7b-v1.5"
+WEIGHTS = "model.safetensors"
+
+
+def _llm_config(tmp_path: Path) -> Path:
+    return _config(tmp_path, llm={"model_id": VICUNA})
+
+
+def test_a_download_cut_mid_file_resumes_with_a_range_request(tmp_path):
+    _big_llm(tmp_path / "llm")
+    size = (tmp_path / "llm" / WEIGHTS).stat().st_size
+    assert size > CHUNK + 2**20
+    with LoopbackHub(tmp_path / "server") as hub:
+        sha = hub.publish(VICUNA, tmp_path / "llm")
+        hub.interrupt(VICUNA, WEIGHTS, after=CHUNK + 2**20)  # the link drops once, 11 MiB in
+        config = _llm_config(tmp_path)
+        done = _prepare(hub, tmp_path, "models", "--config", str(config), "--repo", VICUNA)
+        answers = [(status, sent) for status, path, sent in hub.responses if WEIGHTS in path]
+        ranges = list(hub.ranges(WEIGHTS))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ranges == [f"bytes={CHUNK}-"], ranges  # resumed after the chunk it had written
+    # the cut answer, then the rest: 206 from the resume offset, not the whole file again
+    assert answers[-2:] == [(200, CHUNK + 2**20), (206, size - CHUNK)], answers
+    cached = tmp_path / "hf" / "hub" / f"models--{VICUNA.replace('/', '--')}" / "snapshots" / sha
+    assert (cached / WEIGHTS).read_bytes() == (tmp_path / "llm" / WEIGHTS).read_bytes()
+    assert json.loads(_marker(tmp_path, VICUNA).read_text())["commit"] == sha
+
+
+# ---- a gated repo -----------------------------------------------------------------------------
+def test_a_gated_repo_is_refused_with_the_licence_message_until_the_token_is_accepted(tmp_path):
+    config = _config(tmp_path)
+    write_twin(tmp_path / "twin", _spec(config, "clip_b"))
+    with LoopbackHub(tmp_path / "server") as hub:
+        hub.publish(CLIP, tmp_path / "twin", gated=True)
+        hub.tokens.add("hf_accepted")
+        refused = {
+            "no token": _prepare(hub, tmp_path, "models", "--config", str(config)),
+            "a token not on the list": _prepare(
+                hub, tmp_path, "models", "--config", str(config), HF_TOKEN="hf_other"
+            ),
+        }
+        statuses = sorted({status for status, path, _ in hub.responses if "/resolve/" in path})
+        assert not _marker(tmp_path, CLIP).exists()
+        done = _prepare(hub, tmp_path, "models", "--config", str(config), HF_TOKEN="hf_accepted")
+    assert statuses == [401, 403]
+    for why, result in refused.items():
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, why
+        assert f"encoders.clip_b.model_id: {CLIP} is gated" in out, (why, out[-2000:])
+        assert f"https://huggingface.co/{CLIP}" in out and "HF_TOKEN" in out, why
+        assert "Traceback" not in out, why
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _marker(tmp_path, CLIP).exists()
+
+
+# ---- benchmark datasets -----------------------------------------------------------------------
+LOAD_TASKS = """
+import json, sys
+from lmms_eval.tasks import TaskManager, get_task_dict
+out = {}
+for name, task in get_task_dict(sys.argv[1:], TaskManager()).items():
+    out[str(name)] = {s: sorted(task.dataset[s].column_names) + [len(task.dataset[s])]
+                      for s in task.dataset}
+print("TASKS " + json.dumps(out))
+"""
+
+
+def test_benchmark_datasets_are_prepared_and_lmms_eval_loads_them_offline(tmp_path):
+    """The paper's eight benchmarks: each tiny dataset (the exact columns its installed task
+    reads, tests/real_task_data.py) served under the id and configuration that task names;
+    prepare fetches them through huggingface_hub and builds their datasets cache; lmms-eval
+    then builds each task offline, its own load_dataset call included."""
+    from real_task_data import BUILDERS
+
+    from vislaw.eval.task_data import task_data
+    from vislaw.eval.tasks import resolve_benchmarks
+    from vislaw.law.tables import PAPER_BENCHMARKS
+
+    benchmarks = list(PAPER_BENCHMARKS)
+    config = _config(
+        tmp_path,
+        encoders={"tiny": {"family": "clip", "tiny": True, "input_size": 56, "patch_size": 14}},
+        benchmarks=benchmarks,
+        eval={"tasks": {"mmbench_en": "mmbench_en_dev_static"}},
+        targets=["evaluate"],
+    )
+    tasks = [b.task for b in resolve_benchmarks(load_checked_config(str(config))[0])]
+    expected = {}
+    with LoopbackHub(tmp_path / "server") as hub:
+        for task in tasks:
+            data = task_data(task)
+            built = BUILDERS[task]()
+            expected[task] = {
+                s: sorted(rows.column_names) + [len(rows)] for s, rows in built.items()
+            }
+            folder = write_hub_dataset(built, tmp_path / "datasets" / task, data.dataset_name)
+            hub.publish(data.dataset_path, folder, repo_type="dataset")
+        done = _prepare(hub, tmp_path, "models", "--config", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for task in tasks:
+        assert _marker(tmp_path, task_data(task).dataset_path, "dataset").exists(), task
+    env = _env(tmp_path, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_TASKS, *tasks],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    line = next(x for x in loaded.stdout.splitlines() if x.startswith("TASKS "))
+    assert json.loads(line.removeprefix("TASKS ")) == expected
