@@ -218,6 +218,28 @@ def test_a_download_cut_mid_file_resumes_with_a_range_request(tmp_path):
     assert json.loads(_marker(tmp_path, VICUNA).read_text())["commit"] == sha
 
 
+def test_a_link_that_keeps_failing_stops_prepare_with_a_message_and_the_next_run_completes(
+    tmp_path,
+):
+    """huggingface_hub retries a cut transfer five times; when every try is cut, prepare stops
+    naming the repo and what to do (no traceback, no marker), and the next run completes."""
+    _big_llm(tmp_path / "llm")
+    config = _llm_config(tmp_path)
+    with LoopbackHub(tmp_path / "server") as hub:
+        sha = hub.publish(VICUNA, tmp_path / "llm")
+        hub.interrupt(VICUNA, WEIGHTS, after=CHUNK + 2**20, times=6)  # first try + 5 retries
+        failed = _prepare(hub, tmp_path, "models", "--config", str(config), "--repo", VICUNA)
+        assert not _marker(tmp_path, VICUNA).exists()
+        done = _prepare(hub, tmp_path, "models", "--config", str(config), "--repo", VICUNA)
+    out = failed.stdout + failed.stderr
+    assert failed.returncode == 1, out[-3000:]
+    assert f"llm.model_id: {VICUNA}: the connection to the Hub ({hub.endpoint}) failed" in out
+    assert "run prepare again" in out and "Traceback" not in out, out[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
+    cached = tmp_path / "hf" / "hub" / f"models--{VICUNA.replace('/', '--')}" / "snapshots" / sha
+    assert (cached / WEIGHTS).read_bytes() == (tmp_path / "llm" / WEIGHTS).read_bytes()
+
+
 # ---- a gated repo -----------------------------------------------------------------------------
 def test_a_gated_repo_is_refused_with_the_licence_message_until_the_token_is_accepted(tmp_path):
     config = _config(tmp_path)

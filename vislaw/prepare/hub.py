@@ -251,6 +251,16 @@ def hub_error_message(err: BaseException, repo_id: str, repo_type: str = "model"
             f"{repo_id} is not in the cache and the Hub cannot be reached (HF_HUB_OFFLINE is "
             "set, or no internet): run prepare on a machine with internet"
         )
+    # huggingface_hub's HTTP client (httpx, or its httpx2 fork) raises TransportError
+    # subclasses once its own retries of a dropped or stalled transfer are spent.
+    if any(cls.__name__ == "TransportError" for cls in type(err).__mro__):
+        from huggingface_hub import constants
+
+        return (
+            f"{repo_id}: the connection to the Hub ({constants.ENDPOINT}) failed "
+            f"({type(err).__name__}: {err}); the files already complete stay in the cache: "
+            "run prepare again to fetch the rest"
+        )
     return None
 
 
