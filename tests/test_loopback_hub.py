@@ -127,6 +127,56 @@ def test_a_twin_under_a_real_id_is_prepared_through_huggingface_hub_and_loads_of
     assert loaded["params"] > 0
 
 
+LOAD_ENCODERS = """
+import json, sys
+from vislaw.encoders.base import EncoderSpec
+from vislaw.encoders.registry import build_encoder
+for attrs in json.loads(sys.argv[1]):
+    build_encoder(EncoderSpec(**attrs))
+    print("LOADED", attrs["name"], flush=True)
+"""
+
+
+def test_every_encoder_repo_of_config_yaml_is_prepared_and_loads_offline(tmp_path):
+    """config.yaml's encoders: a twin of each real repo id in its real layout (diffusers
+    subfolders included, SD3 gated as on the Hub); prepare fetches only the files its
+    allow_patterns name, and each family's loading code builds the encoder from them."""
+    paper = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config = _config(tmp_path, encoders=paper["encoders"], benchmarks=[])
+    specs = load_checked_config(str(config))[1]
+    with LoopbackHub(tmp_path / "server") as hub:
+        hub.tokens.add("hf_accepted")
+        published = {}
+        for name, spec in specs.items():
+            if spec.family == "fusion" or spec.model_id in published.values():
+                continue
+            folder = tmp_path / "twins" / name
+            write_twin(folder, spec)
+            hub.publish(spec.model_id, folder, gated=spec.family == "sd3")
+            published[name] = spec.model_id
+        done = _prepare(hub, tmp_path, "models", "--config", str(config), HF_TOKEN="hf_accepted")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(set(published.values())) == 14  # every distinct encoder repo of config.yaml
+    for repo_id in published.values():
+        assert _marker(tmp_path, repo_id).exists(), repo_id
+    attrs = [
+        {k: v for k, v in spec.to_attrs().items() if k not in ("members", "tiny")}
+        for spec in specs.values()
+        if spec.family != "fusion"
+    ]
+    env = _env(tmp_path, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_ENCODERS, json.dumps(attrs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    names = [line.split()[1] for line in loaded.stdout.splitlines() if line.startswith("LOADED")]
+    assert names == [a["name"] for a in attrs]
+
+
 # ---- a pinned revision ------------------------------------------------------------------------
 def _shifted(twin: Path, folder: Path) -> None:
     """A second commit of the twin: the same files, every weight + 1 (other bytes, same shape)."""
