@@ -177,6 +177,39 @@ def test_every_encoder_repo_of_config_yaml_is_prepared_and_loads_offline(tmp_pat
     assert names == [a["name"] for a in attrs]
 
 
+def test_hub_data_sources_of_config_yaml_are_fetched_through_huggingface_hub(tmp_path):
+    """config.yaml's LLaVA-Pretrain sources (``hub: {repo, file}``: a JSON and an image zip
+    in a dataset repo) through hf_hub_download against the loopback Hub, then unpacked."""
+    import zipfile
+
+    paper = yaml.safe_load((ROOT / "config.yaml").read_text())["data"]
+    names = ["llava_pretrain_json", "llava_pretrain_images"]
+    repo_id = paper["sources"][names[0]]["hub"]["repo"]
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    rows = [{"id": "000000012", "image": "00000/000000012.jpg", "conversations": []}]
+    (folder / paper["sources"][names[0]]["hub"]["file"]).write_text(json.dumps(rows))
+    with zipfile.ZipFile(folder / paper["sources"][names[1]]["hub"]["file"], "w") as archive:
+        archive.writestr("00000/000000012.jpg", b"\xff\xd8 not decoded here")
+    data = {
+        **paper,
+        "root": str(tmp_path / "data"),
+        "sources": {n: paper["sources"][n] for n in names},
+    }
+    config = _config(tmp_path, data=data)
+    with LoopbackHub(tmp_path / "server") as hub:
+        sha = hub.publish(repo_id, folder, repo_type="dataset")
+        done = _prepare(hub, tmp_path, "data", "--config", str(config))
+        cdn = [path for method, path, _ in hub.requests if method == "GET" and sha in path]
+    assert done.returncode == 0, done.stderr[-3000:]
+    root = tmp_path / "data"
+    assert json.loads((root / "LLaVA-Pretrain" / "blip_laion_cc_sbu_558k.json").read_text()) == rows
+    assert (root / "LLaVA-Pretrain" / "images" / "00000" / "000000012.jpg").is_file()
+    assert any(path.endswith("images.zip") and "/resolve/" not in path for path in cdn)
+    hub_cache = tmp_path / "hf" / "hub" / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
+    assert (hub_cache / sha / "blip_laion_cc_sbu_558k.json").is_file()  # in cache.hf_home
+
+
 # ---- a pinned revision ------------------------------------------------------------------------
 def _shifted(twin: Path, folder: Path) -> None:
     """A second commit of the twin: the same files, every weight + 1 (other bytes, same shape)."""
