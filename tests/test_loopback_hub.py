@@ -99,34 +99,6 @@ def _load_offline(tmp_path: Path, spec) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_twin_under_a_real_id_is_prepared_through_huggingface_hub_and_loads_offline(tmp_path):
-    config = _config(tmp_path)
-    spec = _spec(config, "clip_b")
-    write_twin(tmp_path / "twin", spec)
-    with LoopbackHub(tmp_path / "server") as hub:
-        sha = hub.publish(CLIP, tmp_path / "twin")
-        done = _prepare(hub, tmp_path, "models", "--config", str(config))
-    assert done.returncode == 0, done.stderr[-3000:]
-    marker = json.loads(_marker(tmp_path, CLIP).read_text())
-    assert marker["commit"] == sha
-    assert sorted(marker["files"]) == ["config.json", "model.safetensors"]
-    snapshot = tmp_path / "hf" / "hub" / f"models--{CLIP.replace('/', '--')}" / "snapshots" / sha
-    for name in marker["files"]:
-        assert (snapshot / name).read_bytes() == (tmp_path / "twin" / name).read_bytes()
-    # huggingface_hub's own path: revision info, tree listing, a HEAD per file before its GET
-    paths = [(method, path.split("?")[0]) for method, path, _ in hub.requests]
-    assert ("GET", f"/api/models/{CLIP}/revision/main") in paths
-    assert ("GET", f"/api/models/{CLIP}/tree/{sha}") in paths
-    assert ("HEAD", f"/{CLIP}/resolve/{sha}/config.json") in paths
-    assert not (tmp_path / "user-home" / "hub").exists()  # everything went to cache.hf_home
-    loaded = _load_offline(tmp_path, spec)
-    assert (
-        loaded["hidden"]
-        == json.loads((tmp_path / "twin" / "config.json").read_text())["hidden_size"]
-    )
-    assert loaded["params"] > 0
-
-
 LOAD_ENCODERS = """
 import json, sys
 from vislaw.encoders.base import EncoderSpec
@@ -148,17 +120,32 @@ def test_every_encoder_repo_of_config_yaml_is_prepared_and_loads_offline(tmp_pat
         hub.tokens.add("hf_accepted")
         published = {}
         for name, spec in specs.items():
-            if spec.family == "fusion" or spec.model_id in published.values():
+            if spec.family == "fusion" or spec.model_id in {r for r, _ in published.values()}:
                 continue
             folder = tmp_path / "twins" / name
             write_twin(folder, spec)
-            hub.publish(spec.model_id, folder, gated=spec.family == "sd3")
-            published[name] = spec.model_id
+            sha = hub.publish(spec.model_id, folder, gated=spec.family == "sd3")
+            published[name] = (spec.model_id, sha)
         done = _prepare(hub, tmp_path, "models", "--config", str(config), HF_TOKEN="hf_accepted")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(set(published.values())) == 14  # every distinct encoder repo of config.yaml
-    for repo_id in published.values():
-        assert _marker(tmp_path, repo_id).exists(), repo_id
+    assert len(published) == 14  # every distinct encoder repo of config.yaml
+    for name, (repo_id, sha) in published.items():
+        marker = json.loads(_marker(tmp_path, repo_id).read_text())
+        assert marker["commit"] == sha, repo_id
+        snapshot = tmp_path / "hf" / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+        for file in marker["files"]:
+            assert (snapshot / sha / file).read_bytes() == (
+                tmp_path / "twins" / name / file
+            ).read_bytes()
+    assert not (tmp_path / "user-home" / "hub").exists()  # everything went to cache.hf_home
+    # huggingface_hub's own path: revision info, tree listing, a HEAD per file before its GET
+    clip, sha = published["clip224"]
+    paths = [(method, path.split("?")[0]) for method, path, _ in hub.requests]
+    assert ("GET", f"/api/models/{clip}/revision/main") in paths
+    assert ("GET", f"/api/models/{clip}/tree/{sha}") in paths
+    assert ("HEAD", f"/{clip}/resolve/{sha}/config.json") in paths
+    assert ("GET", f"/{clip}/resolve/{sha}/config.json") in paths
+    assert ("GET", f"/{clip}/{sha}/model.safetensors") in paths  # an LFS file, from the "CDN"
     attrs = [
         {k: v for k, v in spec.to_attrs().items() if k not in ("members", "tiny")}
         for spec in specs.values()
