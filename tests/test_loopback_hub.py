@@ -337,6 +337,37 @@ def test_a_gated_repo_is_refused_with_the_licence_message_until_the_token_is_acc
     assert _marker(tmp_path, CLIP).exists()
 
 
+def test_a_missing_repo_a_moved_id_and_an_unknown_revision_are_named(tmp_path):
+    """The Hub's 401 RepoNotFound and 404 RevisionNotFound, through huggingface_hub's error
+    classes, become prepare's messages naming the config key and the repo."""
+    moved = "runwayml/stable-diffusion-v1-5"
+    missing = "openai/clip-vit-huge-patch99"
+    write_twin(tmp_path / "twin", _spec(_config(tmp_path), "clip_b"))
+    sd = {"family": "sd_unet", "model_id": moved, "input_size": 512, "timestep": 1}
+    cases = {
+        "moved": ({"sd": sd}, {}, f"encoders.sd.model_id: {moved} was deleted from the Hub: use "),
+        "missing": (
+            {"clip_b": {"family": "clip", "model_id": missing, "input_size": 224}},
+            {},
+            f"encoders.clip_b.model_id: {missing} was not found on the Hub",
+        ),
+        "revision": (None, {CLIP: "0" * 40}, f"{CLIP}: the pinned revision in cache.revisions"),
+    }
+    with LoopbackHub(tmp_path / "server") as hub:
+        hub.publish(CLIP, tmp_path / "twin")
+        for case, (encoders, revisions, message) in cases.items():
+            extra = {"encoders": encoders} if encoders else {}
+            cache = {"hf_home": str(tmp_path / "hf"), "revisions": revisions}
+            config = _config(tmp_path, cache=cache, **extra)
+            done = _prepare(hub, tmp_path, "models", "--config", str(config))
+            out = done.stdout + done.stderr
+            assert done.returncode == 1 and message in out, (case, out[-2000:])
+            assert "Traceback" not in out, case
+        statuses = {status for status, _, _ in hub.responses}
+    assert {401, 404} <= statuses  # RepoNotFound, RevisionNotFound as the Hub answers them
+    assert not (tmp_path / "hf" / "vislaw-prepared").exists()
+
+
 # ---- benchmark datasets -----------------------------------------------------------------------
 LOAD_TASKS = """
 import json, sys
