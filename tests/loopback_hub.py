@@ -482,3 +482,41 @@ def write_hub_dataset(dataset, folder: Path, config_name: str | None = None) -> 
     card = {"configs": [{"config_name": config_name or "default", "data_files": files}]}
     (folder / "README.md").write_text(f"---\n{yaml.safe_dump(card)}---\n")
     return folder
+
+
+def publish_encoder_twins(
+    hub: LoopbackHub, specs: dict, root: Path, *, gated: tuple[str, ...] = ("sd3",)
+) -> dict[str, tuple[str, str]]:
+    """A tiny twin (tests/hub_twins.py) of every distinct encoder repo of ``specs``, built under
+    ``root/<encoder>`` and published under its real id; the families in ``gated`` are gated, as
+    SD3-medium is on the Hub. Returns encoder name -> (repo id, commit)."""
+    from hub_twins import write_twin
+
+    published: dict[str, tuple[str, str]] = {}
+    for name, spec in specs.items():
+        if spec.family == "fusion" or not spec.model_id or spec.tiny is not None:
+            continue
+        if spec.model_id in {repo for repo, _ in published.values()}:
+            continue
+        write_twin(Path(root) / name, spec)
+        sha = hub.publish(spec.model_id, Path(root) / name, gated=spec.family in gated)
+        published[name] = (spec.model_id, sha)
+    return published
+
+
+def publish_benchmark_datasets(hub: LoopbackHub, tasks: list[str], root: Path) -> dict[str, dict]:
+    """Each lmms-eval task's tiny dataset (tests/real_task_data.py: the exact columns the
+    installed task reads) published under the dataset id and configuration the installed task
+    names (vislaw.eval.task_data). Returns task -> {split: sorted columns + [row count]}."""
+    from real_task_data import BUILDERS
+
+    from vislaw.eval.task_data import task_data
+
+    shapes = {}
+    for task in tasks:
+        data = task_data(task)
+        built = BUILDERS[task]()
+        shapes[task] = {s: sorted(rows.column_names) + [len(rows)] for s, rows in built.items()}
+        folder = write_hub_dataset(built, Path(root) / task, data.dataset_name)
+        hub.publish(data.dataset_path, folder, repo_type="dataset")
+    return shapes

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import ROOT
 from hub_twins import write_twin
-from loopback_hub import LoopbackHub, write_hub_dataset
+from loopback_hub import LoopbackHub, publish_benchmark_datasets, publish_encoder_twins
 
 from vislaw.pipeline import load_checked_config
 
@@ -118,14 +118,7 @@ def test_every_encoder_repo_of_config_yaml_is_prepared_and_loads_offline(tmp_pat
     specs = load_checked_config(str(config))[1]
     with LoopbackHub(tmp_path / "server") as hub:
         hub.tokens.add("hf_accepted")
-        published = {}
-        for name, spec in specs.items():
-            if spec.family == "fusion" or spec.model_id in {r for r, _ in published.values()}:
-                continue
-            folder = tmp_path / "twins" / name
-            write_twin(folder, spec)
-            sha = hub.publish(spec.model_id, folder, gated=spec.family == "sd3")
-            published[name] = (spec.model_id, sha)
+        published = publish_encoder_twins(hub, specs, tmp_path / "twins")
         done = _prepare(hub, tmp_path, "models", "--config", str(config), HF_TOKEN="hf_accepted")
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(published) == 14  # every distinct encoder repo of config.yaml
@@ -385,8 +378,6 @@ def test_benchmark_datasets_are_prepared_and_lmms_eval_loads_them_offline(tmp_pa
     reads, tests/real_task_data.py) served under the id and configuration that task names;
     prepare fetches them through huggingface_hub and builds their datasets cache; lmms-eval
     then builds each task offline, its own load_dataset call included."""
-    from real_task_data import BUILDERS
-
     from vislaw.eval.task_data import task_data
     from vislaw.eval.tasks import resolve_benchmarks
     from vislaw.law.tables import PAPER_BENCHMARKS
@@ -400,16 +391,8 @@ def test_benchmark_datasets_are_prepared_and_lmms_eval_loads_them_offline(tmp_pa
         targets=["evaluate"],
     )
     tasks = [b.task for b in resolve_benchmarks(load_checked_config(str(config))[0])]
-    expected = {}
     with LoopbackHub(tmp_path / "server") as hub:
-        for task in tasks:
-            data = task_data(task)
-            built = BUILDERS[task]()
-            expected[task] = {
-                s: sorted(rows.column_names) + [len(rows)] for s, rows in built.items()
-            }
-            folder = write_hub_dataset(built, tmp_path / "datasets" / task, data.dataset_name)
-            hub.publish(data.dataset_path, folder, repo_type="dataset")
+        expected = publish_benchmark_datasets(hub, tasks, tmp_path / "datasets")
         done = _prepare(hub, tmp_path, "models", "--config", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     for task in tasks:
