@@ -141,3 +141,16 @@ def test_encoder_spec_names_the_configured_encoders(project_root) -> None:
     assert encoder_spec(specs, "clip224").name == "clip224"
     with pytest.raises(ConfigError, match=r"'clip999' is not in demo.yaml \(\['clip224'"):
         encoder_spec(specs, "clip999", "demo.yaml")
+
+
+def test_jobs_pin_lmms_eval_datasets_cache_to_the_prepared_one(tmp_path, monkeypatch):
+    """lmms-eval 0.7.3 resolves its datasets cache from LMMS_EVAL_DATASETS_CACHE first and, on a
+    network file system without it, moves to node-local scratch that `prepare` never filled."""
+    from lmms_eval.api.task import _resolve_hf_datasets_cache_dir
+
+    from vislaw.jobs import runtime_environment
+
+    env = runtime_environment({"cache": {"hf_home": str(tmp_path / "hf")}})
+    assert env["LMMS_EVAL_DATASETS_CACHE"] == str((tmp_path / "hf" / "datasets").resolve())
+    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", env["LMMS_EVAL_DATASETS_CACHE"])
+    assert _resolve_hf_datasets_cache_dir() == env["LMMS_EVAL_DATASETS_CACHE"]

@@ -35,6 +35,9 @@ def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
     hf_home = CacheSettings.from_mapping(_setting(config, "cache")).hf_home
     if hf_home:  # the cache `prepare` filled (vislaw.prepare.hub): read it, never the network
         env["HF_HOME"] = str(Path(hf_home).resolve())
+        # lmms-eval 0.7.3 moves its datasets cache to node-local scratch when HF_HOME is on a
+        # network file system, where `prepare` never built it: pin it to the prepared one.
+        env["LMMS_EVAL_DATASETS_CACHE"] = str(Path(hf_home).resolve() / "datasets")
     if _setting(config, "offline") or hf_home:
         env.update(dict.fromkeys(OFFLINE_VARS, "1"))
     return env
