@@ -14,6 +14,7 @@ from PIL import Image
 from vislaw.checks import check_encoder
 from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec
+from vislaw.encoders.open_clip_models import OpenClipEncoder
 from vislaw.encoders.registry import build_encoder, token_grid
 
 LAION_CONVNEXT = "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup"
@@ -92,7 +93,10 @@ def hub_cache(tmp_path, monkeypatch):
 
 def test_real_path_loads_the_hub_layout_strictly_with_its_own_normalisation(hub_cache):
     mean, std = [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]
-    saved = _save_hub_checkpoint(hub_cache(LAION_CONVNEXT), mean, std)
+    snapshot = hub_cache(LAION_CONVNEXT)
+    saved = _save_hub_checkpoint(snapshot, mean, std)
+    # What a download must fetch: every file open_clip read here.
+    assert {p.name for p in snapshot.iterdir()} <= set(OpenClipEncoder.hub_files)
     spec = EncoderSpec("cnx", "open_clip", 96, model_id=LAION_CONVNEXT)
     assert token_grid(spec) == (3, 3)  # stride 32 read from the checkpoint's ConvNeXt trunk
     encoder = build_encoder(spec)

@@ -28,7 +28,7 @@ import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VisionEncoder, patch_grid
@@ -87,6 +87,13 @@ def checkpoint_model_cfg(model_id: str) -> dict[str, Any] | None:
 class OpenClipEncoder(VisionEncoder):
     family = "open_clip"
     conda_env = "open_clip"
+    # The files open_clip reads from a Hub repo (its own layout, not transformers'): what a
+    # download of the checkpoint needs.
+    hub_files: ClassVar[tuple[str, ...]] = (
+        CONFIG_FILE,
+        "open_clip_model.safetensors",
+        "open_clip_pytorch_model.bin",
+    )
     mean = CLIP_MEAN  # open_clip's default preprocess (OpenAI's), when a config names none
     std = CLIP_STD
 
