@@ -19,6 +19,7 @@ from test_plugin_family import install_example
 from vislaw.encoders import registry
 from vislaw.eval.tasks import resolve_benchmarks
 from vislaw.pipeline import load_checked_config
+from vislaw.vlm.checkpoints import VlmInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "config/zoo_2026.yaml"
@@ -86,8 +87,9 @@ def test_zoo_demo_runs_every_twin_through_training_and_evaluation(tmp_path, monk
     c_scores = pd.read_csv(run_dir / "scores" / "c_scores.csv")
     assert set(c_scores["encoder"]) == encoders
     for name in encoders:
-        for stage in ("stage1", "stage2"):
-            assert (run_dir / stage / name / "vlm.json").is_file(), (stage, name)
+        assert (run_dir / "stage1" / name / "vlm.json").is_file(), name
+        # Stage 2 rendered the dialogues with the Llama-3 twin's own chat template.
+        assert VlmInfo.read(run_dir / "stage2" / name).template == "auto", name
     scores = pd.read_csv(run_dir / "scores" / "benchmarks.csv")
     assert set(scores["encoder"]) == encoders
     assert set(scores["benchmark"]) == set(config["benchmarks"])
