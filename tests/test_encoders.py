@@ -47,6 +47,7 @@ DEMO_SHAPES = {
     "sd3": (8, 8, 64),
     "dinov2_reg": (8, 8, 32),
     "timm_vit_reg": (8, 8, 32),
+    "laion_convnext": (8, 8, 256),
     "clip224+dinov2": (8, 8, 64),
 }
 # The paper's grids (the paper's Table; docs/encoders.md; ConvNeXt at 512 px without the fifth stage).

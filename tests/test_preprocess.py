@@ -34,6 +34,8 @@ EXPECTED_NORM = {
     "hf_auto": (HALF_MEAN, HALF_STD),
     # timm: the model's own data config (tests/test_timm.py); the class default is [-1, 1].
     "timm": (HALF_MEAN, HALF_STD),
+    # open_clip: the checkpoint's preprocess_cfg (tests/test_open_clip.py); else OpenAI's.
+    "open_clip": (CLIP_MEAN, CLIP_STD),
 }
 COLOUR = (200, 100, 30)
 

@@ -158,6 +158,17 @@ def check_convnext(spec: EncoderSpec) -> None:
         raise ConfigError(key, f"{spec.input_size} is not a multiple of the total stride {stride}")
 
 
+def check_open_clip(spec: EncoderSpec) -> None:
+    """An open_clip ViT's ``layer`` indexes its blocks (``forward_intermediates``), counted from
+    the twin's or the checkpoint's open_clip config; a ConvNeXt's stages are checked by its
+    stride arithmetic (the family's ``patch``)."""
+    from vislaw.encoders.open_clip_models import OpenClipEncoder
+
+    depth = OpenClipEncoder.depth(spec)
+    if spec.layer is not None and depth is not None:
+        check_index(f"encoders.{spec.name}.layer", spec.layer, depth, "the vision tower's blocks")
+
+
 def train_timesteps(spec: EncoderSpec) -> int:
     if spec.tiny is None:
         scheduler = cached_json(spec.model_id, "scheduler/scheduler_config.json") or {}
@@ -185,6 +196,8 @@ def check_encoder(spec: EncoderSpec) -> None:
         check_convnext(spec)
     elif spec.family in DIFFUSION_FAMILIES:
         check_diffusion(spec)
+    elif spec.family == "open_clip":
+        check_open_clip(spec)
     if spec.family != "fusion":
         rows, cols = family_class(spec.family).token_grid(spec)
         if rows < 1 or cols < 1:

@@ -21,6 +21,7 @@ from vislaw.encoders.dinov2 import Dinov2Encoder
 from vislaw.encoders.dit import DitEncoder
 from vislaw.encoders.fusion import FusionEncoder
 from vislaw.encoders.hf_auto import HfAutoEncoder
+from vislaw.encoders.open_clip_models import OpenClipEncoder
 from vislaw.encoders.sd3 import Sd3Encoder
 from vislaw.encoders.sd_image_variations import SdImageVariationsEncoder
 from vislaw.encoders.sd_unet import SdUnetEncoder
@@ -41,6 +42,7 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "sd3": Sd3Encoder,
     "hf_auto": HfAutoEncoder,
     "timm": TimmEncoder,
+    "open_clip": OpenClipEncoder,
     "fusion": FusionEncoder,
 }
 FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
