@@ -161,3 +161,21 @@ def test_a_task_prepare_cannot_mirror_is_named():
     video = task_data("FALCONBench_mcq")  # a video task: lmms-eval fetches its archives itself
     assert "video" in video.unsupported
     assert task_data("mme").unsupported == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "wanted", "unwanted"),
+    [
+        ("clip224", "config.json", "*.py"),
+        ("laion_convnext", "open_clip_model.safetensors", "*.py"),
+        ("dinov2_reg", "preprocessor_config.json", "*.py"),
+        ("internvit", "*.py", None),
+    ],
+)
+def test_prepare_fetches_the_files_each_family_reads(name, wanted, unwanted):
+    """The family class names the files its loading code reads: open_clip's own layout, hf_auto's
+    image processor, and remote code only for an entry that trusts it (config/zoo_2026.yaml)."""
+    _, specs = load_checked_config(ROOT / "config" / "zoo_2026.yaml")
+    patterns = hub.encoder_patterns(specs[name])
+    assert wanted in patterns
+    assert unwanted is None or unwanted not in patterns

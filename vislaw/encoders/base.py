@@ -122,6 +122,15 @@ class VisionEncoder(ABC):
     paper_geometry: ClassVar[str] = "stretch"
     # For "crop": the shortest edge before cropping, as a multiple of the input size.
     paper_resize_ratio: ClassVar[float] = 1.0
+    # The files (glob patterns) of its Hub repo that the family's loading code reads, for
+    # `prepare`; None: the transformers layout (vislaw.prepare.hub.TRANSFORMERS_FILES).
+    hub_files: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def hub_patterns(cls, spec: EncoderSpec) -> tuple[str, ...] | None:
+        """What `prepare` fetches for ``spec``: the family's ``hub_files``; a family whose entry
+        can need more (remote code) overrides this."""
+        return cls.hub_files
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", dtype: torch.dtype | None = None):
         import torch

@@ -67,6 +67,19 @@ class HfAutoEncoder(VisionEncoder):
     family = "hf_auto"
     conda_env = "transformers"
     default_layer: ClassVar[int] = -2
+    # The checkpoint's image processor gives the normalisation (and NaFlex's patching).
+    hub_files: ClassVar[tuple[str, ...] | None] = (
+        "config.json",
+        "model*.safetensors",
+        "model.safetensors.index.json",
+        "preprocessor_config.json",
+    )
+
+    @classmethod
+    def hub_patterns(cls, spec: EncoderSpec) -> tuple[str, ...] | None:
+        """Remote code (``options.trust_remote_code``) lives in the repo's ``*.py`` files."""
+        files = cls.hub_files or ()
+        return (*files, "*.py") if spec.options.get("trust_remote_code") else files
 
     @classmethod
     def patch(cls, spec: EncoderSpec) -> int:

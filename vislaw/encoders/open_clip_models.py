@@ -89,7 +89,7 @@ class OpenClipEncoder(VisionEncoder):
     conda_env = "open_clip"
     # The files open_clip reads from a Hub repo (its own layout, not transformers'): what a
     # download of the checkpoint needs.
-    hub_files: ClassVar[tuple[str, ...]] = (
+    hub_files: ClassVar[tuple[str, ...] | None] = (
         CONFIG_FILE,
         "open_clip_model.safetensors",
         "open_clip_pytorch_model.bin",

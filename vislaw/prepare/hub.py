@@ -97,14 +97,15 @@ def _folder_patterns(folders: list[str]) -> list[str]:
 
 def encoder_patterns(spec: Any) -> list[str]:
     """The files one (non-fusion) encoder spec's loading code reads from its repo."""
+    from vislaw.encoders.registry import family_class
+
     family = spec.family
     if family == "sd_unet":
-        from vislaw.encoders.registry import family_class
-
         family = "sd_unet/sdxl" if family_class("sd_unet").variant(spec) == "sdxl" else family
     if family in DIFFUSERS_FOLDERS:
         return _folder_patterns(DIFFUSERS_FOLDERS[family])
-    return list(TRANSFORMERS_FILES)
+    own = family_class(spec.family).hub_patterns(spec)  # open_clip's layout, hf_auto's processor
+    return list(own) if own else list(TRANSFORMERS_FILES)
 
 
 def hub_repos(config: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, HubRepo]:
