@@ -15,7 +15,7 @@ Nothing heavy is imported here: the Snakefile and every job import this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,24 @@ def _placeholder(value: str) -> bool:
     return value.startswith("{") and value.endswith("}")
 
 
-def law_files(strategies: bool) -> list[str]:
-    """The law's output file names (with the strategies table when ``law.strategies``)."""
-    return [*LAW_FILES, *([LAW_STRATEGIES_FILE] if strategies else [])]
+LAW_FIGURES_DIR = "figures"
+LAW_FIGURE_FORMATS = ("png", "svg", "pdf")
+"""One figure per benchmark under ``<run>/law/figures/``: PNG for slides, SVG and PDF for papers."""
+
+
+def law_figure_files(benchmarks: Iterable[str]) -> list[str]:
+    """``figures/<benchmark>.<png|svg|pdf>`` for every benchmark, relative to the law folder."""
+    return [f"{LAW_FIGURES_DIR}/{b}.{fmt}" for b in benchmarks for fmt in LAW_FIGURE_FORMATS]
+
+
+def law_files(strategies: bool, benchmarks: Iterable[str] = ()) -> list[str]:
+    """The law's output file names (with the strategies table when ``law.strategies``, and
+    one figure per benchmark of ``benchmarks``)."""
+    return [
+        *LAW_FILES,
+        *([LAW_STRATEGIES_FILE] if strategies else []),
+        *law_figure_files(benchmarks),
+    ]
 
 
 def data_root(config: Mapping[str, Any]) -> Path:

@@ -18,11 +18,17 @@ from tqdm import tqdm
 
 from vislaw.io.atomic import write_frame, write_text_atomic
 from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
-from vislaw.law.plot import law_figure, overview_figure, save_figure
+from vislaw.law.plot import (
+    law_figure,
+    overview_figure,
+    save_figure,
+    views_for,
+    write_benchmark_figures,
+)
 from vislaw.law.policy import recall_curve, simulate
 from vislaw.law.settings import LawSettings
-from vislaw.law.tables import FLOAT_FORMAT
-from vislaw.layout import LAW_FILES, LAW_STRATEGIES_FILE
+from vislaw.law.tables import FLOAT_FORMAT, score_scale
+from vislaw.layout import LAW_FIGURES_DIR, LAW_FILES, LAW_STRATEGIES_FILE
 
 R2_COLUMNS = (
     "benchmark",
@@ -272,10 +278,35 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def write_law_outputs(
-    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings
+def write_figures(
+    fits: dict[str, BenchmarkFit],
+    table: pd.DataFrame,
+    out_dir: Path,
+    settings: LawSettings,
+    table_format: str,
 ) -> dict[str, Path]:
-    """Fit, simulate, plot and write :data:`vislaw.layout.LAW_FILES` into ``out_dir``; returns their paths."""
+    """law.png / law.svg (every benchmark) and ``figures/<benchmark>.<png|svg|pdf>``, in the
+    benchmarks' own units (vislaw.law.tables.score_scale) unless ``law.figure_units`` says
+    normalised; returns the per-benchmark paths by name relative to ``out_dir``."""
+    scales = {
+        name: score_scale(name, table_format, table.loc[table["benchmark"] == name, "score"])
+        for name in fits
+    }
+    views = views_for(fits, scales, normalised=settings.figure_units == "normalised")
+    fig = law_figure(views)
+    save_figure(fig, out_dir / "law.png")
+    save_figure(fig, out_dir / "law.svg")
+    plt.close(fig)
+    written = write_benchmark_figures(views, out_dir / LAW_FIGURES_DIR)
+    return {path.relative_to(out_dir).as_posix(): path for path in written}
+
+
+def write_law_outputs(
+    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings, table_format: str = "tidy"
+) -> dict[str, Path]:
+    """Fit, simulate, plot and write :data:`vislaw.layout.LAW_FILES` and the per-benchmark
+    figures into ``out_dir``; returns their paths. ``table_format``: the format ``table`` was
+    read from, which fixes its units (the paper's table prints accuracies in percent)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fits = fit_all(
@@ -299,10 +330,7 @@ def write_law_outputs(
     }
     for name, frame in tables.items():
         write_frame(paths[name], frame, FLOAT_FORMAT)
-    fig = law_figure(fits)
-    save_figure(fig, paths["law.png"])
-    save_figure(fig, paths["law.svg"])
-    plt.close(fig)
+    paths.update(write_figures(fits, table, out_dir, settings, table_format))
     fig = overview_figure(r2, curves, settings.k)
     save_figure(fig, paths["law_overview.png"])
     plt.close(fig)
