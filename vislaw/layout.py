@@ -38,6 +38,8 @@ STAGE_LOSS = "loss.csv"
 """A stage folder's per-step training loss (the training curves read it)."""
 STAGES = ("stage1", "stage2")
 
+LAW_FIGURE = "law.png"
+"""Every benchmark's law figure in one (the report shows it beside the per-benchmark ones)."""
 LAW_FILES = (
     "r2.csv",
     "coefficients.csv",
@@ -45,7 +47,7 @@ LAW_FILES = (
     "predictions.csv",
     "policy.csv",
     "policy_curves.csv",
-    "law.png",
+    LAW_FIGURE,
     "law.svg",
     "law_overview.png",
     "summary.md",
@@ -273,6 +275,10 @@ class RunLayout:
 
     def law_file(self, name: str) -> str:
         return f"{self.law_dir}/{name}"
+
+    def law_figure(self, name: str) -> str:
+        """A per-benchmark law figure, ``name`` = ``<benchmark>.<png|svg|pdf>``."""
+        return f"{self.law_dir}/{LAW_FIGURES_DIR}/{name}"
 
     @property
     def training_curves(self) -> str:
