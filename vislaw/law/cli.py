@@ -20,7 +20,7 @@ import pandas as pd
 
 from vislaw.law.settings import LawSettings
 from vislaw.law.steps import run_law
-from vislaw.law.tables import TABLE_FORMATS, TableError
+from vislaw.law.tables import TABLE_FORMATS, TableError, score_scale
 from vislaw.sections import section_values
 
 
@@ -74,12 +74,21 @@ def _recommend(args: argparse.Namespace) -> int:
         if unknown:
             raise TableError(f"--finetuned: not in {args.scores}: {unknown}")
         table.loc[~table["encoder"].isin(args.finetuned), "score"] = np.nan
-    advice = advise(table, args.strategy, _weights(args.weights), section_values("seed", args.seed))
+    scales = {
+        b: score_scale(b, table_format, part["score"].dropna())
+        for b, part in table.groupby("benchmark", sort=False)
+    }
+    seed = section_values("seed", args.seed)
+    advice = advise(table, args.strategy, _weights(args.weights), seed, scales)
     decision = advice.decision
     n = table["encoder"].nunique()
     print(f"{decision['n_measured']} of {n} encoders finetuned; strategy {decision['strategy']}")
+    print(f"law fit on the finetuned encoders (means over benchmarks): {advice.fit}")
     if advice.warning:
         print(f"warning: {advice.warning}")
+    clipped = sorted(b for b, scale in scales.items() if scale is not None)
+    if clipped:
+        print(f"intervals clipped to what each benchmark can score: {', '.join(clipped)}")
     if decision["picks"]:
         print(f"next encoder to finetune: {decision['picks'][0]}")
         print(f"  why: {decision['why']}")

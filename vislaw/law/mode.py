@@ -20,11 +20,19 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from vislaw.law.fit import LAW_MODEL, fit_coefficients, minmax, predict, r2_score
+from vislaw.law.fit import (
+    LAW_MODEL,
+    fit_coefficients,
+    loo_predictions,
+    minmax,
+    predict,
+    r2_score,
+)
 from vislaw.law.policy import next_region_pick, ranking_scores
 from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import (
@@ -38,6 +46,9 @@ from vislaw.law.strategies import (
     order_with_random_ties,
     score_free_key,
 )
+
+if TYPE_CHECKING:
+    from vislaw.eval.tasks import Scale
 
 
 @dataclass
@@ -147,16 +158,40 @@ def _ranking(state: PolicyState, settings: PolicySettings, means, sds, weights):
     return mean, sd
 
 
-def _law_r2(state: PolicyState) -> float:
-    """Mean in-sample R² of the least-squares law on the finetuned encoders (NaN under 3)."""
+def law_fit(state: PolicyState) -> tuple[float, float]:
+    """Mean in-sample and mean leave-one-out R² over benchmarks of the least-squares law on
+    the finetuned encoders (NaN under 3, LOO NaN until every held-out fit is determined)."""
     known = state.known
     if known.sum() < 3:
-        return float("nan")
-    values = []
+        return float("nan"), float("nan")
+    r2s, loos = [], []
     for j in range(len(state.benchmarks)):
         a, c, y = minmax(state.a[j][known]), minmax(state.c[known]), minmax(state.y[j][known])
-        values.append(r2_score(y, predict(LAW_MODEL, fit_coefficients(LAW_MODEL, a, c, y), a, c)))
-    return float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+        r2s.append(r2_score(y, predict(LAW_MODEL, fit_coefficients(LAW_MODEL, a, c, y), a, c)))
+        held_out = loo_predictions(LAW_MODEL, a, c, y)
+        loos.append(r2_score(y, held_out) if np.isfinite(held_out).all() else np.nan)
+    mean = [float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for v in (r2s, loos)]
+    return mean[0], mean[1]
+
+
+def score_bounds(
+    state: PolicyState, weights: np.ndarray, scales: Mapping[str, Scale | None] | None
+) -> tuple[float, float] | None:
+    """The range the weighted normalised score can take: each benchmark's recorded range
+    (vislaw.eval.tasks.Scale) in the units of its normalisation (0 = worst, 1 = best measured),
+    weighted. None when a benchmark's range is unknown or fewer than 2 encoders differ."""
+    known = state.known
+    if not scales or known.sum() < 2:
+        return None
+    low = high = 0.0
+    for j, (name, w) in enumerate(zip(state.benchmarks, weights, strict=True)):
+        scale = scales.get(name)
+        y_low, y_high = np.nanmin(state.y[j][known]), np.nanmax(state.y[j][known])
+        if scale is None or y_high <= y_low:
+            return None
+        low += w * (scale.low - y_low) / (y_high - y_low)
+        high += w * (scale.high - y_low) / (y_high - y_low)
+    return float(low), float(high)
 
 
 def _raw_predictions(state: PolicyState, means) -> dict[str, dict[str, float]]:
@@ -235,23 +270,29 @@ def decide_round(
     ordered: Sequence[str],
     settings: PolicySettings,
     prior: np.ndarray | None = None,
+    scales: Mapping[str, Scale | None] | None = None,
 ) -> dict:
-    """One round: the ranking so far, and the next picks or the reason to stop (a JSON dict)."""
+    """One round: the ranking so far, and the next picks or the reason to stop (a JSON dict).
+    ``scales``: each benchmark's recorded range; the top-k intervals are clipped to what the
+    weighted score can reach (``bounds`` in the JSON; None: unknown, not clipped)."""
     known = state.known
     base, states, weights = _states(state, settings, prior)
     _, means, sds = joint_step(base, states, known, settings.params)
     mean, sd = _ranking(state, settings, means, sds, weights)
     order = np.argsort(-mean, kind="stable")
+    bounds = score_bounds(state, weights, scales)
+    lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
     top = [
         {
             "encoder": state.encoders[i],
             "score": float(mean[i]),
-            "low": float(mean[i] - 1.96 * sd[i]),
-            "high": float(mean[i] + 1.96 * sd[i]),
+            "low": float(np.clip(mean[i] - 1.96 * sd[i], lo, hi)),
+            "high": float(np.clip(mean[i] + 1.96 * sd[i], lo, hi)),
             "measured": bool(known[i]),
         }
         for i in order[: settings.k]
     ]
+    r2, loo_r2 = law_fit(state)
     stop, why = _stop_reason(state, settings, ordered, mean, sd, order)
     picks: list[str] = []
     if not stop:
@@ -267,7 +308,9 @@ def decide_round(
         "picks": picks,
         "stop": stop,
         "why": why,
-        "law_r2": _law_r2(state) if np.isfinite(_law_r2(state)) else None,  # JSON has no NaN
+        "law_r2": r2 if np.isfinite(r2) else None,  # JSON has no NaN
+        "law_loo_r2": loo_r2 if np.isfinite(loo_r2) else None,
+        "bounds": list(bounds) if bounds is not None else None,
         "n_measured": int(known.sum()),
         "top_k": top,
         "ranking": {e: [float(mean[i]), float(sd[i])] for i, e in enumerate(state.encoders)},
@@ -341,11 +384,34 @@ def rounds_table(decisions: Sequence[Mapping]) -> pd.DataFrame:
                 "n_measured": d["n_measured"],
                 "finetuned": " ".join(d["finetuned"]),
                 "law_r2": np.nan if d["law_r2"] is None else d["law_r2"],
+                "law_loo_r2": np.nan if d.get("law_loo_r2") is None else d["law_loo_r2"],
                 "top_k": "; ".join(_interval_text(t) for t in d["top_k"]),
                 "stop": d["stop"],
             }
             for d in decisions
         ]
+    )
+
+
+def fit_text(decision: Mapping) -> str:
+    """The fit statement of a round (vislaw.law.fit.fit_statement): n, in-sample and
+    leave-one-out R², or that the fit is under-determined and no R² is evidence."""
+    from vislaw.law.fit import fit_statement
+
+    nan = float("nan")
+    r2, loo = decision.get("law_r2"), decision.get("law_loo_r2")
+    return fit_statement(
+        decision["n_measured"], nan if r2 is None else r2, nan if loo is None else loo
+    )
+
+
+def _bounds_text(decision: Mapping) -> str:
+    bounds = decision.get("bounds")
+    if not bounds:
+        return ""
+    return (
+        f", clipped to [{bounds[0]:.3f}, {bounds[1]:.3f}], what the benchmarks' ranges allow "
+        "(0 = the worst, 1 = the best measured encoder)"
     )
 
 
@@ -386,15 +452,14 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
                 else "The law ranks every unmeasured encoder lower."
             )
         )
-    r2 = last["law_r2"]
     lines += [
         f"- Strategy `{last['strategy']}`; {len(last['ordered'])} finetunes ordered (budget "
         f"{budget}); measured: {', '.join(measured) or 'none'}.",
         f"- Stopped: {last['why']}.",
-        "- Law fit on the measured encoders (mean in-sample R² over benchmarks): "
-        + (f"{r2:.3f}" if r2 is not None else "n/a (fewer than 3 measured encoders)"),
+        f"- Least-squares law on the measured encoders (means over benchmarks): {fit_text(last)}.",
         "",
-        f"Top {len(last['top_k'])} of the last round (95% intervals; measured scores are exact):",
+        f"Top {len(last['top_k'])} of the last round (95% intervals{_bounds_text(last)}; "
+        "measured scores are exact):",
         "",
         "| rank | encoder | score | 95% interval | status |",
         "|---|---|---|---|---|",

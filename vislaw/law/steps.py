@@ -134,7 +134,8 @@ def run_policy_round(
     if settings.strategy in PRIOR_STRATEGIES:
         table = read_scores_table(settings.prior_table, settings.prior_format)
         prior = mode.prior_coefficients(table)
-    decision = mode.decide_round(round_index, state, ordered, settings, prior)
+    scales = {b.name: b.scale for b in benchmarks}
+    decision = mode.decide_round(round_index, state, ordered, settings, prior, scales)
     mode.write_round(output, decision)
     return decision
 
