@@ -285,7 +285,7 @@ def decide_round(
     top = [
         {
             "encoder": state.encoders[i],
-            "score": float(mean[i]),
+            "score": float(np.clip(mean[i], lo, hi)),
             "low": float(np.clip(mean[i] - 1.96 * sd[i], lo, hi)),
             "high": float(np.clip(mean[i] + 1.96 * sd[i], lo, hi)),
             "measured": bool(known[i]),
@@ -475,37 +475,62 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
 
 
 def predicted_vs_measured_figure(decisions: Sequence[Mapping], measured: pd.DataFrame):
-    """Left: every encoder's weighted normalised score round by round (posterior mean with
-    95% interval while predicted; filled once measured). Right: each round's raw-scale
-    predictions of the encoders measured later against their measurements, min-max
-    normalised per benchmark over the measured encoders (from two measured encoders on)."""
+    """Left: a ranked interval plot of the last round: every encoder sorted by the law's
+    weighted normalised score, its 95% interval (clipped to what the benchmarks' ranges
+    allow), measured encoders filled, each pick named with the round that ordered it. Right:
+    each round's raw-scale predictions of the encoders measured later against their
+    measurements, min-max normalised per benchmark over the measured encoders."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-    rounds = [d["round"] for d in decisions]
-    for name in decisions[-1]["ranking"]:
-        mean = np.array([d["ranking"][name][0] for d in decisions])
-        sd = np.array([d["ranking"][name][1] for d in decisions])
-        done = np.array([name in d["finetuned"] for d in decisions])
-        line = left.errorbar(rounds, mean, yerr=1.96 * sd, capsize=3, alpha=0.7, label=name)
-        left.scatter(np.array(rounds)[done], mean[done], color=line[0].get_color(), zorder=3)
-    left.xaxis.get_major_locator().set_params(integer=True)
-    left.set_xlabel("round")
-    left.set_ylabel("weighted normalised score (filled: measured)")
-    left.set_title("Predicted and measured, by round")
-    left.legend(fontsize=7)
+    n = len(decisions[-1]["ranking"])
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, max(4.5, 0.32 * n + 1.8)), layout="constrained",
+        gridspec_kw={"width_ratios": [1.3, 1]},
+    )  # fmt: skip
+    _ranked_panel(left, decisions)
     _held_out_panel(right, decisions, measured)
-    fig.tight_layout()
     return fig
 
 
+def _ranked_panel(ax, decisions: Sequence[Mapping]) -> None:
+    """The last round's ranking as horizontal interval bars, best at the top."""
+    last = decisions[-1]
+    picked = {e: d["round"] for d in decisions for e in d["picks"]}
+    order = sorted(last["ranking"], key=lambda e: -last["ranking"][e][0])
+    bounds = last.get("bounds") or (-np.inf, np.inf)
+    ys = np.arange(len(order))[::-1]
+    for y, name in zip(ys, order, strict=True):
+        mean, sd = last["ranking"][name]
+        done = name in last["finetuned"]
+        mean, low, high = np.clip([mean, mean - 1.96 * sd, mean + 1.96 * sd], *bounds)
+        colour = "tab:blue" if done else "tab:grey"
+        ax.plot([low, high], [y, y], color=colour, lw=2.2, solid_capstyle="butt", alpha=0.6)
+        ax.scatter([mean], [y], s=40, zorder=3, color=colour if done else "white",
+                   edgecolors=colour, linewidths=1.5)  # fmt: skip
+    labels = [f"{e} (round {picked[e]})" if e in picked else e for e in order]
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.axvline(max(last["ranking"][e][0] for e in last["finetuned"]) if last["finetuned"]
+               else 0.0, color="tab:blue", lw=0.8, ls=":")  # fmt: skip
+    clip = "" if last.get("bounds") is None else ", clipped to the benchmarks' ranges"
+    ax.set_xlabel(f"weighted normalised score, 95% interval{clip}")
+    ax.set_title(
+        f"Round {last['round']}: filled = measured, open = predicted\n"
+        "(round r) = picked in round r; dotted: best measured",
+        fontsize=9,
+    )
+    ax.grid(axis="x", alpha=0.3)
+
+
 def _held_out_panel(ax, decisions: Sequence[Mapping], measured: pd.DataFrame) -> None:
+    from matplotlib import colormaps
+
     scale = measured.groupby("benchmark")["score"].agg(["min", "max"])
     plotted = 0
-    for d in decisions:
+    colours = colormaps["viridis"](np.linspace(0, 0.9, max(len(decisions), 1)))
+    for d, colour in zip(decisions, colours, strict=True):
         xs, ys = [], []
         for bench, preds in d["raw_predictions"].items():
             if bench not in scale.index:
@@ -517,9 +542,10 @@ def _held_out_panel(ax, decisions: Sequence[Mapping], measured: pd.DataFrame) ->
                     xs.append((row.score - low) / span)
                     ys.append((preds[row.encoder] - low) / span)
         if xs:
-            ax.scatter(xs, ys, label=f"round {d['round']}", alpha=0.8)
+            ax.scatter(xs, ys, label=f"round {d['round']}", alpha=0.8, color=colour)
             plotted += len(xs)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("measured later (normalised per benchmark)")
     ax.set_ylabel("predicted before finetuning")
     ax.set_title("Held-out predictions" if plotted else "No held-out predictions yet")
