@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vislaw.io.provenance import read_numeric_csv
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def line_styles(encoders: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -25,16 +29,12 @@ def line_styles(encoders: Sequence[str]) -> dict[str, dict[str, str]]:
     }
 
 
-def plot_training_curves(
-    stage_dirs: Mapping[str, Mapping[int, str | Path]], out_path: str | Path
-) -> None:
+def training_curves_figure(stage_dirs: Mapping[str, Mapping[int, str | Path]]) -> Figure:
     """One panel per stage, one line per encoder; ``stage_dirs[encoder][stage]`` is a folder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from vislaw.io.atomic import atomic_path
 
     stages = sorted({s for dirs in stage_dirs.values() for s in dirs})
     styles = line_styles(list(stage_dirs))
@@ -60,6 +60,18 @@ def plot_training_curves(
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     fig.legend(seen.values(), seen.keys(), fontsize=7, loc="outside right upper")
+    return fig
+
+
+def plot_training_curves(
+    stage_dirs: Mapping[str, Mapping[int, str | Path]], out_path: str | Path
+) -> None:
+    """:func:`training_curves_figure` saved atomically to ``out_path``."""
+    import matplotlib.pyplot as plt
+
+    from vislaw.io.atomic import atomic_path
+
+    fig = training_curves_figure(stage_dirs)
     with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format=Path(out_path).suffix.lstrip("."), dpi=110)
     plt.close(fig)
