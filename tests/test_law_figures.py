@@ -286,3 +286,15 @@ def _policy_rounds(project_root) -> list[dict]:
         ordered += decisions[-1]["picks"]
         known += decisions[-1]["picks"]
     return decisions
+
+
+def test_summary_of_an_under_determined_fit_gives_no_r2(tmp_path, project_root):
+    table = demo_like_table(project_root)
+    table = table[table["encoder"].isin(table["encoder"].unique()[:6])]
+    settings = LawSettings.from_values(
+        {"trials": 20, "bootstrap": 0, "random_draws": 5, "budgets": [3]}, seed=0
+    )
+    paths = write_law_outputs(table, tmp_path, settings)
+    text = paths["summary.md"].read_text()
+    assert "**Under-determined**: n = 6 encoders for 6 terms" in text
+    assert "R² AC quad" not in text  # no R² table offered as evidence

@@ -17,7 +17,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from vislaw.io.atomic import write_frame, write_text_atomic
-from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
+from vislaw.law.fit import (
+    LAW_MODEL,
+    MODELS,
+    BenchmarkFit,
+    benchmark_rng,
+    fit_all,
+    fit_statement,
+    underdetermined,
+)
 from vislaw.law.plot import (
     law_figure,
     overview_figure,
@@ -182,6 +190,14 @@ def _fit_lines(r2: pd.DataFrame, law: pd.DataFrame, settings: LawSettings, n: in
         "LOO ρ | R² random | LOO R² A quad | LOO R² C quad | LOO R² AC lin |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if underdetermined(n):
+        return [
+            "## Fit: score ~ [1, A, C, A², AC, C²]",
+            "",
+            f"**Under-determined**: {fit_statement(n, np.nan, np.nan)}; the R² of every model "
+            "is in r2.csv and fit_stats.csv, but none of them is evidence for the law yet.",
+            "",
+        ]
     for _, row in r2.iterrows():
         name = row["benchmark"]
         if name in law.index:
@@ -272,7 +288,8 @@ def summary_markdown(
         *_fit_lines(r2, law, settings, n),
         *_policy_lines(policy, curves, settings, n),
         "Files: r2.csv, fit_stats.csv, coefficients.csv, predictions.csv, policy.csv, "
-        "policy_curves.csv, law.png / law.svg (surface per benchmark), law_overview.png.",
+        "policy_curves.csv, law.png / law.svg (every benchmark), figures/<benchmark>.png|svg|pdf "
+        "(one per benchmark, in its own units), law_overview.png.",
         "",
     ]
     return "\n".join(lines)
