@@ -34,6 +34,7 @@ def law_settings(args: argparse.Namespace) -> LawSettings:
         "bootstrap": args.bootstrap,
         "random_draws": args.random_draws,
         "confidence": args.confidence,
+        "figure_units": args.figure_units,
     }
     values = {key: value for key, value in given.items() if value is not None}
     return LawSettings.from_values(values, seed=section_values("seed", args.seed))
@@ -170,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bootstrap", type=int, help="resamples (0: none)")
     fit.add_argument("--random-draws", type=int, help="random-input baseline")
     fit.add_argument("--confidence", type=float, help="bootstrap interval level")
+    fit.add_argument(
+        "--figure-units",
+        choices=("raw", "normalised"),
+        help="figures in each benchmark's own units (raw, default) or normalised",
+    )
     fit.set_defaults(func=_fit)
 
     strat = sub.add_parser(
@@ -185,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     strat.add_argument("--seed", type=int)
     strat.add_argument("--trials", type=int, help="trials of the randomised strategies")
     strat.add_argument("--budgets", type=int, nargs="+", help="finetuning budgets")
-    for name in ("k", "bootstrap", "random_draws", "confidence"):
+    for name in ("k", "bootstrap", "random_draws", "confidence", "figure_units"):
         strat.set_defaults(**{name: None})
     strat.set_defaults(func=_strategies)
 
