@@ -164,19 +164,29 @@ def _collision(box: Bbox, obstacles: Sequence[Bbox]) -> float:
 
 
 def place_labels(
-    ax, xs: Sequence[float], ys: Sequence[float], names: Sequence[str], taken: list[Bbox]
+    ax,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    names: Sequence[str],
+    taken: list[Bbox],
+    avoid: np.ndarray | None = None,
 ) -> None:
     """Label each point without overlap, from the renderer's extents: every label tries
     distances ``_RADII`` x directions ``_ANGLES`` and takes the first spot inside the axes
     that touches no box of ``taken`` (display space: the figure's texts, legends, labels
-    placed so far; each new label is appended) nor a marker; far spots get a leader line.
+    placed so far; each new label is appended) nor a marker (the labelled points and the
+    data points ``avoid``, an (n, 2) array); far spots get a leader line.
     Call after the figure's layout is final (see freeze_layout)."""
     fig = ax.figure.get_figure(root=True)
     renderer = fig.canvas.get_renderer()
     inside = ax.get_window_extent(renderer).padded(-2)
-    pixels = ax.transData.transform(np.column_stack([xs, ys]))
+    pixels = ax.transData.transform(np.column_stack([xs, ys]).reshape(-1, 2))
+    others = ax.transData.transform(avoid) if avoid is not None and len(avoid) else pixels[:0]
     marker = 4.5 * fig.dpi / 72
-    markers = [Bbox.from_extents(x - marker, y - marker, x + marker, y + marker) for x, y in pixels]
+    markers = [
+        Bbox.from_extents(x - marker, y - marker, x + marker, y + marker)
+        for x, y in np.concatenate([pixels, others])
+    ]
     order = np.argsort(-pixels[:, 1], kind="stable")
     for i in order:
         label = ax.annotate(
@@ -340,7 +350,7 @@ def caption(view: View, outside: int) -> str:
 
 def draw_benchmark(fig: Figure | SubFigure, view: View, title_size: float = 11) -> list:
     """Both panels of one benchmark into ``fig`` (a figure or a subfigure); returns the label
-    jobs (axes, xs, ys, names) for place_labels once the layout is final."""
+    jobs (axes, xs, ys, names, other points to avoid) for place_labels once the layout is final."""
     left, right = fig.subplots(1, 2)
     mappable = surface_panel(left, view)
     bar = fig.colorbar(mappable, ax=left, fraction=0.046, pad=0.02, ticks=MaxNLocator(6))
@@ -352,9 +362,14 @@ def draw_benchmark(fig: Figure | SubFigure, view: View, title_size: float = 11) 
     fit = view.fit
     worst = _worst(view)
     loo = view.clip(view.score(fit.law.loo))
+    measured, fitted = view.score(fit.y), view.clip(view.score(fit.law.fitted))
+    finite = np.isfinite(loo)
+    points = np.concatenate(
+        [np.column_stack([measured, fitted]), np.column_stack([measured, loo])[finite]]
+    )
     return [
-        (left, view.a(fit.a), view.c(fit.c), list(fit.encoders)),
-        (right, view.score(fit.y)[worst], loo[worst], [fit.encoders[i] for i in worst]),
+        (left, view.a(fit.a), view.c(fit.c), list(fit.encoders), None),
+        (right, measured[worst], loo[worst], [fit.encoders[i] for i in worst], points),
     ]
 
 
@@ -365,11 +380,11 @@ def _place_all(fig: Figure, jobs: list) -> None:
     renderer = fig.canvas.get_renderer()
     taken = [box for _, box in text_boxes(fig)]
     taken += [ax.get_legend().get_window_extent(renderer) for ax, *_ in jobs if ax.get_legend()]
-    for ax, xs, ys, names in jobs:
+    for ax, xs, ys, names, avoid in jobs:
         low, high = ax.get_ylim()
         keep = [i for i, y in enumerate(ys) if low <= y <= high]
         place_labels(ax, [xs[i] for i in keep], [ys[i] for i in keep],
-                     [names[i] for i in keep], taken)  # fmt: skip
+                     [names[i] for i in keep], taken, avoid)  # fmt: skip
 
 
 def benchmark_figure(view: View) -> Figure:
