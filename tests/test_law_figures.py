@@ -27,10 +27,11 @@ from vislaw.law.plot import (
     benchmark_figure,
     law_figure,
     overlapping_texts,
+    overview_figure,
     text_boxes,
     views_for,
 )
-from vislaw.law.report import write_law_outputs
+from vislaw.law.report import policy_tables, r2_table, write_law_outputs
 from vislaw.law.settings import LawSettings, PolicySettings
 from vislaw.law.tables import read_paper_table, score_scale
 from vislaw.layout import LAW_FIGURE_FORMATS, law_figure_files
@@ -96,6 +97,15 @@ def test_no_two_texts_overlap_in_the_overview(which, request):
     """Row titles against the x labels of the row above included (the old law.png's fault)."""
     fig = law_figure(request.getfixturevalue(which))
     assert overlapping_texts(fig) == []
+    plt.close(fig)
+
+
+def test_no_two_texts_overlap_in_the_r2_and_policy_overview(paper_views):
+    fits = {v.fit.benchmark: v.fit for v in paper_views}
+    settings = LawSettings.from_values({"trials": 20}, seed=0)
+    _, curves = policy_tables(fits, settings)
+    fig = overview_figure(r2_table(fits), curves, settings.k)
+    assert overlapping_texts(fig) == []  # the old one's slanted benchmark names overlapped
     plt.close(fig)
 
 

@@ -430,7 +430,8 @@ def overview_figure(r2: pd.DataFrame, curves: pd.DataFrame | None = None, k: int
     fig, axes = plt.subplots(
         1,
         panels,
-        figsize=(7.5 + 5 * (panels - 1), 4.2),
+        figsize=(7.5 + 5 * (panels - 1), 5.0),
+        layout="constrained",
         squeeze=False,
         gridspec_kw={"width_ratios": [1.6, 1][:panels]},
     )
@@ -443,11 +444,13 @@ def overview_figure(r2: pd.DataFrame, curves: pd.DataFrame | None = None, k: int
             x + (i - len(_R2_BARS) / 2 + 0.5) * width, r2[column], width, label=name, color=color
         )
     ax.axhline(0, color="black", lw=0.6)
-    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    # vertical: slanted names' boxes overlap their neighbours' (tests/test_law_figures.py)
+    ax.set_xticks(x, labels, rotation=90, fontsize=8)
     ax.set_ylim(min(0.0, float(np.nanmin(r2[[c for c, _, _ in _R2_BARS]].to_numpy())) - 0.05), 1.0)
     ax.set_ylabel("R²")
     ax.set_title("How well each model explains the benchmark scores", fontsize=10)
-    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, ncol=3, loc="outside lower left")
     if panels == 2:
         ax = axes[0][1]
         for strategy, color, name in (
@@ -464,7 +467,6 @@ def overview_figure(r2: pd.DataFrame, curves: pd.DataFrame | None = None, k: int
         ax.set_ylim(0, 1.02)
         ax.set_title(f"Best encoder in the top-{k} (thin: per benchmark)", fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
