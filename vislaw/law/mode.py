@@ -464,8 +464,11 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
         "| rank | encoder | score | 95% interval | status |",
         "|---|---|---|---|---|",
     ]
+    top = (last.get("bounds") or [None, None])[1]
     for rank, entry in enumerate(last["top_k"], start=1):
         tag = "measured" if entry["measured"] else "predicted"
+        if not entry["measured"] and top is not None and entry["score"] >= top:
+            tag += " (clipped: the law extrapolates past the benchmarks' top)"
         lines.append(
             f"| {rank} | {entry['encoder']} | {entry['score']:.3f} | "
             f"[{entry['low']:.3f}, {entry['high']:.3f}] | {tag} |"
