@@ -236,11 +236,10 @@ def _contains(outer: Bbox, inner: Bbox) -> bool:
 
 def freeze_layout(fig: Figure) -> None:
     """Run the layout engine once and keep its result: labels placed afterwards from pixel
-    extents stay where they were placed (a later layout pass would move the axes under them)."""
+    extents stay where they were placed (a later layout pass would move the axes under them).
+    Subfigures have no engine of their own: the figure's lays them out."""
     fig.canvas.draw()
     fig.set_layout_engine("none")
-    for sub in fig.subfigs:
-        sub.set_layout_engine("none") if hasattr(sub, "set_layout_engine") else None
 
 
 # --- panels ------------------------------------------------------------------------------------
