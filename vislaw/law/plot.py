@@ -264,7 +264,8 @@ def surface_panel(ax, view: View):
         view.a(fit.a), view.c(fit.c), c=measured, cmap=CMAP, vmin=levels[0], vmax=levels[-1],
         s=55, edgecolors="black", linewidths=1.0, zorder=3,
     )  # fmt: skip
-    peak = np.unravel_index(np.argmax(surface), surface.shape)
+    inside = (ga >= 0) & (ga <= 1) & (gc >= 0) & (gc <= 1)  # the data's range, not the margin
+    peak = np.unravel_index(np.argmax(np.where(inside, surface, -np.inf)), surface.shape)
     ax.scatter(xa[peak], yc[peak], marker="*", s=160, color="white", edgecolors="black", zorder=3)
     ax.set_xlabel(view.a_label)
     ax.set_ylabel(view.c_label)
