@@ -9,7 +9,14 @@ from snakemake.utils import min_version
 from vislaw.config import check_cli_config, check_config_files
 from vislaw.encoders.registry import conda_env
 from vislaw.host import check_device
-from vislaw.layout import LAW_REPORTED, STAGES, RunLayout, law_files
+from vislaw.layout import (
+    LAW_FIGURE,
+    LAW_FIGURES_DIR,
+    LAW_REPORTED,
+    STAGES,
+    RunLayout,
+    law_files,
+)
 from vislaw.layout import data_path as layout_data_path
 from vislaw.pipeline import load_checked_config, step_settings
 from vislaw.prepare import status as prepare_status
@@ -167,8 +174,18 @@ def all_targets(wildcards):
 
 
 def law_output(name):
-    """A law output path, marked for the HTML report when it is a figure or a main table."""
-    path = LAYOUT.law_file(name)
+    """A law output path, marked for the HTML report when it is a figure or a main table;
+    the figures (law.png and each benchmark's PNG, figures/<benchmark>.png) get their own
+    caption, which says what the units, the fit statement and the edge markers mean."""
+    figure = name.startswith(f"{LAW_FIGURES_DIR}/")
+    path = LAYOUT.law_figure(name.split("/", 1)[1]) if figure else LAYOUT.law_file(name)
+    if name == LAW_FIGURE or (figure and name.endswith(".png")):
+        return report(
+            path,
+            caption="../report/law_figures.rst",
+            category="Law",
+            subcategory="Figures",
+        )
     if name in LAW_REPORTED:
         return report(path, caption="../report/law.rst", category="Law")
     return path

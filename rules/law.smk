@@ -3,7 +3,9 @@
 # this run's own measurements (written by the scores stage).
 
 LAW_TABLE = config["law"]["scores_table"] or LAYOUT.law_input
-LAW_FILES = law_files(config["law"]["strategies"])
+# One figure per configured benchmark (law/figures/<benchmark>.png|svg|pdf): declared here, so
+# the DAG and the report see them; a benchmark no encoder scored gets a figure that says so.
+LAW_FILES = law_files(config["law"]["strategies"], config["benchmarks"])
 
 
 rule law:

@@ -41,7 +41,7 @@ rule policy_report:
         ),
         plot=report(
             LAYOUT.policy_plot,
-            caption="../report/policy.rst",
+            caption="../report/policy_figure.rst",
             category="Policy",
         ),
     log:

@@ -333,6 +333,7 @@ def test_law_config_defaults_and_errors(minimal_config):
         "confidence": 0.95,
         "a_definition": "cosine",
         "strategies": False,
+        "figure_units": "raw",
     }
     with pytest.raises(ConfigError, match="law.trials"):
         check_config({**minimal_config, "law": {"trials": 0}})

@@ -11,7 +11,7 @@ from conftest import run_snakemake
 from vislaw.law.report import R2_COLUMNS
 from vislaw.law.simulate import COLUMNS, PROTOCOLS, SIMULATED
 from vislaw.law.tables import PAPER_ENCODERS
-from vislaw.layout import LAW_FILES
+from vislaw.layout import LAW_FILES, law_figure_files
 from vislaw.pipeline import load_checked_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,9 @@ def test_paper_v1_reproduces_the_law(tmp_path):
     out = tmp_path / "paper_v1" / "law"
     for name in LAW_FILES:
         assert (out / name).stat().st_size > 0, name
+    config, _ = load_checked_config(ROOT / "config/paper_v1.yaml")
+    for name in law_figure_files(config["benchmarks"]):  # declared rule outputs, one per benchmark
+        assert (out / name).stat().st_size > 5000, name
     r2 = pd.read_csv(out / "r2.csv")
     assert tuple(r2.columns) == R2_COLUMNS
     assert len(r2) == 9  # 8 benchmarks + mean

@@ -133,6 +133,10 @@ def test_demo_dag_end_to_end(tmp_path):
     assert r2["benchmark"].tolist() == [*checked["benchmarks"], "mean"]
     assert len(pd.read_csv(run_dir / "law" / "policy.csv")) == len(benchmarks)
     assert (run_dir / "law" / "law.png").stat().st_size > 10_000
+    from vislaw.layout import law_figure_files
+
+    for name in law_figure_files(checked["benchmarks"]):  # one figure per benchmark, 3 formats
+        assert (run_dir / "law" / name).stat().st_size > 5000, name
     probe = pd.read_csv(run_dir / "lmvr" / "probe.csv")
     assert {"baseline"} < set(probe["features"])  # the encoder baseline and LMVR features
     assert list((run_dir / "lmvr" / "maps").rglob("*.png"))

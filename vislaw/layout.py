@@ -15,7 +15,7 @@ Nothing heavy is imported here: the Snakefile and every job import this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ STAGE_LOSS = "loss.csv"
 """A stage folder's per-step training loss (the training curves read it)."""
 STAGES = ("stage1", "stage2")
 
+LAW_FIGURE = "law.png"
+"""Every benchmark's law figure in one (the report shows it beside the per-benchmark ones)."""
 LAW_FILES = (
     "r2.csv",
     "coefficients.csv",
@@ -45,7 +47,7 @@ LAW_FILES = (
     "predictions.csv",
     "policy.csv",
     "policy_curves.csv",
-    "law.png",
+    LAW_FIGURE,
     "law.svg",
     "law_overview.png",
     "summary.md",
@@ -81,9 +83,24 @@ def _placeholder(value: str) -> bool:
     return value.startswith("{") and value.endswith("}")
 
 
-def law_files(strategies: bool) -> list[str]:
-    """The law's output file names (with the strategies table when ``law.strategies``)."""
-    return [*LAW_FILES, *([LAW_STRATEGIES_FILE] if strategies else [])]
+LAW_FIGURES_DIR = "figures"
+LAW_FIGURE_FORMATS = ("png", "svg", "pdf")
+"""One figure per benchmark under ``<run>/law/figures/``: PNG for slides, SVG and PDF for papers."""
+
+
+def law_figure_files(benchmarks: Iterable[str]) -> list[str]:
+    """``figures/<benchmark>.<png|svg|pdf>`` for every benchmark, relative to the law folder."""
+    return [f"{LAW_FIGURES_DIR}/{b}.{fmt}" for b in benchmarks for fmt in LAW_FIGURE_FORMATS]
+
+
+def law_files(strategies: bool, benchmarks: Iterable[str] = ()) -> list[str]:
+    """The law's output file names (with the strategies table when ``law.strategies``, and
+    one figure per benchmark of ``benchmarks``)."""
+    return [
+        *LAW_FILES,
+        *([LAW_STRATEGIES_FILE] if strategies else []),
+        *law_figure_files(benchmarks),
+    ]
 
 
 def data_root(config: Mapping[str, Any]) -> Path:
@@ -258,6 +275,10 @@ class RunLayout:
 
     def law_file(self, name: str) -> str:
         return f"{self.law_dir}/{name}"
+
+    def law_figure(self, name: str) -> str:
+        """A per-benchmark law figure, ``name`` = ``<benchmark>.<png|svg|pdf>``."""
+        return f"{self.law_dir}/{LAW_FIGURES_DIR}/{name}"
 
     @property
     def training_curves(self) -> str:

@@ -17,6 +17,37 @@ from vislaw.config import ConfigError
 
 
 @dataclass(frozen=True)
+class Scale:
+    """The range of a benchmark's score as lmms-eval records it, and what it measures.
+
+    The law's figures show scores in these units (accuracy in %, MME in points) and clip
+    predicted intervals to ``[low, high]``: a prediction outside what the benchmark can score
+    is an artefact of the fit, not a forecast. ``accuracy`` scores are shown in percent
+    whatever their recorded range (a fraction of 1 or a percentage).
+    """
+
+    name: str
+    low: float
+    high: float
+    accuracy: bool = True
+
+    @property
+    def label(self) -> str:
+        """The axis label of the score in display units."""
+        return f"{self.name} (%)" if self.accuracy else self.name
+
+    @property
+    def factor(self) -> float:
+        """Recorded value x factor = displayed value (accuracy: percent)."""
+        return 100.0 / self.high if self.accuracy else 1.0
+
+
+ACCURACY = Scale("accuracy", 0.0, 1.0)
+ACCURACY_PERCENT = Scale("accuracy", 0.0, 100.0)
+MME_PERCEPTION = Scale("MME perception score (points, of 2000)", 0.0, 2000.0, accuracy=False)
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """One benchmark: its lmms-eval task, the metric that is its score, and where it comes from.
 
@@ -25,7 +56,8 @@ class Benchmark:
     ``local`` tasks are built from a benchmark set on disk (:mod:`vislaw.eval.local_tasks`) and
     loaded with ``--include_path``; the others are lmms-eval's own task definitions.
     ``alternatives`` are other lmms-eval tasks that report the same metric and may replace
-    ``task`` through the config (``eval.tasks``).
+    ``task`` through the config (``eval.tasks``). ``scale``: the metric's range and units as
+    lmms-eval records it (None: unknown, e.g. a task added by name; shown as recorded).
     """
 
     name: str
@@ -34,6 +66,7 @@ class Benchmark:
     extra_metrics: tuple[str, ...] = ()
     local: bool = False
     alternatives: tuple[str, ...] = ()
+    scale: Scale | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -113,20 +146,27 @@ BENCHMARKS: dict[str, Benchmark] = {
             "mmbench_en_dev_static",
             "gpt_eval_score",
             alternatives=("mmbench_en_dev",),
+            scale=ACCURACY_PERCENT,  # lmms-eval's MMBench aggregation reports percent
         ),
         # The paper's MME column is the perception score (1502.7 for CLIP@336).
-        Benchmark("mme", "mme", "mme_perception_score", extra_metrics=("mme_cognition_score",)),
-        Benchmark("mmmu_val", "mmmu_val", "mmmu_acc"),
-        Benchmark("ok_vqa", "ok_vqa_val2014", "exact_match"),
-        Benchmark("textvqa_val", "textvqa_val", "exact_match"),
-        Benchmark("vizwiz_vqa_val", "vizwiz_vqa_val", "exact_match"),
-        Benchmark("scienceqa_img", "scienceqa_img", "exact_match"),
-        Benchmark("seed_image", "seedbench", "seed_image"),
+        Benchmark(
+            "mme",
+            "mme",
+            "mme_perception_score",
+            extra_metrics=("mme_cognition_score",),
+            scale=MME_PERCEPTION,  # 10 perception subtasks of 200 points each
+        ),
+        Benchmark("mmmu_val", "mmmu_val", "mmmu_acc", scale=ACCURACY),
+        Benchmark("ok_vqa", "ok_vqa_val2014", "exact_match", scale=ACCURACY),
+        Benchmark("textvqa_val", "textvqa_val", "exact_match", scale=ACCURACY),
+        Benchmark("vizwiz_vqa_val", "vizwiz_vqa_val", "exact_match", scale=ACCURACY),
+        Benchmark("scienceqa_img", "scienceqa_img", "exact_match", scale=ACCURACY),
+        Benchmark("seed_image", "seedbench", "seed_image", scale=ACCURACY),
         # The demo's synthetic sets (vislaw.data.synthetic): answerable only from the image.
-        Benchmark("synth_color", "synth_color", "acc", local=True),
-        Benchmark("synth_shape", "synth_shape", "acc", local=True),
-        Benchmark("synth_position", "synth_position", "acc", local=True),
-        Benchmark("synth_count", "synth_count", "acc", local=True),
+        Benchmark("synth_color", "synth_color", "acc", local=True, scale=ACCURACY),
+        Benchmark("synth_shape", "synth_shape", "acc", local=True, scale=ACCURACY),
+        Benchmark("synth_position", "synth_position", "acc", local=True, scale=ACCURACY),
+        Benchmark("synth_count", "synth_count", "acc", local=True, scale=ACCURACY),
     )
 }
 
@@ -202,7 +242,9 @@ def get_benchmark(
     if task not in bench.alternatives:
         allowed = [bench.task, *bench.alternatives]
         raise ConfigError(f"eval.tasks.{name}", f"{task!r} is not one of {allowed}")
-    return Benchmark(bench.name, task, bench.metric, bench.extra_metrics, bench.local)
+    return Benchmark(
+        bench.name, task, bench.metric, bench.extra_metrics, bench.local, scale=bench.scale
+    )
 
 
 def resolve_benchmarks(config: Mapping) -> list[Benchmark]:

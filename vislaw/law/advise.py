@@ -12,14 +12,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from vislaw.law.mode import PolicyState, decide_round, posterior_by_benchmark, prior_coefficients
+from vislaw.law.fit import underdetermined
+from vislaw.law.mode import (
+    PolicyState,
+    decide_round,
+    fit_text,
+    posterior_by_benchmark,
+    prior_coefficients,
+)
 from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import N_TERMS, PRIOR_STRATEGIES
 from vislaw.law.tables import TableError, read_candidates, read_scores_table
+
+if TYPE_CHECKING:
+    from vislaw.eval.tasks import Scale
 
 SINGLE = "score"  # the benchmark's name when a tidy table has no benchmark column
 
@@ -69,15 +80,21 @@ class Advice:
     decision: dict  # the mode's round (picks, top_k, ranking, ...)
     predictions: pd.DataFrame  # encoder, benchmark, status, score, low, high (raw units)
     warning: str | None
+    fit: str = ""  # the fit statement: n, in-sample and LOO R², or under-determined
 
 
-def raw_predictions(state: PolicyState, means, sds) -> pd.DataFrame:
+def raw_predictions(
+    state: PolicyState, means, sds, scales: Mapping[str, Scale | None] | None = None
+) -> pd.DataFrame:
     """Per benchmark and encoder: the measured score, or the posterior mean with its 95%
-    interval mapped to the raw scale of the measured encoders (NaN under two measured)."""
+    interval mapped to the raw scale of the measured encoders (NaN under two measured) and
+    clipped to what the benchmark can score (``scales[benchmark]``; None: not clipped)."""
     known, rows = state.known, []
     for j, bench in enumerate(state.benchmarks):
         low, high = (np.nanmin(state.y[j]), np.nanmax(state.y[j])) if known.sum() >= 2 else (0, 0)
         span = high - low if known.sum() >= 2 else np.nan
+        scale = (scales or {}).get(bench)
+        lo, hi = (scale.low, scale.high) if scale is not None else (-np.inf, np.inf)
         for i, name in enumerate(state.encoders):
             mean, half = means[j][i] * span + low, 1.96 * sds[j][i] * span
             measured = bool(known[i])
@@ -86,9 +103,9 @@ def raw_predictions(state: PolicyState, means, sds) -> pd.DataFrame:
                     "encoder": name,
                     "benchmark": bench,
                     "status": "measured" if measured else "predicted",
-                    "score": state.y[j][i] if measured else mean,
-                    "low": state.y[j][i] if measured else mean - half,
-                    "high": state.y[j][i] if measured else mean + half,
+                    "score": state.y[j][i] if measured else np.clip(mean, lo, hi),
+                    "low": state.y[j][i] if measured else np.clip(mean - half, lo, hi),
+                    "high": state.y[j][i] if measured else np.clip(mean + half, lo, hi),
                 }
             )
     return pd.DataFrame(rows)
@@ -99,21 +116,26 @@ def advise(
     strategy: str | None,
     weights: Mapping[str, float],
     seed: int,
+    scales: Mapping[str, Scale | None] | None = None,
 ) -> Advice:
-    """The mode's round 0 on ``table`` (the finetuned encoders are those with a score)."""
+    """The mode's round 0 on ``table`` (the finetuned encoders are those with a score);
+    ``scales``: each benchmark's units in the table (vislaw.law.tables.score_scale), to which
+    the intervals are clipped."""
     values = {"weights": dict(weights), **({"strategy": strategy} if strategy else {})}
     settings = PolicySettings.from_values(values, seed=seed)
     state = policy_state(table)
     prior = None
     if settings.strategy in PRIOR_STRATEGIES:
         prior = prior_coefficients(read_scores_table(settings.prior_table, settings.prior_format))
-    decision = decide_round(0, state, [], settings, prior)
+    decision = decide_round(0, state, [], settings, prior, scales)
     means, sds = posterior_by_benchmark(state, settings, prior)
     measured = int(state.known.sum())
     warning = None
-    if measured < N_TERMS + 2:
+    if underdetermined(measured, N_TERMS):
         warning = (
-            f"only {measured} encoder(s) measured: the law has {N_TERMS} terms, so its "
-            f"predictions rest mostly on the prior until at least {N_TERMS + 2} are measured"
+            f"only {measured} encoder(s) measured: the law has {N_TERMS} terms, so the fit is "
+            f"under-determined and its predictions rest mostly on the prior until at least "
+            f"{N_TERMS + 2} are measured"
         )
-    return Advice(decision, raw_predictions(state, means, sds), warning)
+    fit = fit_text(decision)
+    return Advice(decision, raw_predictions(state, means, sds, scales), warning, fit)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from vislaw.law.settings import LawSettings
 from vislaw.law.steps import run_law
-from vislaw.law.tables import TABLE_FORMATS, TableError
+from vislaw.law.tables import TABLE_FORMATS, TableError, score_scale
 from vislaw.sections import section_values
 
 
@@ -34,6 +34,7 @@ def law_settings(args: argparse.Namespace) -> LawSettings:
         "bootstrap": args.bootstrap,
         "random_draws": args.random_draws,
         "confidence": args.confidence,
+        "figure_units": args.figure_units,
     }
     values = {key: value for key, value in given.items() if value is not None}
     return LawSettings.from_values(values, seed=section_values("seed", args.seed))
@@ -74,12 +75,21 @@ def _recommend(args: argparse.Namespace) -> int:
         if unknown:
             raise TableError(f"--finetuned: not in {args.scores}: {unknown}")
         table.loc[~table["encoder"].isin(args.finetuned), "score"] = np.nan
-    advice = advise(table, args.strategy, _weights(args.weights), section_values("seed", args.seed))
+    scales = {
+        b: score_scale(b, table_format, part["score"].dropna())
+        for b, part in table.groupby("benchmark", sort=False)
+    }
+    seed = section_values("seed", args.seed)
+    advice = advise(table, args.strategy, _weights(args.weights), seed, scales)
     decision = advice.decision
     n = table["encoder"].nunique()
     print(f"{decision['n_measured']} of {n} encoders finetuned; strategy {decision['strategy']}")
+    print(f"law fit on the finetuned encoders (means over benchmarks): {advice.fit}")
     if advice.warning:
         print(f"warning: {advice.warning}")
+    clipped = sorted(b for b, scale in scales.items() if scale is not None)
+    if clipped:
+        print(f"intervals clipped to what each benchmark can score: {', '.join(clipped)}")
     if decision["picks"]:
         print(f"next encoder to finetune: {decision['picks'][0]}")
         print(f"  why: {decision['why']}")
@@ -161,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--bootstrap", type=int, help="resamples (0: none)")
     fit.add_argument("--random-draws", type=int, help="random-input baseline")
     fit.add_argument("--confidence", type=float, help="bootstrap interval level")
+    fit.add_argument(
+        "--figure-units",
+        choices=("raw", "normalised"),
+        help="figures in each benchmark's own units (raw, default) or normalised",
+    )
     fit.set_defaults(func=_fit)
 
     strat = sub.add_parser(
@@ -176,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     strat.add_argument("--seed", type=int)
     strat.add_argument("--trials", type=int, help="trials of the randomised strategies")
     strat.add_argument("--budgets", type=int, nargs="+", help="finetuning budgets")
-    for name in ("k", "bootstrap", "random_draws", "confidence"):
+    for name in ("k", "bootstrap", "random_draws", "confidence", "figure_units"):
         strat.set_defaults(**{name: None})
     strat.set_defaults(func=_strategies)
 

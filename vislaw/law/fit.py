@@ -30,6 +30,28 @@ MODELS: dict[str, tuple[str, ...]] = {
     "ac_quadratic": ("1", "A", "C", "A^2", "AC", "C^2"),
 }
 LAW_MODEL = "ac_quadratic"
+LAW_TERMS = len(MODELS[LAW_MODEL])
+MIN_DETERMINED = LAW_TERMS + 2
+"""Measured encoders below which the law is under-determined: with p terms, n <= p points
+interpolate (R² = 1 by construction) and n = p + 1 leaves leave-one-out with p points for p
+terms, so no R² is evidence until n = p + 2."""
+
+
+def underdetermined(n: int, terms: int = LAW_TERMS) -> bool:
+    """Too few measured encoders for ``terms`` terms to mean anything (see MIN_DETERMINED)."""
+    return n < terms + 2
+
+
+def fit_statement(n: int, r2: float, loo_r2: float, terms: int = LAW_TERMS) -> str:
+    """The one sentence every figure and text gives about a fit: n, in-sample and
+    leave-one-out R², or, under-determined, that no R² is evidence (and none is shown)."""
+    if underdetermined(n, terms):
+        return (
+            f"n = {n} encoders for {terms} terms: the fit is under-determined "
+            f"(needs at least {terms + 2}), so no R² is shown"
+        )
+    loo = "n/a" if not np.isfinite(loo_r2) else f"{loo_r2:.2f}"
+    return f"n = {n} encoders, in-sample R² {r2:.2f}, leave-one-out R² {loo}"
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

@@ -20,11 +20,19 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from vislaw.law.fit import LAW_MODEL, fit_coefficients, minmax, predict, r2_score
+from vislaw.law.fit import (
+    LAW_MODEL,
+    fit_coefficients,
+    loo_predictions,
+    minmax,
+    predict,
+    r2_score,
+)
 from vislaw.law.policy import next_region_pick, ranking_scores
 from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import (
@@ -38,6 +46,9 @@ from vislaw.law.strategies import (
     order_with_random_ties,
     score_free_key,
 )
+
+if TYPE_CHECKING:
+    from vislaw.eval.tasks import Scale
 
 
 @dataclass
@@ -147,16 +158,40 @@ def _ranking(state: PolicyState, settings: PolicySettings, means, sds, weights):
     return mean, sd
 
 
-def _law_r2(state: PolicyState) -> float:
-    """Mean in-sample R² of the least-squares law on the finetuned encoders (NaN under 3)."""
+def law_fit(state: PolicyState) -> tuple[float, float]:
+    """Mean in-sample and mean leave-one-out R² over benchmarks of the least-squares law on
+    the finetuned encoders (NaN under 3, LOO NaN until every held-out fit is determined)."""
     known = state.known
     if known.sum() < 3:
-        return float("nan")
-    values = []
+        return float("nan"), float("nan")
+    r2s, loos = [], []
     for j in range(len(state.benchmarks)):
         a, c, y = minmax(state.a[j][known]), minmax(state.c[known]), minmax(state.y[j][known])
-        values.append(r2_score(y, predict(LAW_MODEL, fit_coefficients(LAW_MODEL, a, c, y), a, c)))
-    return float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+        r2s.append(r2_score(y, predict(LAW_MODEL, fit_coefficients(LAW_MODEL, a, c, y), a, c)))
+        held_out = loo_predictions(LAW_MODEL, a, c, y)
+        loos.append(r2_score(y, held_out) if np.isfinite(held_out).all() else np.nan)
+    mean = [float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for v in (r2s, loos)]
+    return mean[0], mean[1]
+
+
+def score_bounds(
+    state: PolicyState, weights: np.ndarray, scales: Mapping[str, Scale | None] | None
+) -> tuple[float, float] | None:
+    """The range the weighted normalised score can take: each benchmark's recorded range
+    (vislaw.eval.tasks.Scale) in the units of its normalisation (0 = worst, 1 = best measured),
+    weighted. None when a benchmark's range is unknown or fewer than 2 encoders differ."""
+    known = state.known
+    if not scales or known.sum() < 2:
+        return None
+    low = high = 0.0
+    for j, (name, w) in enumerate(zip(state.benchmarks, weights, strict=True)):
+        scale = scales.get(name)
+        y_low, y_high = np.nanmin(state.y[j][known]), np.nanmax(state.y[j][known])
+        if scale is None or y_high <= y_low:
+            return None
+        low += w * (scale.low - y_low) / (y_high - y_low)
+        high += w * (scale.high - y_low) / (y_high - y_low)
+    return float(low), float(high)
 
 
 def _raw_predictions(state: PolicyState, means) -> dict[str, dict[str, float]]:
@@ -235,23 +270,29 @@ def decide_round(
     ordered: Sequence[str],
     settings: PolicySettings,
     prior: np.ndarray | None = None,
+    scales: Mapping[str, Scale | None] | None = None,
 ) -> dict:
-    """One round: the ranking so far, and the next picks or the reason to stop (a JSON dict)."""
+    """One round: the ranking so far, and the next picks or the reason to stop (a JSON dict).
+    ``scales``: each benchmark's recorded range; the top-k intervals are clipped to what the
+    weighted score can reach (``bounds`` in the JSON; None: unknown, not clipped)."""
     known = state.known
     base, states, weights = _states(state, settings, prior)
     _, means, sds = joint_step(base, states, known, settings.params)
     mean, sd = _ranking(state, settings, means, sds, weights)
     order = np.argsort(-mean, kind="stable")
+    bounds = score_bounds(state, weights, scales)
+    lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
     top = [
         {
             "encoder": state.encoders[i],
-            "score": float(mean[i]),
-            "low": float(mean[i] - 1.96 * sd[i]),
-            "high": float(mean[i] + 1.96 * sd[i]),
+            "score": float(np.clip(mean[i], lo, hi)),
+            "low": float(np.clip(mean[i] - 1.96 * sd[i], lo, hi)),
+            "high": float(np.clip(mean[i] + 1.96 * sd[i], lo, hi)),
             "measured": bool(known[i]),
         }
         for i in order[: settings.k]
     ]
+    r2, loo_r2 = law_fit(state)
     stop, why = _stop_reason(state, settings, ordered, mean, sd, order)
     picks: list[str] = []
     if not stop:
@@ -267,7 +308,9 @@ def decide_round(
         "picks": picks,
         "stop": stop,
         "why": why,
-        "law_r2": _law_r2(state) if np.isfinite(_law_r2(state)) else None,  # JSON has no NaN
+        "law_r2": r2 if np.isfinite(r2) else None,  # JSON has no NaN
+        "law_loo_r2": loo_r2 if np.isfinite(loo_r2) else None,
+        "bounds": list(bounds) if bounds is not None else None,
         "n_measured": int(known.sum()),
         "top_k": top,
         "ranking": {e: [float(mean[i]), float(sd[i])] for i, e in enumerate(state.encoders)},
@@ -341,11 +384,34 @@ def rounds_table(decisions: Sequence[Mapping]) -> pd.DataFrame:
                 "n_measured": d["n_measured"],
                 "finetuned": " ".join(d["finetuned"]),
                 "law_r2": np.nan if d["law_r2"] is None else d["law_r2"],
+                "law_loo_r2": np.nan if d.get("law_loo_r2") is None else d["law_loo_r2"],
                 "top_k": "; ".join(_interval_text(t) for t in d["top_k"]),
                 "stop": d["stop"],
             }
             for d in decisions
         ]
+    )
+
+
+def fit_text(decision: Mapping) -> str:
+    """The fit statement of a round (vislaw.law.fit.fit_statement): n, in-sample and
+    leave-one-out R², or that the fit is under-determined and no R² is evidence."""
+    from vislaw.law.fit import fit_statement
+
+    nan = float("nan")
+    r2, loo = decision.get("law_r2"), decision.get("law_loo_r2")
+    return fit_statement(
+        decision["n_measured"], nan if r2 is None else r2, nan if loo is None else loo
+    )
+
+
+def _bounds_text(decision: Mapping) -> str:
+    bounds = decision.get("bounds")
+    if not bounds:
+        return ""
+    return (
+        f", clipped to [{bounds[0]:.3f}, {bounds[1]:.3f}], what the benchmarks' ranges allow "
+        "(0 = the worst, 1 = the best measured encoder)"
     )
 
 
@@ -386,21 +452,23 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
                 else "The law ranks every unmeasured encoder lower."
             )
         )
-    r2 = last["law_r2"]
     lines += [
         f"- Strategy `{last['strategy']}`; {len(last['ordered'])} finetunes ordered (budget "
         f"{budget}); measured: {', '.join(measured) or 'none'}.",
         f"- Stopped: {last['why']}.",
-        "- Law fit on the measured encoders (mean in-sample R² over benchmarks): "
-        + (f"{r2:.3f}" if r2 is not None else "n/a (fewer than 3 measured encoders)"),
+        f"- Least-squares law on the measured encoders (means over benchmarks): {fit_text(last)}.",
         "",
-        f"Top {len(last['top_k'])} of the last round (95% intervals; measured scores are exact):",
+        f"Top {len(last['top_k'])} of the last round (95% intervals{_bounds_text(last)}; "
+        "measured scores are exact):",
         "",
         "| rank | encoder | score | 95% interval | status |",
         "|---|---|---|---|---|",
     ]
+    top = (last.get("bounds") or [None, None])[1]
     for rank, entry in enumerate(last["top_k"], start=1):
         tag = "measured" if entry["measured"] else "predicted"
+        if not entry["measured"] and top is not None and entry["score"] >= top:
+            tag += " (clipped: the law extrapolates past the benchmarks' top)"
         lines.append(
             f"| {rank} | {entry['encoder']} | {entry['score']:.3f} | "
             f"[{entry['low']:.3f}, {entry['high']:.3f}] | {tag} |"
@@ -410,37 +478,62 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
 
 
 def predicted_vs_measured_figure(decisions: Sequence[Mapping], measured: pd.DataFrame):
-    """Left: every encoder's weighted normalised score round by round (posterior mean with
-    95% interval while predicted; filled once measured). Right: each round's raw-scale
-    predictions of the encoders measured later against their measurements, min-max
-    normalised per benchmark over the measured encoders (from two measured encoders on)."""
+    """Left: a ranked interval plot of the last round: every encoder sorted by the law's
+    weighted normalised score, its 95% interval (clipped to what the benchmarks' ranges
+    allow), measured encoders filled, each pick named with the round that ordered it. Right:
+    each round's raw-scale predictions of the encoders measured later against their
+    measurements, min-max normalised per benchmark over the measured encoders."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-    rounds = [d["round"] for d in decisions]
-    for name in decisions[-1]["ranking"]:
-        mean = np.array([d["ranking"][name][0] for d in decisions])
-        sd = np.array([d["ranking"][name][1] for d in decisions])
-        done = np.array([name in d["finetuned"] for d in decisions])
-        line = left.errorbar(rounds, mean, yerr=1.96 * sd, capsize=3, alpha=0.7, label=name)
-        left.scatter(np.array(rounds)[done], mean[done], color=line[0].get_color(), zorder=3)
-    left.xaxis.get_major_locator().set_params(integer=True)
-    left.set_xlabel("round")
-    left.set_ylabel("weighted normalised score (filled: measured)")
-    left.set_title("Predicted and measured, by round")
-    left.legend(fontsize=7)
+    n = len(decisions[-1]["ranking"])
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, max(4.5, 0.32 * n + 1.8)), layout="constrained",
+        gridspec_kw={"width_ratios": [1.3, 1]},
+    )  # fmt: skip
+    _ranked_panel(left, decisions)
     _held_out_panel(right, decisions, measured)
-    fig.tight_layout()
     return fig
 
 
+def _ranked_panel(ax, decisions: Sequence[Mapping]) -> None:
+    """The last round's ranking as horizontal interval bars, best at the top."""
+    last = decisions[-1]
+    picked = {e: d["round"] for d in decisions for e in d["picks"]}
+    order = sorted(last["ranking"], key=lambda e: -last["ranking"][e][0])
+    bounds = last.get("bounds") or (-np.inf, np.inf)
+    ys = np.arange(len(order))[::-1]
+    for y, name in zip(ys, order, strict=True):
+        mean, sd = last["ranking"][name]
+        done = name in last["finetuned"]
+        mean, low, high = np.clip([mean, mean - 1.96 * sd, mean + 1.96 * sd], *bounds)
+        colour = "tab:blue" if done else "tab:grey"
+        ax.plot([low, high], [y, y], color=colour, lw=2.2, solid_capstyle="butt", alpha=0.6)
+        ax.scatter([mean], [y], s=40, zorder=3, color=colour if done else "white",
+                   edgecolors=colour, linewidths=1.5)  # fmt: skip
+    labels = [f"{e} (round {picked[e]})" if e in picked else e for e in order]
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.axvline(max(last["ranking"][e][0] for e in last["finetuned"]) if last["finetuned"]
+               else 0.0, color="tab:blue", lw=0.8, ls=":")  # fmt: skip
+    clip = "" if last.get("bounds") is None else ", clipped to the benchmarks' ranges"
+    ax.set_xlabel(f"weighted normalised score, 95% interval{clip}")
+    ax.set_title(
+        f"Round {last['round']}: filled = measured, open = predicted\n"
+        "(round r) = picked in round r; dotted: best measured",
+        fontsize=9,
+    )
+    ax.grid(axis="x", alpha=0.3)
+
+
 def _held_out_panel(ax, decisions: Sequence[Mapping], measured: pd.DataFrame) -> None:
+    from matplotlib import colormaps
+
     scale = measured.groupby("benchmark")["score"].agg(["min", "max"])
     plotted = 0
-    for d in decisions:
+    colours = colormaps["viridis"](np.linspace(0, 0.9, max(len(decisions), 1)))
+    for d, colour in zip(decisions, colours, strict=True):
         xs, ys = [], []
         for bench, preds in d["raw_predictions"].items():
             if bench not in scale.index:
@@ -452,9 +545,10 @@ def _held_out_panel(ax, decisions: Sequence[Mapping], measured: pd.DataFrame) ->
                     xs.append((row.score - low) / span)
                     ys.append((preds[row.encoder] - low) / span)
         if xs:
-            ax.scatter(xs, ys, label=f"round {d['round']}", alpha=0.8)
+            ax.scatter(xs, ys, label=f"round {d['round']}", alpha=0.8, color=colour)
             plotted += len(xs)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("measured later (normalised per benchmark)")
     ax.set_ylabel("predicted before finetuning")
     ax.set_title("Held-out predictions" if plotted else "No held-out predictions yet")

@@ -17,12 +17,26 @@ import pandas as pd
 from tqdm import tqdm
 
 from vislaw.io.atomic import write_frame, write_text_atomic
-from vislaw.law.fit import LAW_MODEL, MODELS, BenchmarkFit, benchmark_rng, fit_all
-from vislaw.law.plot import law_figure, overview_figure, save_figure
+from vislaw.law.fit import (
+    LAW_MODEL,
+    MODELS,
+    BenchmarkFit,
+    benchmark_rng,
+    fit_all,
+    fit_statement,
+    underdetermined,
+)
+from vislaw.law.plot import (
+    law_figure,
+    overview_figure,
+    save_figure,
+    views_for,
+    write_benchmark_figures,
+)
 from vislaw.law.policy import recall_curve, simulate
 from vislaw.law.settings import LawSettings
-from vislaw.law.tables import FLOAT_FORMAT
-from vislaw.layout import LAW_FILES, LAW_STRATEGIES_FILE
+from vislaw.law.tables import FLOAT_FORMAT, score_scale
+from vislaw.layout import LAW_FIGURES_DIR, LAW_FILES, LAW_STRATEGIES_FILE
 
 R2_COLUMNS = (
     "benchmark",
@@ -176,6 +190,14 @@ def _fit_lines(r2: pd.DataFrame, law: pd.DataFrame, settings: LawSettings, n: in
         "LOO ρ | R² random | LOO R² A quad | LOO R² C quad | LOO R² AC lin |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if underdetermined(n):
+        return [
+            "## Fit: score ~ [1, A, C, A², AC, C²]",
+            "",
+            f"**Under-determined**: {fit_statement(n, np.nan, np.nan)}; the R² of every model "
+            "is in r2.csv and fit_stats.csv, but none of them is evidence for the law yet.",
+            "",
+        ]
     for _, row in r2.iterrows():
         name = row["benchmark"]
         if name in law.index:
@@ -266,16 +288,42 @@ def summary_markdown(
         *_fit_lines(r2, law, settings, n),
         *_policy_lines(policy, curves, settings, n),
         "Files: r2.csv, fit_stats.csv, coefficients.csv, predictions.csv, policy.csv, "
-        "policy_curves.csv, law.png / law.svg (surface per benchmark), law_overview.png.",
+        "policy_curves.csv, law.png / law.svg (every benchmark), figures/<benchmark>.png|svg|pdf "
+        "(one per benchmark, in its own units), law_overview.png.",
         "",
     ]
     return "\n".join(lines)
 
 
-def write_law_outputs(
-    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings
+def write_figures(
+    fits: dict[str, BenchmarkFit],
+    table: pd.DataFrame,
+    out_dir: Path,
+    settings: LawSettings,
+    table_format: str,
 ) -> dict[str, Path]:
-    """Fit, simulate, plot and write :data:`vislaw.layout.LAW_FILES` into ``out_dir``; returns their paths."""
+    """law.png / law.svg (every benchmark) and ``figures/<benchmark>.<png|svg|pdf>``, in the
+    benchmarks' own units (vislaw.law.tables.score_scale) unless ``law.figure_units`` says
+    normalised; returns the per-benchmark paths by name relative to ``out_dir``."""
+    scales = {
+        name: score_scale(name, table_format, table.loc[table["benchmark"] == name, "score"])
+        for name in fits
+    }
+    views = views_for(fits, scales, normalised=settings.figure_units == "normalised")
+    fig = law_figure(views)
+    save_figure(fig, out_dir / "law.png")
+    save_figure(fig, out_dir / "law.svg")
+    plt.close(fig)
+    written = write_benchmark_figures(views, out_dir / LAW_FIGURES_DIR)
+    return {path.relative_to(out_dir).as_posix(): path for path in written}
+
+
+def write_law_outputs(
+    table: pd.DataFrame, out_dir: str | Path, settings: LawSettings, table_format: str = "tidy"
+) -> dict[str, Path]:
+    """Fit, simulate, plot and write :data:`vislaw.layout.LAW_FILES` and the per-benchmark
+    figures into ``out_dir``; returns their paths. ``table_format``: the format ``table`` was
+    read from, which fixes its units (the paper's table prints accuracies in percent)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fits = fit_all(
@@ -299,10 +347,7 @@ def write_law_outputs(
     }
     for name, frame in tables.items():
         write_frame(paths[name], frame, FLOAT_FORMAT)
-    fig = law_figure(fits)
-    save_figure(fig, paths["law.png"])
-    save_figure(fig, paths["law.svg"])
-    plt.close(fig)
+    paths.update(write_figures(fits, table, out_dir, settings, table_format))
     fig = overview_figure(r2, curves, settings.k)
     save_figure(fig, paths["law_overview.png"])
     plt.close(fig)

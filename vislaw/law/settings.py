@@ -35,6 +35,7 @@ class LawSettings(Section):
     confidence: float
     a_definition: str
     strategies: bool
+    figure_units: str
     seed: int
     source: str = ""
 

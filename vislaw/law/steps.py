@@ -58,7 +58,13 @@ def run_law(
     if encoders is not None:
         table = restrict_to_config(table, encoders, source=scores)
     settings = replace(settings, source=f"{scores} ({table_format})")
-    return write_law_outputs(table, out_dir, settings)
+    paths = write_law_outputs(table, out_dir, settings, table_format)
+    if wanted:
+        from vislaw.law.plot import write_missing_figures
+
+        missing = [b for b in benchmarks if b not in set(table["benchmark"])]
+        paths.update(write_missing_figures(missing, out_dir))
+    return paths
 
 
 def run_law_input(
@@ -128,7 +134,8 @@ def run_policy_round(
     if settings.strategy in PRIOR_STRATEGIES:
         table = read_scores_table(settings.prior_table, settings.prior_format)
         prior = mode.prior_coefficients(table)
-    decision = mode.decide_round(round_index, state, ordered, settings, prior)
+    scales = {b.name: b.scale for b in benchmarks}
+    decision = mode.decide_round(round_index, state, ordered, settings, prior, scales)
     mode.write_round(output, decision)
     return decision
 

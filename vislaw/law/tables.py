@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from vislaw.eval.tasks import Scale
 
 TIDY_COLUMNS = ("encoder", "benchmark", "A", "C", "score")
 TABLE_FORMATS = ("paper_v1", "tidy")
@@ -219,3 +223,29 @@ def restrict_to_config(
     if kept.empty:
         raise TableError(f"{source}: no row names an encoder of the config ({names})")
     return kept
+
+
+def score_scale(benchmark: str, table_format: str, scores: Iterable[float] = ()) -> Scale | None:
+    """The units of ``benchmark``'s scores in a table of ``table_format``: the benchmark's
+    record (vislaw.eval.tasks.BENCHMARKS), with accuracies in percent in the paper's table
+    (it prints 64.26, lmms-eval records 0.6426). None when unknown, or when ``scores`` leave
+    the range (a table in other units than the record says): the figures then show the
+    numbers as they are and clip nothing."""
+    from vislaw.eval.tasks import ACCURACY_PERCENT, BENCHMARKS
+
+    bench = BENCHMARKS.get(benchmark)
+    scale = bench.scale if bench is not None else None
+    if scale is not None and table_format == "paper_v1" and scale.accuracy:
+        scale = ACCURACY_PERCENT
+    values = np.asarray(list(scores), dtype=float)
+    if (
+        scale is not None
+        and len(values)
+        and (values.min() < scale.low or values.max() > scale.high)
+    ):
+        print(
+            f"benchmark {benchmark}: scores {values.min():.4g}..{values.max():.4g} outside its "
+            f"recorded range [{scale.low:g}, {scale.high:g}]; figures show them unscaled"
+        )
+        return None
+    return scale
