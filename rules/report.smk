@@ -1,4 +1,76 @@
-# The HTML report (snakemake --report): the law plot, score tables and training curves.
+# The HTML report (snakemake --report; `make report`): every output marked with report() in
+# the rules (figures, the training curves, LMVR's token maps) and the run's tables and texts,
+# rendered to HTML here because the report shows CSV and Markdown files only as downloads.
+
+
+def report_pages():
+    """[category, name, source, title] of every table and text this config's targets make."""
+    targets = set(config["targets"])
+    own_law = "law" in targets and not config["law"]["scores_table"]
+    pages = []
+    if targets & {"a_score", "policy"} or own_law:
+        pages.append(["Scores", "a_scores", LAYOUT.a_scores_table, "A scores"])
+    if targets & {"c_score", "policy"} or own_law:
+        pages.append(["Scores", "c_scores", LAYOUT.c_scores_table, "C scores"])
+    if "evaluate" in targets or own_law:
+        pages.append(
+            ["Scores", "benchmarks", LAYOUT.benchmarks_table, "Benchmark scores"]
+        )
+    if "law" in targets:
+        for file, title in REPORT_LAW_PAGES.items():
+            if file in LAW_FILES:
+                pages.append(["Law", Path(file).stem, LAYOUT.law_file(file), title])
+    if "policy" in targets:
+        pages.append(["Policy", "rounds", LAYOUT.policy_rounds_table, "Policy rounds"])
+        pages.append(
+            [
+                "Policy",
+                "recommendation",
+                LAYOUT.policy_recommendation,
+                "Recommendation",
+            ]
+        )
+    if "lmvr" in targets:
+        pages.append(["LMVR", "probe", LAYOUT.lmvr_probe, "LMVR linear probe"])
+    return pages
+
+
+# The law's tables and text shown as pages, where the law writes them (law.strategies).
+REPORT_LAW_PAGES = {
+    "summary.md": "Law summary",
+    "r2.csv": "Law R² (in-sample and leave-one-out)",
+    "coefficients.csv": "Law coefficients",
+    "fit_stats.csv": "Law fit statistics",
+    "policy.csv": "AC policy simulation",
+    "policy_strategies.csv": "Policy strategies",
+}
+REPORT_PAGES = report_pages()
+STAGE_TARGETS["report"] = lambda: [LAYOUT.training_curves, LAYOUT.report_tables]
+
+
+rule report_tables:
+    input:
+        [source for *_, source, _ in REPORT_PAGES],
+    output:
+        report(
+            directory(LAYOUT.report_tables),
+            patterns=["{category}/{name}.html"],
+            caption="../report/tables.rst",
+            category="{category}",
+        ),
+    log:
+        LAYOUT.log("report_tables"),
+    benchmark:
+        LAYOUT.benchmark("report_tables")
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        **rule_resources("report_tables"),
+    params:
+        settings=rule_settings("report_tables"),
+        pages=REPORT_PAGES,
+    script:
+        "../workflow_scripts/report_tables.py"
 
 
 rule training_curves:

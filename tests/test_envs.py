@@ -54,6 +54,7 @@ DISTRIBUTION = {
     "loguru": "loguru",
     "jinja2": "jinja2",
     "threadpoolctl": "threadpoolctl",
+    "markdown_it": "markdown-it-py",
 }
 
 # Library areas that run in a given env (besides the encoder families, which declare theirs).
@@ -63,6 +64,7 @@ AREA_ENV = {
     "vislaw.data.synthetic": "analysis",
     "vislaw.data.imagefolder": "analysis",
     "vislaw.lmvr.probe": "analysis",
+    "vislaw.report_tables": "analysis",
     "vislaw.eval": "lmms_eval",
 }
 

@@ -265,6 +265,11 @@ class RunLayout:
         return self._under("report", "training_curves.png")
 
     @property
+    def report_tables(self) -> str:
+        """The report's tables and texts as HTML pages (``<category>/<name>.html``)."""
+        return self._under("report", "tables")
+
+    @property
     def policy_dir(self) -> str:
         return self._under("policy")
 
