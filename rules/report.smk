@@ -1,6 +1,7 @@
 # The HTML report (snakemake --report; `make report`): every output marked with report() in
 # the rules (figures, the training curves, LMVR's token maps) and the run's tables and texts,
 # rendered to HTML here because the report shows CSV and Markdown files only as downloads.
+from vislaw.layout import LAW_PAGES
 
 
 def report_pages():
@@ -17,9 +18,11 @@ def report_pages():
             ["Scores", "benchmarks", LAYOUT.benchmarks_table, "Benchmark scores"]
         )
     if "law" in targets:
-        for file, title in REPORT_LAW_PAGES.items():
+        for file in LAW_PAGES:  # where the law writes them (law.strategies)
             if file in LAW_FILES:
-                pages.append(["Law", Path(file).stem, LAYOUT.law_file(file), title])
+                pages.append(
+                    ["Law", Path(file).stem, LAYOUT.law_file(file), f"The law: {file}"]
+                )
     if "policy" in targets:
         pages.append(["Policy", "rounds", LAYOUT.policy_rounds_table, "Policy rounds"])
         pages.append(
@@ -35,15 +38,6 @@ def report_pages():
     return pages
 
 
-# The law's tables and text shown as pages, where the law writes them (law.strategies).
-REPORT_LAW_PAGES = {
-    "summary.md": "Law summary",
-    "r2.csv": "Law R² (in-sample and leave-one-out)",
-    "coefficients.csv": "Law coefficients",
-    "fit_stats.csv": "Law fit statistics",
-    "policy.csv": "AC policy simulation",
-    "policy_strategies.csv": "Policy strategies",
-}
 REPORT_PAGES = report_pages()
 STAGE_TARGETS["report"] = lambda: [LAYOUT.training_curves, LAYOUT.report_tables]
 

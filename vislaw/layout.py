@@ -65,6 +65,16 @@ POLICY_PLOT = "predicted_vs_measured.png"
 POLICY_FILES = (POLICY_ROUNDS_TABLE, POLICY_RECOMMENDATION, POLICY_PLOT)
 """What rule policy_report writes into ``<run>/policy/``."""
 
+LAW_PAGES = (
+    "summary.md",
+    "r2.csv",
+    "fit_stats.csv",
+    "coefficients.csv",
+    "policy.csv",
+    LAW_STRATEGIES_FILE,
+)
+"""The law's tables and text shown as pages of the HTML report (rule report_tables), in order."""
+
 LMVR_KINDS = ("lmvr", "baseline")
 """LMVR feature kinds: the MLLM's pooled hidden states, the encoder's own pooled tokens."""
 LMVR_FEATURES = "features"
