@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import browser
 import pandas as pd
 import pytest
 from browser import chromium_or_skip, report_contents
@@ -115,6 +116,18 @@ def test_make_demo_builds_the_report_then_prints_the_answer():
 
 
 # --- the demo's report in a browser ---------------------------------------------------------
+
+
+def test_a_missing_browser_skips_here_and_fails_in_ci(monkeypatch, tmp_path):
+    """Outside CI the browser test skips and names what is missing; in CI (.ci/run sets
+    VISLAW_CI and installs Chromium) a missing browser is a failure, not a silent skip."""
+    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("VISLAW_CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium"):
+        chromium_or_skip()
+    monkeypatch.setenv("VISLAW_CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="no-chromium"):
+        chromium_or_skip()
 
 
 @pytest.mark.slow
