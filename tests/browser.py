@@ -112,17 +112,25 @@ def _view(driver, name: str) -> dict:
 
     ends = f"substring(normalize-space(), string-length(normalize-space()) - {len(name) - 1})"
     row = f"//nav//table//tr[td[1][{ends} = '{name}']]"  # listed as a path ending in name
-    driver.find_element(By.XPATH, f"{row}//a[@iconname='eye']").click()
     pane = "//div[contains(@class, 'grow') and contains(@class, 'justify-center')]"
-    if not name.endswith(".html"):
-        img = WebDriverWait(driver, 30).until(
-            lambda d: d.find_element(By.XPATH, f"{pane}//img[@src]")
-        )
+    tag = "iframe" if name.endswith(".html") else "img"
+    shown = f"{pane}//{tag}[@src]"
+
+    def src(d) -> str | None:
+        found = d.find_elements(By.XPATH, shown)
+        return found[0].get_attribute("src") if found else None
+
+    before = src(driver)
+    driver.find_element(By.XPATH, f"{row}//a[@iconname='eye']").click()
+    # React renders after the click returns: wait for this result, not the one shown before
+    WebDriverWait(driver, 30).until(lambda d: src(d) not in (None, before))
+    element = driver.find_element(By.XPATH, shown)
+    if tag == "img":
         WebDriverWait(driver, 30).until(
-            lambda d: d.execute_script("return arguments[0].complete", img)
+            lambda d: d.execute_script("return arguments[0].complete", element)
         )
-        return {"width": driver.execute_script("return arguments[0].naturalWidth", img)}
-    frame = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.XPATH, f"{pane}//iframe"))
+        return {"width": driver.execute_script("return arguments[0].naturalWidth", element)}
+    frame = element
     driver.switch_to.frame(frame)
     try:
         body = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.TAG_NAME, "body"))

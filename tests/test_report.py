@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 from browser import chromium_or_skip, report_contents
 
+from vislaw.config import load_config
 from vislaw.law.answer import answer_text, min_encoders
 from vislaw.law.fit import LAW_MODEL, MODELS
 from vislaw.law.report import write_law_outputs
 from vislaw.law.settings import LawSettings
 from vislaw.law.tables import read_paper_table
-from vislaw.report_tables import Page, write_pages
+from vislaw.layout import RunLayout, law_files
+from vislaw.report_tables import Page, run_pages, write_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "resources/paper/ablations_t.csv"
@@ -57,6 +59,24 @@ def test_a_page_of_another_format_or_a_duplicate_is_named(tmp_path):
     with pytest.raises(ValueError, match="duplicate"):
         write_pages([Page("S", "a", str(csv), "A")] * 2, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_the_pages_follow_the_targets():
+    """The demo's targets give every table and text of scope 4; config/paper_v1.yaml, which
+    fits the released table, gives the law's pages only (no run of its own to tabulate)."""
+    demo = load_config(ROOT / "config/demo.yaml")
+    pages = run_pages(demo, RunLayout.from_config(demo), law_files(False))
+    names = {(category, name) for category, name, *_ in pages}
+    assert names == {
+        ("Scores", "a_scores"), ("Scores", "c_scores"), ("Scores", "benchmarks"),
+        ("Law", "summary"), ("Law", "r2"), ("Law", "fit_stats"), ("Law", "coefficients"),
+        ("Law", "policy"), ("Policy", "rounds"), ("Policy", "recommendation"), ("LMVR", "probe"),
+    }  # fmt: skip
+    assert all(source.startswith("results/demo/") for *_, source, _ in pages)
+    paper = load_config(ROOT / "config/paper_v1.yaml")
+    pages = run_pages(paper, RunLayout.from_config(paper), law_files(True))
+    assert {category for category, *_ in pages} == {"Law"}
+    assert ["Law", "policy_strategies"] in [page[:2] for page in pages]
 
 
 # --- the answer -----------------------------------------------------------------------------
@@ -148,5 +168,11 @@ def test_demo_report_renders_every_section_in_chromium(full_demo):
     assert pages <= names, sorted(pages - names)
     assert any(name.endswith(".png") for name in categories["LMVR"])  # the token maps
     assert contents["images"] >= 5 and not contents["broken"], contents["broken"]
-    assert "Choose" in contents["texts"]["recommendation.html"]
-    assert "<table" in contents["html"]["c_scores.html"]
+    texts = contents["texts"]
+    assert (
+        texts["recommendation.html"].startswith("Recommendation")
+        and "Choose" in texts["recommendation.html"]
+    )
+    assert texts["c_scores.html"].startswith("C scores") and "clip224" in texts["c_scores.html"]
+    assert "<table" in contents["html"]["c_scores.html"]  # rendered, not a download link
+    assert "leave-one-out" in texts["summary.html"].lower()

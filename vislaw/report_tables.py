@@ -12,13 +12,15 @@ the report embeds them as they are.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from vislaw.io.atomic import atomic_dir
+from vislaw.layout import LAW_PAGES, RunLayout
 
 STYLE = (
     "body{font-family:sans-serif;font-size:14px;margin:1em}"
@@ -42,6 +44,35 @@ class Page:
         """From a rule's params (a list of four strings, the order of the fields)."""
         category, name, source, title = values
         return cls(category, name, source, title)
+
+
+def run_pages(
+    config: Mapping[str, Any], layout: RunLayout, law_files: Sequence[str]
+) -> list[list[str]]:
+    """[category, name, source, title] of every table and text the config's ``targets`` make
+    (a stage's tables exist when its target or one that needs them is asked for): the params
+    of rule report_tables. ``law_files``: what rule law writes (law.strategies adds a table)."""
+    targets = set(config["targets"])
+    own_law = "law" in targets and not config["law"]["scores_table"]
+    pages = []
+    if targets & {"a_score", "policy"} or own_law:
+        pages.append(["Scores", "a_scores", layout.a_scores_table, "A scores"])
+    if targets & {"c_score", "policy"} or own_law:
+        pages.append(["Scores", "c_scores", layout.c_scores_table, "C scores"])
+    if "evaluate" in targets or own_law:
+        pages.append(["Scores", "benchmarks", layout.benchmarks_table, "Benchmark scores"])
+    if "law" in targets:
+        pages += [
+            ["Law", Path(file).stem, layout.law_file(file), f"The law: {file}"]
+            for file in LAW_PAGES
+            if file in law_files
+        ]
+    if "policy" in targets:
+        pages.append(["Policy", "rounds", layout.policy_rounds_table, "Policy rounds"])
+        pages.append(["Policy", "recommendation", layout.policy_recommendation, "Recommendation"])
+    if "lmvr" in targets:
+        pages.append(["LMVR", "probe", layout.lmvr_probe, "LMVR linear probe"])
+    return pages
 
 
 def render_csv(path: str | Path) -> str:
