@@ -199,7 +199,10 @@ def full_demo(tmp_path_factory) -> DemoRun:
     config["data"]["root"] = str(folder / "results" / "demo" / "data")
     path = folder / "demo.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = run_snakemake("--cores", "2", "--configfile", str(path), "--profile", "profiles/local")
+    # ~4 min on an idle 2-core machine; a shared one took over 15 (900 s timed out)
+    result = run_snakemake(
+        "--cores", "2", "--configfile", str(path), "--profile", "profiles/local", timeout=3600
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     run_dir = folder / "results" / "demo"
     report = Path(_cli("vislaw.law.answer", "--config", str(path), "--report-path").strip())
