@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 CORES ?= 2
 
-.PHONY: setup demo test lint format clean-demo cost plan
+.PHONY: setup demo report test lint format clean-demo cost plan
 
 setup: $(STAMP)
 
@@ -15,8 +15,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
+# The demo's DAG (the policy included), its HTML report, then its answer: the recommended
+# encoder, the law's R² (in-sample, leave-one-out) and the report's path (vislaw/law/answer.py).
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --profile profiles/local
+	$(MAKE) --no-print-directory report REPORT_CONFIG=config/demo.yaml
+	$(BIN)/python -m vislaw.law.answer --config config/demo.yaml
+
+# The HTML report of a finished run of REPORT_CONFIG (default the demo's), written to
+# <results_dir>/<run>/report.html: every figure, table and text the run's targets made.
+REPORT_CONFIG ?= config/demo.yaml
+report: setup
+	$(BIN)/snakemake --configfile $(REPORT_CONFIG) --report \
+		"$$($(BIN)/python -m vislaw.law.answer --config $(REPORT_CONFIG) --report-path)"
+	@echo "report: $$($(BIN)/python -m vislaw.law.answer --config $(REPORT_CONFIG) --report-path)"
 
 # What config.yaml's run costs (CONFIG=... for another): jobs, GPUs, hours, disk per rule.
 CONFIG ?= config.yaml

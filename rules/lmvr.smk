@@ -43,7 +43,13 @@ rule lmvr:
             for kind in LMVR_KINDS
         },
         responses=LAYOUT.lmvr_responses("{encoder}"),
-        maps=directory(LAYOUT.lmvr_maps("{encoder}")),
+        maps=report(
+            directory(LAYOUT.lmvr_maps("{encoder}")),
+            patterns=["{map}.png"],
+            caption="../report/lmvr.rst",
+            category="LMVR",
+            subcategory="{encoder}",
+        ),
     log:
         LAYOUT.log("lmvr", "{encoder}"),
     benchmark:

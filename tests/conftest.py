@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,49 @@ def spair_config(demo_data, tmp_path):
     root = Path(demo_data["data"]["root"]) / demo_data["data"]["spair"]["root"]
     shutil.copytree(root, tmp_path / "SPair-71k")
     return {**demo_data, "data": {**demo_data["data"], "root": str(tmp_path)}}
+
+
+# ---- the whole demo, run once per session (test_workflow, test_report) -----------------------
+@dataclass(frozen=True)
+class DemoRun:
+    """What `make demo` leaves: the config it ran, the run folder, the report, the answer."""
+
+    config: Path
+    run_dir: Path
+    report: Path
+    answer: str
+
+
+@pytest.fixture(scope="session")
+def full_demo(tmp_path_factory) -> DemoRun:
+    """The README's demo as `make demo` runs it (the DAG, `make report`, the answer), into a
+    temporary results folder: one run serves every test that reads its outputs."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("demo_run")
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config["results_dir"] = str(folder / "results")
+    config["data"]["root"] = str(folder / "results" / "demo" / "data")
+    path = folder / "demo.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # ~4 min on an idle 2-core machine; a shared one took over 15 (900 s timed out)
+    result = run_snakemake(
+        "--cores", "2", "--configfile", str(path), "--profile", "profiles/local", timeout=3600
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    run_dir = folder / "results" / "demo"
+    report = Path(_cli("vislaw.law.answer", "--config", str(path), "--report-path").strip())
+    assert report == run_dir / "report.html"
+    result = run_snakemake("--configfile", str(path), "--report", str(report))
+    assert result.returncode == 0, result.stderr[-4000:]
+    answer = _cli("vislaw.law.answer", "--config", str(path))
+    return DemoRun(config=path, run_dir=run_dir, report=report, answer=answer)
+
+
+def _cli(module: str, *args: str) -> str:
+    """A ``python -m`` entry point's stdout (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout

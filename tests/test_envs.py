@@ -55,6 +55,7 @@ DISTRIBUTION = {
     "jinja2": "jinja2",
     "threadpoolctl": "threadpoolctl",
     "datasets": "datasets",
+    "markdown_it": "markdown-it-py",
 }
 
 # Library areas that run in a given env (besides the encoder families, which declare theirs).
@@ -64,6 +65,7 @@ AREA_ENV = {
     "vislaw.data.synthetic": "analysis",
     "vislaw.data.imagefolder": "analysis",
     "vislaw.lmvr.probe": "analysis",
+    "vislaw.report_tables": "analysis",
     "vislaw.eval": "lmms_eval",
     # rule prepare_models: builds the benchmark datasets' cache with the evaluation's `datasets`
     "vislaw.prepare.hub": "lmms_eval",

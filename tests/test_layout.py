@@ -143,6 +143,7 @@ def test_library_constants_are_the_layouts(demo):
     if checked["llm"].get("tiny"):
         assert llm_source(checked) == str(Path(lay.llm_dir))
     assert set(layout.law_files(strategies=True)) >= layout.LAW_REPORTED
+    assert set(layout.law_files(strategies=True)) >= set(layout.LAW_PAGES)  # report pages
 
 
 def test_checkpoint_file_names_are_the_layouts():

@@ -18,7 +18,9 @@ BASES = ["clip224", "clip336", "dinov2"]
 FUSION = "clip224+dinov2"
 ENCODERS = [*BASES, FUSION]
 BENCHMARKS = ["synth_color", "synth_shape", "synth_position"]
-TABLES = {"a_scores", "benchmarks_table", "law_input", "law"}
+# the tables, the law, and the report's pages of them (rules/report.smk)
+TABLES = {"a_scores", "benchmarks_table", "law_input", "law", "report_tables"}
+PAGES = ("report_tables", "")
 
 
 def _reduced_demo(folder: Path) -> dict:
@@ -102,12 +104,13 @@ CASES = {
     "train.stage2.lr": (
         5.0e-4,
         _per_encoder(["stage2", "evaluate"], ENCODERS)
-        | {("training_curves", ""), ("benchmarks_table", ""), ("law_input", ""), ("law", "")},
+        | {("training_curves", ""), ("benchmarks_table", ""), ("law_input", ""), ("law", "")}
+        | {PAGES},
     ),
     "c_score.matcher": (
         "soft_argmax",
         _per_encoder(["c_score"], ENCODERS)
-        | {("c_scores_table", ""), ("law_input", ""), ("law", "")},
+        | {("c_scores_table", ""), ("law_input", ""), ("law", ""), PAGES},
     ),
     # a benchmark dropped: the tables, and the per-encoder jobs that took every benchmark at
     # once (their set of inputs changed); no stage, feature or C score
@@ -115,7 +118,7 @@ CASES = {
         BENCHMARKS[:2],
         _per_encoder(["embeddings", "evaluate"], ENCODERS) | {(t, "") for t in TABLES},
     ),
-    "law.trials": (500, {("law", "")}),
+    "law.trials": (500, {("law", ""), PAGES}),
     # how a step runs, not what it computes: nothing
     "c_score.block_size": (4, set()),
     "eval.batch_size": (2, set()),
@@ -179,7 +182,7 @@ EDITED = {
     | {("training_curves", "")}
     | {(t, "") for t in TABLES},
     "stage2/clip336/projector.safetensors": _per_encoder(["evaluate"], ["clip336"])
-    | {("benchmarks_table", ""), ("law_input", ""), ("law", "")},
+    | {("benchmarks_table", ""), ("law_input", ""), ("law", ""), PAGES},
     "stage1/dinov2/loss.csv": {("training_curves", "")},
 }
 

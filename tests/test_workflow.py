@@ -99,17 +99,11 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_dag_end_to_end(tmp_path):
-    """The README's demo, into a temporary results folder: every target of the demo config."""
-    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
-    config["results_dir"] = str(tmp_path / "results")
-    config["data"]["root"] = str(tmp_path / "results" / "demo" / "data")
-    path = tmp_path / "demo.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = snakemake("--cores", "2", "--configfile", str(path), "--profile", "profiles/local")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+def test_demo_dag_end_to_end(full_demo):
+    """The README's demo, into a temporary results folder: every target of the demo config
+    (conftest's full_demo runs it once, with its report and answer)."""
+    path, run_dir = full_demo.config, full_demo.run_dir
     checked, specs = load_checked_config(path)
-    run_dir = tmp_path / "results" / "demo"
     from vislaw.encoders.registry import token_grid
     from vislaw.io.hdf5 import read_features
 
@@ -142,12 +136,32 @@ def test_demo_dag_end_to_end(tmp_path):
     assert list((run_dir / "lmvr" / "maps").rglob("*.png"))
     assert (run_dir / "report" / "training_curves.png").exists()
 
-    report = tmp_path / "report.html"
-    result = snakemake("--configfile", str(path), "--report", str(report))
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert report.stat().st_size > 100_000
+    assert full_demo.report.stat().st_size > 100_000
 
     _same_outputs_without_warm_start(path, run_dir)
+
+
+@pytest.mark.slow
+def test_demo_ends_with_its_answer(full_demo):
+    """`make demo` ends by printing the policy's choice (as recommendation.md states it), the
+    law's R² in-sample and leave-one-out as fit_stats.csv holds them, and the report's path."""
+    import pandas as pd
+
+    from vislaw.law.fit import LAW_MODEL
+
+    answer, run_dir = full_demo.answer, full_demo.run_dir
+    recommendation = (run_dir / "policy" / "recommendation.md").read_text()
+    choice = re.search(r"\*\*Choose `([^`]+)`\*\*", recommendation).group(1)
+    assert f"Recommended encoder: {choice} (policy `order_ac`" in answer
+    n = len(yaml.safe_load(full_demo.config.read_text())["encoders"])
+    stats = pd.read_csv(run_dir / "law" / "fit_stats.csv")
+    stats = stats[stats["model"] == LAW_MODEL]
+    assert (stats["n_encoders"] == n).all() and n >= 8  # every demo encoder: determined
+    assert (
+        f"on {n} encoders: R² in-sample {stats['r2'].mean():.3f}, "
+        f"leave-one-out {stats['loo_r2'].mean():.3f}"
+    ) in answer
+    assert answer.rstrip().endswith(f"Report: {full_demo.report}")
 
 
 def _same_outputs_without_warm_start(config_path: Path, run_dir: Path) -> None:

@@ -67,6 +67,16 @@ POLICY_PLOT = "predicted_vs_measured.png"
 POLICY_FILES = (POLICY_ROUNDS_TABLE, POLICY_RECOMMENDATION, POLICY_PLOT)
 """What rule policy_report writes into ``<run>/policy/``."""
 
+LAW_PAGES = (
+    "summary.md",
+    "r2.csv",
+    "fit_stats.csv",
+    "coefficients.csv",
+    "policy.csv",
+    LAW_STRATEGIES_FILE,
+)
+"""The law's tables and text shown as pages of the HTML report (rule report_tables), in order."""
+
 LMVR_KINDS = ("lmvr", "baseline")
 """LMVR feature kinds: the MLLM's pooled hidden states, the encoder's own pooled tokens."""
 LMVR_FEATURES = "features"
@@ -284,6 +294,11 @@ class RunLayout:
     def training_curves(self) -> str:
         """The HTML report's training-curves figure."""
         return self._under("report", "training_curves.png")
+
+    @property
+    def report_tables(self) -> str:
+        """The report's tables and texts as HTML pages (``<category>/<name>.html``)."""
+        return self._under("report", "tables")
 
     @property
     def policy_dir(self) -> str:

@@ -95,6 +95,7 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
     "policy_round": ("policy", "law.a_definition", "eval.tasks"),
     "policy_report": ("policy",),
     "training_curves": (),
+    "report_tables": (),
 }
 # How a step runs, not what it computes (left out of every step's values).
 NOT_RESULTS = (
