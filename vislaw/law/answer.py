@@ -22,16 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vislaw.law.fit import LAW_MODEL, MODELS
+from vislaw.law.fit import LAW_MODEL, LAW_TERMS, MIN_DETERMINED, underdetermined
+from vislaw.law.mode import policy_choice
 from vislaw.layout import RunLayout
-
-SPARE_ENCODERS = 2
-"""Encoders beyond the law's terms before its R² counts as evidence (n >= terms + 2)."""
-
-
-def min_encoders(model: str = LAW_MODEL) -> int:
-    """The fewest encoders whose fit of ``model`` is not under-determined."""
-    return len(MODELS[model]) + SPARE_ENCODERS
 
 
 def run_layout(run_dir: str | Path) -> RunLayout:
@@ -44,13 +37,6 @@ def last_round(layout: RunLayout) -> dict | None:
     """The policy's last round (its JSON), or None when the run has no policy."""
     rounds = sorted(Path(layout.policy_dir, "rounds").glob("*.json"), key=lambda p: int(p.stem))
     return json.loads(rounds[-1].read_text()) if rounds else None
-
-
-def policy_choice(decision: dict) -> str | None:
-    """The recommendation's choice: the best *measured* encoder by the last round's ranking
-    (as ``policy/recommendation.md`` states it; a prediction is no result)."""
-    measured = decision["finetuned"]
-    return max(measured, key=lambda e: decision["ranking"][e][0]) if measured else None
 
 
 def recommendation_lines(layout: RunLayout) -> list[str]:
@@ -79,12 +65,12 @@ def law_lines(layout: RunLayout) -> list[str]:
     stats = stats[stats["model"] == LAW_MODEL]
     if stats.empty:
         raise ValueError(f"{path}: no rows of model '{LAW_MODEL}'")
-    n, terms = int(stats["n_encoders"].min()), len(MODELS[LAW_MODEL])
-    head = f"Law ({LAW_MODEL}, {terms} terms) on {n} encoders"
-    if n < min_encoders():
+    n = int(stats["n_encoders"].min())
+    head = f"Law ({LAW_MODEL}, {LAW_TERMS} terms) on {n} encoders"
+    if underdetermined(n):
         return [
-            f"{head}: under-determined (fewer than {terms} terms + {SPARE_ENCODERS} = "
-            f"{min_encoders()} encoders); its R² is no evidence and is not shown.",
+            f"{head}: under-determined (fewer than {MIN_DETERMINED} encoders for "
+            f"{LAW_TERMS} terms); its R² is no evidence and is not shown.",
             f"  {path}",
         ]
     lines = [

@@ -31,7 +31,8 @@ MODELS: dict[str, tuple[str, ...]] = {
 }
 LAW_MODEL = "ac_quadratic"
 LAW_TERMS = len(MODELS[LAW_MODEL])
-MIN_DETERMINED = LAW_TERMS + 2
+SPARE_ENCODERS = 2
+MIN_DETERMINED = LAW_TERMS + SPARE_ENCODERS
 """Measured encoders below which the law is under-determined: with p terms, n <= p points
 interpolate (R² = 1 by construction) and n = p + 1 leaves leave-one-out with p points for p
 terms, so no R² is evidence until n = p + 2."""
@@ -39,7 +40,7 @@ terms, so no R² is evidence until n = p + 2."""
 
 def underdetermined(n: int, terms: int = LAW_TERMS) -> bool:
     """Too few measured encoders for ``terms`` terms to mean anything (see MIN_DETERMINED)."""
-    return n < terms + 2
+    return n < terms + SPARE_ENCODERS
 
 
 def fit_statement(n: int, r2: float, loo_r2: float, terms: int = LAW_TERMS) -> str:
@@ -48,7 +49,7 @@ def fit_statement(n: int, r2: float, loo_r2: float, terms: int = LAW_TERMS) -> s
     if underdetermined(n, terms):
         return (
             f"n = {n} encoders for {terms} terms: the fit is under-determined "
-            f"(needs at least {terms + 2}), so no R² is shown"
+            f"(needs at least {terms + SPARE_ENCODERS}), so no R² is shown"
         )
     loo = "n/a" if not np.isfinite(loo_r2) else f"{loo_r2:.2f}"
     return f"n = {n} encoders, in-sample R² {r2:.2f}, leave-one-out R² {loo}"

@@ -415,6 +415,13 @@ def _bounds_text(decision: Mapping) -> str:
     )
 
 
+def policy_choice(decision: Mapping) -> str | None:
+    """The policy's choice in a round: the best *measured* encoder by its ranking (a prediction
+    is no result); None when nothing was measured."""
+    measured = decision["finetuned"]
+    return max(measured, key=lambda e: decision["ranking"][e][0]) if measured else None
+
+
 def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
     """``recommendation.md``: the final choice (the best *measured* encoder: a prediction is
     no result) and how sure the law is that no unmeasured encoder beats it."""
@@ -425,7 +432,7 @@ def recommendation_markdown(decisions: Sequence[Mapping], budget: int) -> str:
     measured = list(last["finetuned"])
     lines = ["# Policy recommendation", ""]
     if measured:
-        choice = max(measured, key=lambda e: ranking[e][0])
+        choice = policy_choice(last)
         best = ranking[choice][0]
         lines.append(
             f"**Choose `{choice}`**: the best measured encoder (weighted normalised score "
