@@ -287,6 +287,47 @@ def _listed(repo: HubRepo, token: str | None) -> list[str] | None:
     )
 
 
+# Run in a child process with HF_HOME=cache.hf_home, as the jobs are: huggingface_hub and
+# datasets read their cache folders when imported, and the arrow cache must land where
+# lmms-eval's offline load looks (<HF_HOME>/datasets, lmms_eval.api.task).
+_LOAD_DATASET = """
+import sys, datasets
+path, name, revision = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None
+datasets.load_dataset(path, name, revision=revision, cache_dir=sys.argv[4])
+"""
+
+
+def build_datasets_cache(hf_home: str | Path, repo: HubRepo, *, token: str | None = None) -> None:
+    """Build the ``datasets`` arrow cache of a benchmark dataset in ``<hf_home>/datasets``.
+
+    Offline, ``datasets.load_dataset(<Hub id>)`` (what lmms-eval calls) does not read the Hub
+    snapshot: it looks only for a dataset it prepared itself before, under its cache folder, and
+    otherwise fails with "Couldn't reach ... (OfflineModeIsEnabled)" (found by the rehearsal).
+    So prepare loads each dataset once, online, the way lmms-eval does (the whole configuration,
+    every split), with the same HF_HOME the jobs use; its files come from the snapshot just
+    downloaded into ``<hf_home>/hub``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HF_DATASETS_CACHE")}
+    env["HF_HOME"] = str(Path(hf_home).resolve())
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    if token:
+        env["HF_TOKEN"] = token
+    cache = str(Path(hf_home).resolve() / "datasets")
+    args = [repo.repo_id, repo.config_name or "", repo.revision or "", cache]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_DATASET, *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise PrepareError(
+            f"{repo.why}: {repo.repo_id} (configuration {repo.config_name}) downloaded but "
+            f"`datasets` cannot load it into {cache}:\n{done.stderr[-3000:]}"
+        )
+
+
 def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None) -> Path:
     """Download one repo's needed files into ``<hf_home>/hub``; returns its marker.
     Raises PrepareError with an actionable message (gated, not found, offline)."""
@@ -318,6 +359,8 @@ def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None
         raise PrepareError(f"{repo.why}: {repo.repo_id}: no file matched {repo.allow_patterns}")
     if repo.revision:
         _point_main_at(cache_dir, repo, path)
+    if repo.repo_type == "dataset":
+        build_datasets_cache(hf_home, repo, token=token)
     marker = {
         "repo": repo.repo_id,
         "type": repo.repo_type,
