@@ -235,7 +235,23 @@ def test_rehearsal_config_yaml_every_target(tmp_path):
     print(f"rehearsal: prepare {built - started:.0f} s, run {finished - built:.0f} s")
 
     results = run / "results" / "paper"
-    law = pd.read_csv(next((results / "law").glob("*.csv")))
-    assert set(law["encoder"]) >= set(specs)
-    benchmarks = pd.read_csv(results / "scores" / "benchmarks.csv")
-    assert set(benchmarks["benchmark"]) == set(paper["benchmarks"])
+    _check_outputs(results, paper, set(specs))
+    # The HTML report of the finished run (README "The HTML report").
+    _snakemake(run, offline, configs, "--report", str(run / "report.html"), timeout=900)
+    assert (run / "report.html").stat().st_size > 10_000
+
+
+def _check_outputs(results: Path, paper: dict, encoders: set[str]) -> None:
+    """Every default target's outputs, with a row per encoder and benchmark."""
+    c_scores = pd.read_csv(results / "scores" / "c_scores.csv")
+    assert set(c_scores["encoder"]) == encoders and c_scores["n_pairs"].gt(0).all()
+    table = pd.read_csv(results / "scores" / "benchmarks.csv")
+    assert set(table["benchmark"]) == set(paper["benchmarks"])
+    assert set(table["encoder"]) == encoders
+    predictions = pd.read_csv(results / "law" / "predictions.csv")
+    for benchmark, rows in predictions.groupby("benchmark"):
+        assert set(rows["encoder"]) == encoders, benchmark
+    assert (results / "law" / "law.png").stat().st_size > 0
+    probe = pd.read_csv(results / "lmvr" / "probe.csv")
+    assert set(probe["encoder"]) == encoders
+    assert (results / "report" / "training_curves.png").stat().st_size > 0
