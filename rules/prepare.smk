@@ -43,7 +43,9 @@ rule prepare_models:
     log:
         LAYOUT.log("prepare", "models"),
     conda:
-        "../envs/transformers.yaml"
+        # lmms-eval's env: its `datasets` builds the benchmark datasets' cache in the format the
+        # evaluation jobs read (vislaw.prepare.dataset_cache); huggingface_hub is there too.
+        "../envs/lmms_eval.yaml"
     script:
         "../workflow_scripts/prepare_models.py"
 

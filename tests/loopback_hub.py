@@ -464,3 +464,21 @@ class LoopbackHub:
             wanted = headers.get("Range") or headers.get("range")
             if method == "GET" and wanted and unquote(urlsplit(path).path).endswith(filename):
                 yield wanted
+
+
+def write_hub_dataset(dataset, folder: Path, config_name: str | None = None) -> Path:
+    """Save a ``datasets.DatasetDict`` in the file layout ``push_to_hub`` gives a Hub dataset
+    repo (what the lmms-lab datasets hold): ``<config or data>/<split>-00000-of-00001.parquet``
+    and a README whose YAML ``configs`` names each split's files; returns ``folder``."""
+    import yaml
+
+    folder = Path(folder)
+    sub = config_name or "data"
+    for split, rows in dataset.items():
+        target = folder / sub / f"{split}-00000-of-00001.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(str(target))
+    files = [{"split": split, "path": f"{sub}/{split}-*"} for split in dataset]
+    card = {"configs": [{"config_name": config_name or "default", "data_files": files}]}
+    (folder / "README.md").write_text(f"---\n{yaml.safe_dump(card)}---\n")
+    return folder

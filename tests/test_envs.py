@@ -54,6 +54,7 @@ DISTRIBUTION = {
     "loguru": "loguru",
     "jinja2": "jinja2",
     "threadpoolctl": "threadpoolctl",
+    "datasets": "datasets",
 }
 
 # Library areas that run in a given env (besides the encoder families, which declare theirs).
@@ -64,6 +65,8 @@ AREA_ENV = {
     "vislaw.data.imagefolder": "analysis",
     "vislaw.lmvr.probe": "analysis",
     "vislaw.eval": "lmms_eval",
+    # rule prepare_models: builds the benchmark datasets' cache with the evaluation's `datasets`
+    "vislaw.prepare.hub": "lmms_eval",
 }
 
 

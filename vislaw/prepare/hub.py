@@ -7,7 +7,9 @@ The benchmarks' datasets are the ones the installed lmms-eval task definitions l
 Only the files the code loads are fetched (``allow_patterns`` per family: the diffusers
 subfolders a family reads, config and weights of a transformers model; safetensors preferred,
 no fp16 / EMA / Flax / ONNX duplicates). A pinned revision (``cache.revisions``) is downloaded
-and the cache's ``main`` ref is pointed at it, because offline jobs resolve ``main``.
+and the cache's ``main`` ref is pointed at it, because offline jobs resolve ``main``. A benchmark
+dataset is then loaded once into ``<hf_home>/datasets``, the only place offline
+``datasets.load_dataset`` looks (vislaw.prepare.dataset_cache).
 
 Each prepared repo leaves ``<hf_home>/vislaw-prepared/<type>--<org>--<name>.json``; rules that
 load a repo take that marker as input, so a missing model stops the dry run (vislaw.prepare.status).
@@ -249,6 +251,16 @@ def hub_error_message(err: BaseException, repo_id: str, repo_type: str = "model"
             f"{repo_id} is not in the cache and the Hub cannot be reached (HF_HUB_OFFLINE is "
             "set, or no internet): run prepare on a machine with internet"
         )
+    # huggingface_hub's HTTP client (httpx, or its httpx2 fork) raises TransportError
+    # subclasses once its own retries of a dropped or stalled transfer are spent.
+    if any(cls.__name__ == "TransportError" for cls in type(err).__mro__):
+        from huggingface_hub import constants
+
+        return (
+            f"{repo_id}: the connection to the Hub ({constants.ENDPOINT}) failed "
+            f"({type(err).__name__}: {err}); the files already complete stay in the cache: "
+            "run prepare again to fetch the rest"
+        )
     return None
 
 
@@ -287,45 +299,17 @@ def _listed(repo: HubRepo, token: str | None) -> list[str] | None:
     )
 
 
-# Run in a child process with HF_HOME=cache.hf_home, as the jobs are: huggingface_hub and
-# datasets read their cache folders when imported, and the arrow cache must land where
-# lmms-eval's offline load looks (<HF_HOME>/datasets, lmms_eval.api.task).
-_LOAD_DATASET = """
-import sys, datasets
-path, name, revision = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None
-datasets.load_dataset(path, name, revision=revision, cache_dir=sys.argv[4])
-"""
+def _build_dataset_cache(hf_home: str | Path, repo: HubRepo) -> None:
+    """Offline, ``datasets.load_dataset`` opens only its own prepared cache, never the Hub
+    snapshot: build it now, as lmms-eval will load it (vislaw.prepare.dataset_cache)."""
+    from vislaw.prepare.dataset_cache import DatasetCacheError, build_dataset_cache
 
-
-def build_datasets_cache(hf_home: str | Path, repo: HubRepo, *, token: str | None = None) -> None:
-    """Build the ``datasets`` arrow cache of a benchmark dataset in ``<hf_home>/datasets``.
-
-    Offline, ``datasets.load_dataset(<Hub id>)`` (what lmms-eval calls) does not read the Hub
-    snapshot: it looks only for a dataset it prepared itself before, under its cache folder, and
-    otherwise fails with "Couldn't reach ... (OfflineModeIsEnabled)" (found by the rehearsal).
-    So prepare loads each dataset once, online, the way lmms-eval does (the whole configuration,
-    every split), with the same HF_HOME the jobs use; its files come from the snapshot just
-    downloaded into ``<hf_home>/hub``."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HF_DATASETS_CACHE")}
-    env["HF_HOME"] = str(Path(hf_home).resolve())
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        env.pop(name, None)
-    if token:
-        env["HF_TOKEN"] = token
-    cache = str(Path(hf_home).resolve() / "datasets")
-    args = [repo.repo_id, repo.config_name or "", repo.revision or "", cache]
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_DATASET, *args], env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise PrepareError(
-            f"{repo.why}: {repo.repo_id} (configuration {repo.config_name}) downloaded but "
-            f"`datasets` cannot load it into {cache}:\n{done.stderr[-3000:]}"
+    try:
+        build_dataset_cache(
+            hf_home, repo.repo_id, config_name=repo.config_name, revision=repo.revision
         )
+    except DatasetCacheError as err:
+        raise PrepareError(f"{repo.why}: {err}") from err
 
 
 def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None) -> Path:
@@ -360,13 +344,14 @@ def prepare_repo(hf_home: str | Path, repo: HubRepo, *, token: str | None = None
     if repo.revision:
         _point_main_at(cache_dir, repo, path)
     if repo.repo_type == "dataset":
-        build_datasets_cache(hf_home, repo, token=token)
+        _build_dataset_cache(hf_home, repo)
     marker = {
         "repo": repo.repo_id,
         "type": repo.repo_type,
         "commit": path.name,
         "allow_patterns": repo.allow_patterns,
         "files": sorted(files),
+        "datasets_cache": repo.repo_type == "dataset",
         "prepared": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     target = marker_path(hf_home, repo)
