@@ -75,47 +75,6 @@ def test_rehearsal_vicuna_twin_tokenizer_loads(tmp_path):
     assert tokenizer.decode(ids, skip_special_tokens=True) == "USER: a red square"
 
 
-def test_rehearsal_benchmark_dataset_prepared_loads_offline(tmp_path):
-    """A benchmark dataset that `prepare` fetched through huggingface_hub then loads offline the
-    way lmms-eval loads it (load_dataset(<id>, <config>) with HF_HOME=cache.hf_home). Before
-    prepare built the datasets cache this failed: offline, `datasets` reads only its own cache,
-    never the Hub snapshot."""
-    from loopback_hub import LoopbackHub
-    from rehearsal_data import dataset_repo
-
-    from vislaw.pipeline import load_checked_config
-    from vislaw.prepare.hub import benchmark_datasets
-
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config.update(benchmarks=["mmbench_en"], cache={"hf_home": str(tmp_path / "hf")})
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    (bench,) = benchmark_datasets(load_checked_config(path)[0]).values()
-    folder = dataset_repo(bench.task, bench.dataset_name, tmp_path / "repo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    with LoopbackHub(tmp_path / "hub") as hub:
-        hub.publish(bench.dataset_path, folder, repo_type="dataset")
-        prepared = subprocess.run(
-            [sys.executable, "-m", "vislaw.prepare", "models", "--config", str(path)]
-            + ["--repo", bench.dataset_path],
-            env={**env, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "user")},
-            capture_output=True, text=True, cwd=tmp_path,
-        )  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr[-3000:]
-    code = (
-        "import sys, datasets; d = datasets.load_dataset(sys.argv[1], sys.argv[2]); "
-        "print(sorted(d), d[sys.argv[3]].num_rows)"
-    )
-    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    args = [bench.dataset_path, bench.dataset_name, bench.splits[0]]
-    loaded = subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
-    )
-    assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert loaded.stdout.split() == ["['dev']", "4"]
-
-
 def _publish(hub, work: Path, config: dict, specs: dict) -> None:
     """Every Hub repo config.yaml loads, under its real id."""
     import rehearsal_data as data
