@@ -214,3 +214,18 @@ def _check_outputs(results: Path, paper: dict, encoders: set[str]) -> None:
     probe = pd.read_csv(results / "lmvr" / "probe.csv")
     assert set(probe["encoder"]) == encoders
     assert (results / "report" / "training_curves.png").stat().st_size > 0
+
+
+def test_rehearsal_answers_lose_control_characters():
+    """An answer holding a control character (a byte-fallback token of an untrained twin) made
+    lmms-eval's MMBench export (openpyxl) fail the whole benchmark in the rehearsal."""
+    from openpyxl.utils.exceptions import IllegalCharacterError
+    from openpyxl.workbook import Workbook
+
+    from vislaw.eval.plugin import VislawLMM
+
+    answer = VislawLMM.cut_at_stops(" B\x02\x1b\tC\nD ASSISTANT: x", ["ASSISTANT:"])
+    assert answer == "B\tC\nD"
+    Workbook().active.cell(1, 1).value = answer  # what the export does with it
+    with pytest.raises(IllegalCharacterError):
+        Workbook().active.cell(1, 1).value = "B\x02"
