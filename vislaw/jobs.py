@@ -43,6 +43,17 @@ def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+def go_online() -> None:
+    """Clear the offline switches for a job that downloads (rules prepare_data, prepare_models).
+
+    A warm-start run (rules/warm.smk) sets them in Snakemake's own environment, so every job
+    inherits them; `prepare` is the one step that must reach the network. Called before
+    ``job_log``: the environment then differs from the warm server's, so the job runs in its own
+    process, where huggingface_hub reads the switches afresh on import."""
+    for name in OFFLINE_VARS:
+        os.environ.pop(name, None)
+
+
 def apply_runtime_settings(config: Mapping[str, Any], threads: int) -> None:
     """Offline switches and thread count; call before importing torch-heavy modules."""
     os.environ.update(runtime_environment(config))

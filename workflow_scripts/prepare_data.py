@@ -1,9 +1,10 @@
 """Rule `prepare_data`: download, verify and unpack one data.sources entry (its marker last)."""
 
-from vislaw.jobs import job_log
+from vislaw.jobs import go_online, job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
+go_online()  # warm-start runs set the offline switches for every job
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
     from vislaw.prepare.sources import run_prepare_data

@@ -45,14 +45,22 @@ def sample_local_set(set_dir: str | Path, name: str, n: int, seed: int) -> list[
 
 
 def sample_lmms_task(
-    bench: Benchmark, n: int, seed: int, out_dir: str | Path, include_path: str | None = None
+    bench: Benchmark,
+    n: int,
+    seed: int,
+    out_dir: str | Path,
+    include_path: str | None = None,
+    manager: Any = None,
 ) -> list[dict[str, str]]:
-    """Sample documents of an lmms-eval task and save their first image as PNG in ``out_dir``."""
+    """Sample documents of an lmms-eval task and save their first image as PNG in ``out_dir``.
+    ``manager``: a task index already built (indexing lmms-eval's ~2,000 task files takes
+    longer than sampling, so run_a_images builds one for all benchmarks)."""
     from lmms_eval.tasks import get_task_dict
 
     from vislaw.eval.runner import task_manager
 
-    manager = task_manager([bench.task], include_path)  # a task copy wins over the installed
+    if manager is None:  # a task copy wins over the installed
+        manager = task_manager([bench.task], include_path)
     if bench.task not in manager.all_tasks:
         raise ValueError(f"benchmark {bench.name}: lmms-eval task {bench.task!r} not found")
     task = get_task_dict([bench.task], manager)[bench.task]
@@ -94,13 +102,14 @@ def sample_benchmark(
     *,
     set_dir: str | Path | None = None,
     include_path: str | None = None,
+    manager: Any = None,
 ) -> list[dict[str, str]]:
     """Sample one benchmark and write its manifest ``out``: a local set from ``set_dir``, an
     lmms-eval task's documents otherwise (their images saved beside ``out``)."""
     if bench.local and set_dir is not None:
         items = sample_local_set(set_dir, bench.name, n, seed)
     else:
-        items = sample_lmms_task(bench, n, seed, Path(out).with_suffix(""), include_path)
+        items = sample_lmms_task(bench, n, seed, Path(out).with_suffix(""), include_path, manager)
     write_sample(out, bench.name, seed, items)
     return items
 
@@ -113,10 +122,19 @@ def run_a_images(
     outputs: Sequence[str | Path],
 ) -> None:
     """Step ``a_images``: the seeded sample of every benchmark (local sets under
-    ``sets_root``), one manifest per benchmark, in the order of ``outputs``."""
+    ``sets_root``), one manifest per benchmark, in the order of ``outputs``. One lmms-eval task
+    index serves every benchmark (one per benchmark took minutes on config.yaml's eight)."""
+    manager = None
+    tasks = [b.task for b in benchmarks if not b.local]
+    if tasks:
+        from vislaw.eval.runner import task_manager
+
+        manager = task_manager(tasks)
     for bench, out in zip(benchmarks, outputs, strict=True):
         set_dir = Path(sets_root) / bench.name if bench.local else None
-        items = sample_benchmark(bench, a_score.n_images, seed, out, set_dir=set_dir)
+        items = sample_benchmark(
+            bench, a_score.n_images, seed, out, set_dir=set_dir, manager=manager
+        )
         print(f"{bench.name}: {len(items)} images -> {out}")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
@@ -49,6 +50,10 @@ from vislaw.vlm.templates import IGNORE_INDEX, Segment, tokenize_segments
 
 log = logging.getLogger(__name__)
 
+# C0 control characters but tab, newline and carriage return: a model can decode them (byte-
+# fallback tokens), and lmms-eval's MMBench export (openpyxl) refuses a cell holding one, which
+# failed the whole benchmark (found by the rehearsal, an untrained twin's answers).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_MAX_NEW_TOKENS = 128
 
@@ -248,9 +253,10 @@ class VislawLMM(lmms):
 
     @staticmethod
     def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-        """``text`` up to the earliest of ``stops`` (the stop itself excluded), stripped."""
+        """``text`` up to the earliest of ``stops`` (the stop itself excluded), without control
+        characters (_CONTROL_CHARACTERS), stripped."""
         cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
-        return text[:cut].strip()
+        return _CONTROL_CHARACTERS.sub("", text[:cut]).strip()
 
     @torch.no_grad()
     def _generate(self, batch: Sequence[_Request], stops: list[str], max_new: int) -> list[str]:
