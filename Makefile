@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 CORES ?= 2
 
-.PHONY: setup demo report test lint format clean-demo cost plan
+.PHONY: setup demo report test lint format clean-demo cost plan rehearsal
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ plan: setup
 
 test: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra
+
+# config.yaml end to end at toy size through a loopback Hub (tests/test_rehearsal.py): every
+# default target, ~50 min on 2 cores, so not part of `make test`.
+rehearsal: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m rehearsal tests/test_rehearsal.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -152,6 +152,7 @@ def _snakemake(run: Path, env: dict, configs: list[Path], *args: str, timeout: i
 
 
 @pytest.mark.slow
+@pytest.mark.rehearsal
 def test_rehearsal_config_yaml_every_target(tmp_path):
     from loopback_hub import LoopbackHub
     from test_prepare import FileServer
