@@ -12,40 +12,20 @@ would need stage 1), and resources are one CPU per job."""
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from conftest import run_snakemake
+from rehearsal_data import spair
 from test_prepare import FileServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DIFFUSION = ("sd_unet", "sd_image_variations", "dit", "sd3")
-
-
-def _spair_archive(tmp_path: Path) -> bytes:
-    from vislaw.data.synthetic import generate_demo_data
-
-    settings = {
-        "image_size": 64,
-        "n_pretrain": 1,
-        "n_instruct": 1,
-        "n_spair_images_per_category": 2,
-        "n_spair_pairs_per_category": 2,
-        "spair_categories": ["aeroplane", "bird"],
-        "n_benchmark_questions": 1,
-    }
-    generate_demo_data(tmp_path / "src", settings, seed=0, progress=False)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as handle:
-        handle.add(tmp_path / "src" / "SPair-71k", arcname="SPair-71k")
-    return buffer.getvalue()
 
 
 def _config(tmp_path: Path, url: str, archive: bytes) -> dict:
@@ -84,7 +64,7 @@ def test_config_yaml_prepare_features_c_score_offline(tmp_path):
     from vislaw.io.hdf5 import read_features
     from vislaw.pipeline import load_checked_config
 
-    archive = _spair_archive(tmp_path)
+    archive = spair(tmp_path / "src")
     server = FileServer()
     server.files["/SPair-71k.tar.gz"] = archive
     try:
