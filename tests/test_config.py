@@ -143,14 +143,26 @@ def test_encoder_spec_names_the_configured_encoders(project_root) -> None:
         encoder_spec(specs, "clip999", "demo.yaml")
 
 
-def test_jobs_pin_lmms_eval_datasets_cache_to_the_prepared_one(tmp_path, monkeypatch):
+def test_jobs_pin_lmms_eval_datasets_cache_to_the_prepared_one(tmp_path):
     """lmms-eval 0.7.3 resolves its datasets cache from LMMS_EVAL_DATASETS_CACHE first and, on a
-    network file system without it, moves to node-local scratch that `prepare` never filled."""
-    from lmms_eval.api.task import _resolve_hf_datasets_cache_dir
+    network file system without it, moves to node-local scratch that `prepare` never filled.
+    Checked in a fresh interpreter with the job's environment, as a job runs."""
+    import os
+    import subprocess
+    import sys
 
     from vislaw.jobs import runtime_environment
 
     env = runtime_environment({"cache": {"hf_home": str(tmp_path / "hf")}})
-    assert env["LMMS_EVAL_DATASETS_CACHE"] == str((tmp_path / "hf" / "datasets").resolve())
-    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", env["LMMS_EVAL_DATASETS_CACHE"])
-    assert _resolve_hf_datasets_cache_dir() == env["LMMS_EVAL_DATASETS_CACHE"]
+    prepared = str((tmp_path / "hf" / "datasets").resolve())
+    assert env["LMMS_EVAL_DATASETS_CACHE"] == prepared
+    code = "from lmms_eval.api.task import _resolve_hf_datasets_cache_dir as r; print(r())"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == prepared
