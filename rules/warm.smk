@@ -3,7 +3,7 @@
 from snakemake.settings.types import DeploymentMethod
 
 from vislaw import warm
-from vislaw.jobs import runtime_environment
+from vislaw.jobs import run_environment
 
 WARM_SERVER = []
 
@@ -16,7 +16,7 @@ def start_warm_server():
     in_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     cuda = warm.may_use_cuda(config["device"], 0)
     if config["warm_start"] and workflow.local_exec and not in_conda and not cuda:
-        os.environ.update(runtime_environment(config))  # what jobs set before importing
+        os.environ.update(run_environment(config))  # what jobs set before importing
         WARM_SERVER.append(warm.start(log=LAYOUT.log("warm_start")))
 
 

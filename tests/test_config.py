@@ -166,3 +166,77 @@ def test_jobs_pin_lmms_eval_datasets_cache_to_the_prepared_one(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == prepared
+
+
+_ONLINE_PROBE = """
+import json, os, sys
+from vislaw.jobs import OFFLINE_VARS, go_online, run_environment
+os.environ.update(run_environment({"cache": {"hf_home": sys.argv[1]}}))  # as rules/warm.smk
+before = {name: os.environ.get(name) for name in OFFLINE_VARS}
+go_online()  # as a prepare job
+from huggingface_hub import constants
+after = {name: os.environ.get(name) for name in OFFLINE_VARS}
+print(json.dumps({"before": before, "after": after, "hub_offline": constants.HF_HUB_OFFLINE}))
+"""
+
+
+@pytest.mark.parametrize("user_offline", [False, True])
+def test_prepare_clears_only_the_offline_switches_the_run_set(tmp_path, user_offline):
+    """A warm-start run sets the offline switches for every job and a prepare job clears them,
+    so `snakemake prepare` downloads; a user's own HF_HUB_OFFLINE=1 (checking a copied cache
+    with no network) survives. A fresh interpreter, as a job runs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from vislaw.jobs import OFFLINE_VARS
+
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS}
+    if user_offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", _ONLINE_PROBE, str(tmp_path / "hf")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["before"] == dict.fromkeys(OFFLINE_VARS, "1")
+    kept = {"HF_HUB_OFFLINE": "1"} if user_offline else {}
+    assert seen["after"] == {name: kept.get(name) for name in OFFLINE_VARS}
+    assert seen["hub_offline"] is user_offline
+
+
+def test_an_offline_prepare_names_the_repo_missing_from_the_cache(tmp_path):
+    """HF_HUB_OFFLINE=1 prepare over an empty cache: no network, a message naming the config
+    key, the repo and what to do (huggingface_hub's LocalEntryNotFoundError)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from vislaw.prepare.hub import HubRepo, PrepareError, prepare_repo\n"
+        "repo = HubRepo('openai/clip-vit-large-patch14', 'model', ('*.json',), "
+        "'encoders.clip224.model_id')\n"
+        "try:\n"
+        "    prepare_repo(sys.argv[1], repo)\n"
+        "except PrepareError as err:\n"
+        "    print(err)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "hf")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = result.stdout.strip()
+    assert message.startswith("encoders.clip224.model_id: openai/clip-vit-large-patch14")
+    assert "not in the cache" in message and "run prepare on a machine with internet" in message
+    assert not list((tmp_path / "hf").glob("vislaw-prepared/*.json"))

@@ -14,6 +14,8 @@ from typing import Any
 
 STEP_SECONDS = "[vislaw] step seconds:"
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+# The offline switches a run set itself (comma-separated), as opposed to the user's own.
+SET_BY_RUN = "VISLAW_OFFLINE_SET_BY_RUN"
 
 
 def _setting(config: Mapping[str, Any], key: str) -> Any:
@@ -43,14 +45,27 @@ def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+def run_environment(config: Mapping[str, Any]) -> dict[str, str]:
+    """``runtime_environment`` for Snakemake's own process (a warm-start run, rules/warm.smk),
+    plus the names of the offline switches it turns on that the user had not set: `prepare`
+    clears exactly those (go_online) and keeps a user's own ``HF_HUB_OFFLINE=1``."""
+    env = runtime_environment(config)
+    ours = [name for name in OFFLINE_VARS if name in env and name not in os.environ]
+    env[SET_BY_RUN] = ",".join(ours)
+    return env
+
+
 def go_online() -> None:
-    """Clear the offline switches for a job that downloads (rules prepare_data, prepare_models).
+    """Clear the offline switches the run set, for a job that downloads (rules prepare_data,
+    prepare_models).
 
     A warm-start run (rules/warm.smk) sets them in Snakemake's own environment, so every job
-    inherits them; `prepare` is the one step that must reach the network. Called before
-    ``job_log``: the environment then differs from the warm server's, so the job runs in its own
-    process, where huggingface_hub reads the switches afresh on import."""
-    for name in OFFLINE_VARS:
+    inherits them; `prepare` is the one step that must reach the network. The user's own
+    switches stay: with ``HF_HUB_OFFLINE=1`` set by hand, `prepare` checks and marks a cache
+    copied from another machine without reaching the Hub. Called before ``job_log``: the
+    environment then differs from the warm server's, so the job runs in its own process, where
+    huggingface_hub reads the switches afresh on import."""
+    for name in filter(None, os.environ.pop(SET_BY_RUN, "").split(",")):
         os.environ.pop(name, None)
 
 
