@@ -14,11 +14,11 @@ from llava_samples import draw, write_llava_data
 from test_vlm import SPEC, _info, make_model  # the tiny CLIP + tiny Llama stage folders
 
 from vislaw.data.llava import read_llava_json
-from vislaw.eval.images import read_sample, sample_lmms_task, sample_local_set, write_sample
 from vislaw.eval.local_tasks import write_task_folder
 from vislaw.eval.tasks import Benchmark
 from vislaw.io.hdf5 import read_features, write_features
 from vislaw.law.inputs import build_law_input
+from vislaw.scores.a_images import read_sample, sample_lmms_task, sample_local_set, write_sample
 from vislaw.scores.a_table import a_score_rows
 from vislaw.scores.embeddings import caption_loglik, extract_embeddings, sample_captions
 from vislaw.vlm.checkpoints import llm_reference, write_stage

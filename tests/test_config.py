@@ -135,7 +135,8 @@ def test_shipped_configs_are_valid(project_root, name):
 
 def test_encoder_spec_names_the_configured_encoders(project_root) -> None:
     from vislaw.config import ConfigError
-    from vislaw.pipeline import encoder_spec, load_checked_config
+    from vislaw.encoders.registry import encoder_spec
+    from vislaw.pipeline import load_checked_config
 
     _, specs = load_checked_config(project_root / "config" / "demo.yaml")
     assert encoder_spec(specs, "clip224").name == "clip224"

@@ -22,8 +22,7 @@ from vislaw.config import (
     load_config,
     read_yaml,
 )
-from vislaw.host import check_device
-from vislaw.jobs import pick_device
+from vislaw.host import check_device, pick_device
 from vislaw.pipeline import load_checked_config
 
 BOMB = """\
@@ -169,7 +168,7 @@ CLIS = [
     ["vislaw.lmvr", "probe"],
     ["vislaw.data.synthetic"],
     ["vislaw.train.tiny_llm"],
-    ["vislaw.encoders.protocol_effects"],
+    ["vislaw.studies.protocol_effects"],
 ]
 
 

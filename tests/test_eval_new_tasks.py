@@ -146,8 +146,8 @@ def test_a_score_sample_of_a_new_task(new_tasks, tmp_path):
     """The A score samples CV-Bench's documents like a paper benchmark's (from the copy)."""
     from PIL import Image
 
-    from vislaw.eval.images import sample_benchmark
     from vislaw.eval.tasks import get_benchmark
+    from vislaw.scores.a_images import sample_benchmark
 
     out = tmp_path / "cv_bench.json"
     items = sample_benchmark(get_benchmark("cv_bench"), 2, 0, out, include_path=str(new_tasks))

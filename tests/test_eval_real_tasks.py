@@ -242,7 +242,7 @@ def test_a_score_sample_reads_the_task_copy(real_tasks, tmp_path):
     copy wins over the installed task of the same name), offline."""
     from PIL import Image
 
-    from vislaw.eval.images import sample_lmms_task
+    from vislaw.scores.a_images import sample_lmms_task
 
     items = sample_lmms_task(get_benchmark("mme"), 3, 0, tmp_path, include_path=str(real_tasks))
     assert len(items) == 3

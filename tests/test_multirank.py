@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from vislaw.config import write_run_config
 from vislaw.io.ports import free_port
-from vislaw.train.launch import torchrun_command, write_run_config
+from vislaw.train.launch import torchrun_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
@@ -209,7 +210,8 @@ def test_multirank_features_two_ranks_match_one(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from vislaw.features import extract_features_on_ranks, main
+    from vislaw.features import extract_features_on_ranks
+    from vislaw.features.cli import main
     from vislaw.io.hdf5 import read_features
 
     folder = tmp_path / "data" / "SPair-71k" / "JPEGImages"
@@ -248,8 +250,8 @@ def test_multirank_embeddings_two_ranks_match_one(tmp_path):
     from test_a_score import stage1 as stage1_fixture
 
     from vislaw.config import check_config
-    from vislaw.eval.images import write_sample
     from vislaw.io.hdf5 import read_features
+    from vislaw.scores.a_images import write_sample
     from vislaw.scores.embeddings import embedding_job, embedding_job_on_ranks
 
     stage1 = stage1_fixture.__wrapped__(_Factory(tmp_path))

@@ -498,7 +498,7 @@ def demo_run(tmp_path_factory, project_root):
 
 
 def _features_and_c(demo_run, name: str, protocol: str) -> tuple[dict, dict]:
-    from vislaw.features import main as features_main
+    from vislaw.features.cli import main as features_main
     from vislaw.io.hdf5 import open_features
     from vislaw.scores.correspondence import main as c_main
     from vislaw.scores.correspondence import read_rows
@@ -553,7 +553,7 @@ def test_fusion_of_paper_members_and_mixed_protocols_refused(demo_run):
 
 
 def test_protocol_effects_cli_measures_each_difference(capsys, project_root):
-    from vislaw.encoders.protocol_effects import main
+    from vislaw.studies.protocol_effects import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

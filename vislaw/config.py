@@ -453,3 +453,17 @@ def run_cli(main: Callable[[], int | None]) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
+
+
+def write_run_config(config: Mapping[str, Any], path: str | Path) -> None:
+    """The checked config as YAML that load_config reads back unchanged (paths as strings), for
+    the processes a job starts (torchrun ranks, per-GPU processes).
+
+    YAML, not JSON: load_config reads YAML, and YAML 1.1 reads JSON's "2e-05" as a string, so a
+    JSON copy of a config with lr 2e-5 failed its own check in every torchrun rank."""
+    import json
+
+    from vislaw.io.atomic import write_text_atomic
+
+    plain = json.loads(json.dumps(dict(config), default=str))
+    write_text_atomic(Path(path), yaml.safe_dump(plain, sort_keys=False))

@@ -43,6 +43,20 @@ def check_folders(config: Mapping[str, Any]) -> None:
             raise ConfigError(key, f"{value!r} must be a folder, but it {what}")
 
 
+def pick_device(config: Mapping[str, Any]) -> str:
+    """The config's ``device`` (the schema's default when the config is unchecked, as
+    Snakemake hands it to scripts); ``auto`` is CUDA when this machine has it."""
+    import torch
+
+    from vislaw.sections import section_values
+
+    wanted = section_values("device", config.get("device"))
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device({"device": wanted})  # cuda without a device: the key, not a CUDA traceback
+    return wanted
+
+
 def check_device(config: Mapping[str, Any]) -> None:
     """``device: cuda`` needs a CUDA device on this machine. Call it where jobs run (a local
     run, a job); a cluster's login node may have none while its GPU nodes do."""

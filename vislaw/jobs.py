@@ -77,19 +77,6 @@ def apply_runtime_settings(config: Mapping[str, Any], threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-def pick_device(config: Mapping[str, Any]) -> str:
-    """The config's ``device``; ``auto`` is CUDA when this machine has it."""
-    import torch
-
-    from vislaw.host import check_device
-
-    wanted = _setting(config, "device")
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    check_device({"device": wanted})  # cuda without a device: the key, not a CUDA traceback
-    return wanted
-
-
 def hand_over_to_warm_server() -> None:
     """Run this job in a fork of the run's warm-start server when its config turns warm start
     on (vislaw.warm.delegate: returns here when there is no usable server or the job may use

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.checks import check_semantics
-from vislaw.config import ConfigError, check_config, load_config
+from vislaw.config import check_config, load_config
 from vislaw.encoders.base import EncoderSpec
-from vislaw.encoders.registry import resolve_encoders
+from vislaw.encoders.registry import encoder_spec, resolve_encoders
 from vislaw.host import check_folders
 from vislaw.train.recipes import check_recipes, recipe_for
 
@@ -31,19 +31,6 @@ def load_checked_config(
     check_semantics(config, specs)  # grids, layers, timesteps, batches (vislaw.checks)
     check_folders(config)  # folder keys that name files (vislaw.host)
     return config, specs
-
-
-def encoder_spec(
-    specs: Mapping[str, EncoderSpec], name: str, source: str = "the config"
-) -> EncoderSpec:
-    """The spec of encoder ``name``; a ConfigError naming the configured encoders otherwise.
-
-    The one check every entry point that takes an encoder name makes (CLIs, workflow scripts,
-    the lmms-eval plugin), so the message is the same wherever a name is mistyped.
-    """
-    if name not in specs:
-        raise ConfigError("encoders", f"encoder {name!r} is not in {source} ({sorted(specs)})")
-    return specs[name]
 
 
 # The config keys whose values a step's outputs depend on, per rule (dotted; ``{dataset}`` is

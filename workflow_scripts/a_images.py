@@ -7,8 +7,8 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 with job_log(snakemake.log[0]):
     from vislaw.config import check_config
     from vislaw.data.settings import DataSettings
-    from vislaw.eval.images import run_a_images
     from vislaw.eval.tasks import resolve_benchmarks
+    from vislaw.scores.a_images import run_a_images
     from vislaw.scores.settings import AScoreSettings
 
     config = check_config(snakemake.config)

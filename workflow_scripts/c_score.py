@@ -6,8 +6,9 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
+    from vislaw.encoders.registry import encoder_spec
     from vislaw.features import FeaturesSettings
-    from vislaw.pipeline import encoder_spec, load_checked_config
+    from vislaw.pipeline import load_checked_config
     from vislaw.scores.correspondence import inputs_from_config, run_c_score
 
     config, specs = load_checked_config(snakemake.config)

@@ -3,7 +3,8 @@ JSON per benchmark (all of the encoder's benchmarks, or one with eval.jobs: per_
 
 from pathlib import Path
 
-from vislaw.jobs import apply_runtime_settings, job_log, pick_device
+from vislaw.host import pick_device
+from vislaw.jobs import apply_runtime_settings, job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 

@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
-from vislaw.jobs import apply_runtime_settings, job_log, pick_device
+from vislaw.host import pick_device
+from vislaw.jobs import apply_runtime_settings, job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.data.settings import DataSettings
+    from vislaw.encoders.registry import encoder_spec
     from vislaw.features import FeaturesSettings, run_features, run_features_on_gpus
-    from vislaw.pipeline import encoder_spec, load_checked_config
+    from vislaw.pipeline import load_checked_config
 
     config, specs = load_checked_config(snakemake.config)
     spec = encoder_spec(specs, snakemake.wildcards.encoder)

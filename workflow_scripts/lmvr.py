@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from vislaw.jobs import apply_runtime_settings, job_log, pick_device
+from vislaw.host import pick_device
+from vislaw.jobs import apply_runtime_settings, job_log
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 

@@ -199,3 +199,16 @@ def build_encoder(
 ) -> VisionEncoder:
     """Instantiate the encoder a spec describes (real weights or its seeded tiny twin)."""
     return family_class(spec.family)(spec, device=device, dtype=dtype)
+
+
+def encoder_spec(
+    specs: Mapping[str, EncoderSpec], name: str, source: str = "the config"
+) -> EncoderSpec:
+    """The spec of encoder ``name``; a ConfigError naming the configured encoders otherwise.
+
+    The one check every entry point that takes an encoder name makes (CLIs, workflow scripts,
+    the lmms-eval plugin), so the message is the same wherever a name is mistyped.
+    """
+    if name not in specs:
+        raise ConfigError("encoders", f"encoder {name!r} is not in {source} ({sorted(specs)})")
+    return specs[name]

@@ -125,8 +125,7 @@ def load_model(
         spec = None
         if config and encoder:  # then the folder must record that encoder's spec
             from vislaw.config import load_config
-            from vislaw.encoders.registry import resolve_encoders
-            from vislaw.pipeline import encoder_spec
+            from vislaw.encoders.registry import encoder_spec, resolve_encoders
 
             spec = encoder_spec(resolve_encoders(load_config(config)), encoder, str(config))
         return load_vlm(folder, device=device, dtype=dtype, spec=spec)
@@ -141,8 +140,7 @@ def load_model(
             "encoder=<name in it> so the vision encoder can be rebuilt"
         )
     from vislaw.config import load_config
-    from vislaw.encoders.registry import resolve_encoders
-    from vislaw.pipeline import encoder_spec
+    from vislaw.encoders.registry import encoder_spec, resolve_encoders
 
     spec = encoder_spec(resolve_encoders(load_config(config)), encoder, str(config))
     with tempfile.TemporaryDirectory(prefix="vislaw-llava-", dir=work_dir) as tmp:

@@ -31,7 +31,8 @@ def _images(args: argparse.Namespace, config: dict) -> int:
 
 
 def _extract(args: argparse.Namespace, config: dict) -> int:
-    from vislaw.jobs import apply_runtime_settings, pick_device
+    from vislaw.host import pick_device
+    from vislaw.jobs import apply_runtime_settings
     from vislaw.lmvr.steps import run_lmvr
 
     apply_runtime_settings(config, args.threads)
@@ -61,7 +62,8 @@ def _probe(args: argparse.Namespace, config: dict) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from vislaw.config import ConfigError
-    from vislaw.pipeline import encoder_spec, load_checked_config
+    from vislaw.encoders.registry import encoder_spec
+    from vislaw.pipeline import load_checked_config
 
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.lmvr",

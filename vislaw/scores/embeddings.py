@@ -140,8 +140,8 @@ def embedding_job(
     import json
 
     from vislaw.data.llava import read_llava_json
-    from vislaw.eval.images import read_sample
     from vislaw.io.atomic import write_text_atomic
+    from vislaw.scores.a_images import read_sample
     from vislaw.scores.settings import AScoreSettings
     from vislaw.train.settings import stage_data
     from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE
@@ -153,8 +153,7 @@ def embedding_job(
 
     spec = None
     if encoder is not None:
-        from vislaw.encoders.registry import resolve_encoders
-        from vislaw.pipeline import encoder_spec
+        from vislaw.encoders.registry import encoder_spec, resolve_encoders
 
         spec = encoder_spec(resolve_encoders(config), encoder)
     vlm = load_vlm(
@@ -216,10 +215,10 @@ def embedding_job_on_ranks(
     import json
     import sys
 
-    from vislaw.eval.images import read_sample
     from vislaw.features import merge_shards
     from vislaw.io.atomic import write_text_atomic
     from vislaw.ranks import rank_part, run_on_gpus
+    from vislaw.scores.a_images import read_sample
 
     def part(path: str | Path, rank: int) -> Path:
         return rank_part(path, rank, processes)
@@ -280,7 +279,7 @@ def run_embeddings(
             config, stage1_dir, samples, outputs, loglik_out, device=device, encoder=encoder
         )
         return
-    from vislaw.train.launch import write_run_config
+    from vislaw.config import write_run_config
 
     run_config = Path(loglik_out).with_suffix(".run_config.yaml")
     write_run_config(config, run_config)
@@ -296,11 +295,11 @@ def _rank_main(argv: Sequence[str]) -> None:
     """One rank of embedding_job_on_ranks: its JSON call as the only argument."""
     import json
 
-    from vislaw.jobs import pick_device
-    from vislaw.pipeline import load_checked_config
+    from vislaw.config import load_config
+    from vislaw.host import pick_device
 
     call = json.loads(argv[0])
-    config, _ = load_checked_config(call["config"])
+    config = load_config(call["config"])  # the checked config its job wrote (write_run_config)
     embedding_job(
         config,
         call["stage1"],

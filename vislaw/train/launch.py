@@ -13,27 +13,16 @@ tests/test_multirank.py runs the same torchrun command as two "nodes" on localho
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vislaw.io.atomic import write_text_atomic
+from vislaw.config import write_run_config
 from vislaw.io.ports import free_port
 
-# YAML, not JSON: load_config reads YAML, and YAML 1.1 reads JSON's "2e-05" as a string, so a
-# JSON copy of a config with lr 2e-5 failed its own check in every torchrun rank.
 RUN_CONFIG = "run_config.yaml"
-
-
-def write_run_config(config: Mapping[str, Any], path: Path) -> None:
-    """The checked config as YAML that load_config reads back unchanged (paths as strings)."""
-    import yaml
-
-    plain = json.loads(json.dumps(dict(config), default=str))
-    write_text_atomic(path, yaml.safe_dump(plain, sort_keys=False))
 
 
 def torchrun_command(

@@ -28,10 +28,9 @@ import torch
 from vislaw.config import ConfigError
 from vislaw.data.llava import LlavaCollator, LlavaDataset, read_llava_json
 from vislaw.data.settings import DataSettings
-from vislaw.encoders.registry import build_encoder, resolve_encoders
-from vislaw.jobs import pick_device
+from vislaw.encoders.registry import build_encoder, encoder_spec, resolve_encoders
+from vislaw.host import pick_device
 from vislaw.layout import RunLayout
-from vislaw.pipeline import encoder_spec
 from vislaw.train.engine import (
     DeepSpeedEngine,
     DistEnv,

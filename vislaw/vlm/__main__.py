@@ -9,8 +9,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.config import load_config
-    from vislaw.encoders.registry import resolve_encoders
-    from vislaw.pipeline import encoder_spec
+    from vislaw.encoders.registry import encoder_spec, resolve_encoders
     from vislaw.train.settings import LlmSettings, TrainSettings
     from vislaw.vlm.llava import run_import_llava
 

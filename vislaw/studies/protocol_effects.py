@@ -14,7 +14,7 @@ both protocols and fed the same images. Reported, as rel = |a - b| / |b| with b 
 With ``--spair-root`` (an SPair-71k-layout folder, e.g. the demo's synthetic one) it also
 computes each encoder's C score (per-image PCK@0.10 x 100) under both protocols.
 
-CLI: ``python -m vislaw.encoders.protocol_effects --config config/demo.yaml``.
+CLI: ``python -m vislaw.studies.protocol_effects --config config/demo.yaml``.
 """
 
 from __future__ import annotations
@@ -145,10 +145,11 @@ def run_protocol_effects(
 
 def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.config import ConfigError
-    from vislaw.pipeline import encoder_spec, load_checked_config
+    from vislaw.encoders.registry import encoder_spec
+    from vislaw.pipeline import load_checked_config
 
     parser = argparse.ArgumentParser(
-        prog="python -m vislaw.encoders.protocol_effects",
+        prog="python -m vislaw.studies.protocol_effects",
         description="Measure the vislaw vs paper feature protocols per encoder (markdown table).",
     )
     parser.add_argument("--config", default="config/demo.yaml", help="config naming encoders")

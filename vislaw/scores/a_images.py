@@ -5,7 +5,7 @@ same images. Local benchmark sets (the demo) are read from disk without importin
 the paper's benchmarks come from lmms-eval's own task documents (``doc_to_visual``), saved as
 PNG beside the manifest so the embedding jobs (other envs) need no lmms-eval.
 
-CLI: ``python -m vislaw.eval.images --benchmark synth_color --set-dir DIR --out M.json``.
+CLI: ``python -m vislaw.scores.a_images --benchmark synth_color --set-dir DIR --out M.json``.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from vislaw.eval.tasks import get_benchmark
 
     parser = argparse.ArgumentParser(
-        prog="python -m vislaw.eval.images",
+        prog="python -m vislaw.scores.a_images",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

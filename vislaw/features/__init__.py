@@ -5,7 +5,6 @@ CLI: ``python -m vislaw.features --config config/demo.yaml --encoder clip224 --o
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,10 +254,10 @@ def extract_features_on_ranks(
     shards merged in image order. Each process sees one of the job's GPUs."""
     import sys
 
-    from vislaw.pipeline import load_checked_config
+    from vislaw.config import load_config
     from vislaw.ranks import rank_part, run_on_gpus
 
-    config, _ = load_checked_config(config_path)
+    config = load_config(config_path)  # the checked config its job wrote (write_run_config)
     _, ids = image_set(config)
     parts = [rank_part(out_path, r, processes) for r in range(processes)]
     commands = []
@@ -329,7 +328,7 @@ def run_features_on_gpus(
 ) -> None:
     """Step ``features`` on ``gpus`` GPUs (:func:`extract_features_on_ranks`): the checked
     config goes to a file beside ``out`` for the rank processes, removed afterwards."""
-    from vislaw.train.launch import write_run_config
+    from vislaw.config import write_run_config
 
     out = Path(out)
     run_config = out.with_name(f"{out.stem}.run_config.yaml")
@@ -338,47 +337,3 @@ def run_features_on_gpus(
         extract_features_on_ranks(run_config, spec.name, out, gpus, stage1=stage1, threads=threads)
     finally:
         run_config.unlink(missing_ok=True)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    from vislaw.config import ConfigError
-    from vislaw.jobs import apply_runtime_settings, pick_device
-    from vislaw.pipeline import encoder_spec, load_checked_config
-
-    parser = argparse.ArgumentParser(
-        prog="python -m vislaw.features",
-        description="Encode the configured image set with one encoder into an HDF5 file.",
-    )
-    parser.add_argument("--config", required=True, help="workflow config YAML")
-    parser.add_argument("--encoder", required=True, help="encoder name from the config")
-    parser.add_argument("--out", required=True, help="output .h5 path")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--stage1", help="stage-1 folder whose trained encoder tensors to use (ConvLLaVA recipe)"
-    )
-    parser.add_argument("--shard", help="R/N: encode only rank R's share of N (see shard_ids)")
-    args = parser.parse_args(argv)
-    config, specs = load_checked_config(args.config)
-    try:
-        spec = encoder_spec(specs, args.encoder, args.config)
-    except ConfigError as err:
-        parser.error(str(err))
-    if spec.family == "fusion":
-        parser.error("fusions are made from their members' files (see rule fuse_features)")
-    apply_runtime_settings(config, args.threads)
-    shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else None
-    run_features(
-        FeaturesSettings.from_config(config),
-        DataSettings.from_config(config),
-        spec,
-        args.out,
-        device=pick_device(config),
-        stage1=args.stage1,
-        shard=shard,
-    )
-
-
-if __name__ == "__main__":
-    from vislaw.config import run_cli
-
-    raise SystemExit(run_cli(main))
