@@ -88,10 +88,10 @@ def lmvr_image_folder(wildcards):
 
 
 def env_for_encoder(wildcards):
-    """The conda env file of an encoder's family stack (fusions use the light analysis env)."""
-    spec = SPECS[wildcards.encoder]
-    name = "analysis" if spec.family == "fusion" else conda_env(spec)
-    return f"../envs/{name}.yaml"
+    """The conda env file of the stack that runs the job's encoder (a fusion: the stack all its
+    members run in, vislaw.encoders.fusion); every rule that loads an encoder uses this one.
+    """
+    return f"../envs/{conda_env(SPECS[wildcards.encoder])}.yaml"
 
 
 def trained_encoder_stage1(wildcards):

@@ -42,7 +42,7 @@ rule embeddings:
     benchmark:
         LAYOUT.benchmark("embeddings", "{encoder}")
     conda:
-        lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
+        env_for_encoder
     threads: rule_resources("embeddings")["cpus_per_task"]
     resources:
         **rule_resources("embeddings"),

@@ -55,7 +55,7 @@ rule lmvr:
     benchmark:
         LAYOUT.benchmark("lmvr", "{encoder}")
     conda:
-        lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
+        env_for_encoder
     threads: rule_resources("lmvr")["cpus_per_task"]
     resources:
         **rule_resources("lmvr"),

@@ -53,7 +53,7 @@ rule stage1:
     wildcard_constraints:
         encoder=FROZEN_RE,
     conda:
-        lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
+        env_for_encoder
     threads: rule_resources("stage1")["cpus_per_task"]
     resources:
         **rule_resources("stage1"),
@@ -99,7 +99,7 @@ rule stage2:
     wildcard_constraints:
         encoder=FROZEN_RE,
     conda:
-        lambda wc: f"../envs/{conda_env(SPECS[wc.encoder])}.yaml"
+        env_for_encoder
     threads: rule_resources("stage2")["cpus_per_task"]
     resources:
         **rule_resources("stage2"),
