@@ -40,11 +40,11 @@ LORA_FACTOR = 2 / 3
 # Known LLM sizes (billions); other ids are read as "<n>b" in the name (vicuna-13b -> 13).
 LLM_PARAMS_B = {"lmsys/vicuna-7b-v1.5": 6.74, "lmsys/vicuna-13b-v1.5": 13.0}
 
-DIFFUSION_FAMILIES = {"sd_unet", "sd_image_variations", "dit", "sd3"}
 # GPU-hours of one inference job with the 7B LLM (A100-80GB, bf16); rules of thumb.
 GPU_HOURS = {
     # SPair-71k test images (1,800 at most) through one encoder: ViTs ~0.05 s/image,
-    # diffusion UNets at 512-768 px ~0.5 s/image (one denoising step + feature hooks).
+    # diffusion UNets at 512-768 px ~0.5 s/image (one denoising step + feature hooks). A
+    # family names its row (VisionEncoder.feature_cost).
     "features": 0.1,
     "features_diffusion": 0.3,
     # A score: 100 images x 8 benchmarks + 100 captions through the 7B stage-1 model.
@@ -150,15 +150,18 @@ def train_gpu_hours(config: Mapping[str, Any], stage: str, encoder: str | None) 
     return hours
 
 
-def _is_diffusion(config: Mapping[str, Any], encoder: str) -> bool:
-    return config["encoders"][encoder]["family"] in DIFFUSION_FAMILIES
+def _feature_cost(config: Mapping[str, Any], encoder: str | None) -> str:
+    """The GPU_HOURS row of ``encoder``'s features job: its family's ``feature_cost``."""
+    if not encoder:
+        return "features"
+    from vislaw.encoders.registry import family_class
+
+    return family_class(config["encoders"][encoder]["family"]).feature_cost
 
 
 def _per_job_gpu_hours(config: Mapping[str, Any], rule: str, encoder: str | None) -> float | None:
     if rule == "features":
-        return GPU_HOURS[
-            "features_diffusion" if encoder and _is_diffusion(config, encoder) else "features"
-        ]
+        return GPU_HOURS[_feature_cost(config, encoder)]
     if rule in ("stage1", "stage2"):
         return train_gpu_hours(config, rule, encoder)
     llm_scale = llm_params_b(config) / REF_PARAMS_B

@@ -126,11 +126,21 @@ class VisionEncoder(ABC):
     # `prepare`; None: the transformers layout (vislaw.prepare.hub.TRANSFORMERS_FILES).
     hub_files: ClassVar[tuple[str, ...] | None] = None
 
+    # The row of vislaw.cost.GPU_HOURS that costs one features job of the family.
+    feature_cost: ClassVar[str] = "features"
+
     @classmethod
     def hub_patterns(cls, spec: EncoderSpec) -> tuple[str, ...] | None:
         """What `prepare` fetches for ``spec``: the family's ``hub_files``; a family whose entry
-        can need more (remote code) overrides this."""
+        can need more (remote code, a variant's extra folders) overrides this."""
         return cls.hub_files
+
+    @classmethod
+    def check_spec(cls, spec: EncoderSpec) -> None:
+        """Refuse, with a ConfigError naming the entry's key, what the schema cannot see but
+        the spec and the model's cached config can (grid, layer, timestep; docs/refuses.md),
+        before any job. Nothing by default; ``vislaw.checks`` calls it for every encoder."""
+        return None
 
     def __init__(self, spec: EncoderSpec, device: str = "cpu", dtype: torch.dtype | None = None):
         import torch

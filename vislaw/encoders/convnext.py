@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VisionEncoder, seeded
+from vislaw.encoders.checks import check_checkpoint_facts
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +71,26 @@ class ConvNextEncoder(VisionEncoder):
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:
         side = spec.input_size // cls.stride(spec)
         return side, side
+
+    @classmethod
+    def check_spec(cls, spec: EncoderSpec) -> None:
+        """The checkpoint's stem patch and stage count (the stride arithmetic assumes them; the
+        fifth stage is appended), and an input size cut into whole strides."""
+        stride = cls.stride(spec)
+        check_checkpoint_facts(
+            spec,
+            {
+                "patch_size": ("patch_size", spec.patch_size or REAL_STEM_PATCH),
+                "num_stages": ("fifth_stage" if spec.fifth_stage else "model_id", REAL_NUM_STAGES),
+            },
+        )
+        key = f"encoders.{spec.name}.input_size"
+        if spec.input_size < stride:
+            raise ConfigError(key, f"{spec.input_size} is below the total stride {stride}")
+        if spec.input_size % stride:
+            raise ConfigError(
+                key, f"{spec.input_size} is not a multiple of the total stride {stride}"
+            )
 
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:
         from transformers import ConvNextModel

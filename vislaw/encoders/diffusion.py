@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import HALF_MEAN, HALF_STD, EncoderSpec, VisionEncoder
+from vislaw.encoders.checks import cached_json
 
 if TYPE_CHECKING:
     import torch
 
 # Real VAEs of every family downsample by 8.
 REAL_VAE_FACTOR = 8
+# DDPM-style training schedules of every diffusion family here (SD 1.x/2.x/XL, DiT, SD3's
+# sigma = t / 1000): the fallback when a real checkpoint's scheduler config is not cached.
+DEFAULT_TRAIN_TIMESTEPS = 1000
+# Subfolders of a diffusers repo that the families' loading code reads (their ``hub_folders``).
+HUB_TEXT = ("text_encoder", "tokenizer")  # SD 1.5/2.1's CLIP text encoder
+HUB_SECOND_TEXT = ("text_encoder_2", "tokenizer_2")  # SDXL's and SD3's second one
 # Tiny VAE: four blocks like the real one (factor 8), a handful of channels.
 TINY_VAE: dict[str, Any] = {
     "block_out_channels": (8, 8, 16, 16),
@@ -194,6 +201,53 @@ class DiffusionEncoder(VisionEncoder):
     tiny_vae_defaults: ClassVar[dict[str, Any]] = TINY_VAE
     # The keys a ``tiny:`` mapping may hold (a typo would otherwise be silently ignored).
     tiny_keys: ClassVar[frozenset[str]] = frozenset({"vae"})
+    # One denoising step + feature hooks at 512-768 px: dearer than a ViT (vislaw.cost).
+    feature_cost = "features_diffusion"
+    # The diffusers subfolders the family's loading code reads (what `prepare` fetches).
+    hub_folders: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def hub_patterns(cls, spec: EncoderSpec) -> tuple[str, ...] | None:
+        """``model_index.json`` and the configs, vocabularies and safetensors weights of each
+        of :meth:`hub_folder_names`."""
+        patterns = ["model_index.json"]
+        for folder in cls.hub_folder_names(spec):
+            patterns += [
+                f"{folder}/*.json",
+                f"{folder}/*.txt",
+                f"{folder}/*.model",
+                f"{folder}/*.safetensors",
+            ]
+        return tuple(patterns)
+
+    @classmethod
+    def hub_folder_names(cls, spec: EncoderSpec) -> tuple[str, ...]:
+        """The subfolders ``spec``'s model loads: the family's ``hub_folders``; a family whose
+        variants differ (SDXL's second text encoder) overrides this."""
+        return cls.hub_folders
+
+    @classmethod
+    def train_timesteps(cls, spec: EncoderSpec) -> int:
+        """The timesteps the denoiser was trained on: a real checkpoint's cached scheduler
+        config, else :data:`DEFAULT_TRAIN_TIMESTEPS`."""
+        if spec.tiny is None:
+            scheduler = cached_json(spec.model_id, "scheduler/scheduler_config.json") or {}
+            steps = scheduler.get("num_train_timesteps")
+            if isinstance(steps, int) and steps > 0:
+                return steps
+        return DEFAULT_TRAIN_TIMESTEPS
+
+    @classmethod
+    def check_spec(cls, spec: EncoderSpec) -> None:
+        """``timestep`` inside the denoiser's training schedule."""
+        if spec.timestep is not None:
+            steps = cls.train_timesteps(spec)
+            if not 0 <= spec.timestep < steps:
+                raise ConfigError(
+                    f"encoders.{spec.name}.timestep",
+                    f"{spec.timestep} is out of range: the model was trained on timesteps "
+                    f"0..{steps - 1}",
+                )
 
     @classmethod
     def vae_factor(cls, spec: EncoderSpec) -> int:

@@ -50,6 +50,7 @@ DIT_SCHEDULER = {
 
 class DitEncoder(DiffusionTransformerEncoder):
     family = "dit"
+    hub_folders = ("transformer", "vae", "scheduler")
     tiny_transformer = TINY_DIT
 
     def _load_pretrained(self, model_id: str | None) -> torch.nn.Module:

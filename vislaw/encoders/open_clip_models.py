@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VisionEncoder, patch_grid
+from vislaw.encoders.checks import check_index
 
 if TYPE_CHECKING:
     import torch
@@ -175,6 +176,17 @@ class OpenClipEncoder(VisionEncoder):
         if vision is None or cls.is_cnn(vision) or not isinstance(vision.get("layers"), int):
             return None
         return int(vision["layers"])
+
+    @classmethod
+    def check_spec(cls, spec: EncoderSpec) -> None:
+        """A ViT's ``layer`` indexes its blocks (``forward_intermediates``), counted from the
+        twin's or the checkpoint's open_clip config; a ConvNeXt's stages are checked by its
+        stride arithmetic (:meth:`patch`)."""
+        depth = cls.depth(spec)
+        if spec.layer is not None and depth is not None:
+            check_index(
+                f"encoders.{spec.name}.layer", spec.layer, depth, "the vision tower's blocks"
+            )
 
     # ---- building ----------------------------------------------------------------------------
     def __init__(self, spec: EncoderSpec, device: str = "cpu", dtype: torch.dtype | None = None):

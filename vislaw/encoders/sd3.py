@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from vislaw.config import ConfigError
 from vislaw.encoders.diffusion import (
+    HUB_SECOND_TEXT,
+    HUB_TEXT,
     TINY_VAE,
     DiffusionTransformerEncoder,
     build_tiny_text_encoders,
@@ -64,6 +66,7 @@ TEXT_FOLDERS = [("text_encoder", "tokenizer", True), ("text_encoder_2", "tokeniz
 
 class Sd3Encoder(DiffusionTransformerEncoder):
     family = "sd3"
+    hub_folders = ("transformer", "vae", "scheduler", *HUB_TEXT, *HUB_SECOND_TEXT)
     tiny_vae_defaults = TINY_SD3_VAE
     tiny_transformer = TINY_SD3
     tiny_keys = frozenset({"vae", "transformer", "text_encoder", "t5_tokens"})

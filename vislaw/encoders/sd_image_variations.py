@@ -42,6 +42,7 @@ TINY_IMAGE_ENCODER: dict[str, Any] = {
 class SdImageVariationsEncoder(SdUnetEncoder):
     family = "sd_image_variations"
     tiny_keys = frozenset({"vae", "unet", "image_encoder"})
+    hub_folders = ("unet", "vae", "scheduler", "image_encoder")
 
     @classmethod
     def variant(cls, spec: EncoderSpec) -> str:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.diffusion import (
+    HUB_SECOND_TEXT,
+    HUB_TEXT,
     DiffusionEncoder,
     build_tiny_text_encoders,
     build_tiny_vae,
@@ -80,6 +82,7 @@ class SdUnetEncoder(DiffusionEncoder):
     family = "sd_unet"
     tiny_keys = frozenset({"vae", "unet", "text_encoder", "variant"})
     default_up_block: ClassVar[int] = 0
+    hub_folders = ("unet", "vae", "scheduler", *HUB_TEXT)
 
     # ---- static facts ---------------------------------------------------------------------
     @classmethod
@@ -95,6 +98,12 @@ class SdUnetEncoder(DiffusionEncoder):
                 f"unknown variant {variant!r}; known: {sorted(VARIANT_DOWNSAMPLINGS)}",
             )
         return variant
+
+    @classmethod
+    def hub_folder_names(cls, spec: EncoderSpec) -> tuple[str, ...]:
+        """SDXL also loads its second text encoder."""
+        second = HUB_SECOND_TEXT if cls.variant(spec) == "sdxl" else ()
+        return (*cls.hub_folders, *second)
 
     @classmethod
     def unet_downsamplings(cls, spec: EncoderSpec) -> int:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec, VisionEncoder
+from vislaw.encoders.checks import (
+    check_checkpoint_facts,
+    check_index,
+    checkpoint_config,
+    vision_config,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +47,47 @@ class ViTEncoder(VisionEncoder):
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:
         side = spec.input_size // cls.patch(spec)
         return side, side
+
+    @classmethod
+    def depth(cls, spec: EncoderSpec) -> int | None:
+        """Transformer layers (tiny defaults + overrides, or the cached checkpoint config)."""
+        if spec.tiny is not None:
+            depth = {**getattr(cls, "tiny_defaults", {}), **dict(spec.tiny)}.get(
+                "num_hidden_layers"
+            )
+            return int(depth) if depth is not None else None
+        config = checkpoint_config(spec)
+        if config is None:
+            return None
+        depth = vision_config(config).get("num_hidden_layers")
+        return int(depth) if isinstance(depth, int) else None
+
+    @classmethod
+    def check_spec(cls, spec: EncoderSpec) -> None:
+        """The checkpoint's patch size, an input size cut into whole patches, and ``layer``
+        inside ``hidden_states`` (embeddings + layers)."""
+        patch = cls.patch(spec)
+        key = f"encoders.{spec.name}"
+        # The checkpoint's image_size is read by the job, not here: every ViT family
+        # interpolates its position embeddings, so an input_size other than the checkpoint's
+        # is legitimate.
+        check_checkpoint_facts(spec, {"patch_size": ("patch_size", patch)})
+        if spec.input_size < patch:
+            raise ConfigError(
+                f"{key}.input_size", f"{spec.input_size} is below the patch size {patch}"
+            )
+        if spec.input_size % patch:
+            raise ConfigError(
+                f"{key}.input_size",
+                f"{spec.input_size} is not a multiple of the patch size {patch} "
+                f"(the last {spec.input_size % patch} pixel rows/columns would be dropped)",
+            )
+        if spec.layer is not None:
+            depth = cls.depth(spec)
+            if depth is not None:
+                check_index(
+                    f"{key}.layer", spec.layer, depth + 1, "hidden_states (embeddings + layers)"
+                )
 
     def _config_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         kwargs = {**self.tiny_defaults, **overrides}

@@ -4,9 +4,9 @@
 and ``HF_HOME=<cache.hf_home>`` and load through ``from_pretrained(<real id>)`` from that cache.
 The benchmarks' datasets are the ones the installed lmms-eval task definitions load
 (vislaw.eval.task_data reads their YAMLs), so the cache holds what the offline evaluation opens.
-Only the files the code loads are fetched (``allow_patterns`` per family: the diffusers
-subfolders a family reads, config and weights of a transformers model; safetensors preferred,
-no fp16 / EMA / Flax / ONNX duplicates). A pinned revision (``cache.revisions``) is downloaded
+Only the files the code loads are fetched (``allow_patterns`` per family, from its class's
+``hub_patterns``: the diffusers subfolders a family reads, config and weights of a transformers
+model; safetensors preferred, no fp16 / EMA / Flax / ONNX duplicates). A pinned revision (``cache.revisions``) is downloaded
 and the cache's ``main`` ref is pointed at it, because offline jobs resolve ``main``. A benchmark
 dataset is then loaded once into ``<hf_home>/datasets``, the only place offline
 ``datasets.load_dataset`` looks (vislaw.prepare.dataset_cache).
@@ -42,16 +42,6 @@ def hf_home(config: Mapping[str, Any]) -> Path | None:
 
 TRANSFORMERS_FILES = ["config.json", "model*.safetensors", "model.safetensors.index.json"]
 TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "*.model", "vocab*", "merges.txt"]
-# Subfolders each diffusers family's loading code reads (vislaw/encoders/*.py).
-_TEXT = ["text_encoder", "tokenizer"]  # SD 1.5/2.1's CLIP text encoder
-_SECOND_TEXT = ["text_encoder_2", "tokenizer_2"]  # SDXL's and SD3's second one
-DIFFUSERS_FOLDERS = {
-    "sd_unet": ["unet", "vae", "scheduler", *_TEXT],
-    "sd_unet/sdxl": ["unet", "vae", "scheduler", *_TEXT, *_SECOND_TEXT],
-    "sd_image_variations": ["unet", "vae", "scheduler", "image_encoder"],
-    "dit": ["transformer", "vae", "scheduler"],
-    "sd3": ["transformer", "vae", "scheduler", *_TEXT, *_SECOND_TEXT],
-}
 IGNORE = [
     "*.fp16.*",
     "*non_ema*",
@@ -83,28 +73,13 @@ class HubRepo:
     splits: tuple[str, ...] = ()  # the splits its task reads (a dataset)
 
 
-def _folder_patterns(folders: list[str]) -> list[str]:
-    patterns = ["model_index.json"]
-    for folder in folders:
-        patterns += [
-            f"{folder}/*.json",
-            f"{folder}/*.txt",
-            f"{folder}/*.model",
-            f"{folder}/*.safetensors",
-        ]
-    return patterns
-
-
 def encoder_patterns(spec: Any) -> list[str]:
-    """The files one (non-fusion) encoder spec's loading code reads from its repo."""
+    """The files one (non-fusion) encoder spec's loading code reads from its repo: what its
+    family class says (``VisionEncoder.hub_patterns``: a diffusers family's subfolders,
+    open_clip's layout, hf_auto's processor), else the transformers layout."""
     from vislaw.encoders.registry import family_class
 
-    family = spec.family
-    if family == "sd_unet":
-        family = "sd_unet/sdxl" if family_class("sd_unet").variant(spec) == "sdxl" else family
-    if family in DIFFUSERS_FOLDERS:
-        return _folder_patterns(DIFFUSERS_FOLDERS[family])
-    own = family_class(spec.family).hub_patterns(spec)  # open_clip's layout, hf_auto's processor
+    own = family_class(spec.family).hub_patterns(spec)
     return list(own) if own else list(TRANSFORMERS_FILES)
 
 
