@@ -4,6 +4,9 @@ The config names benchmarks as the paper's table does (``mmbench_en``, ``seed_im
 lmms-eval names tasks and metrics its own way (``mmbench_en_dev_static``, ``seedbench``,
 ``seed_image``). This table is the one place that maps the first onto the second, so the
 evaluate rule, the results parser and the law all agree on which number is "the score".
+Each benchmark is one :class:`Benchmark` record in :data:`BENCHMARKS` holding every fact vislaw
+keeps about it (task, metric, alternatives, judge, group size, scale); the dataset a task loads
+is lmms-eval's fact and is read from its installed YAML (vislaw.eval.task_data).
 
 A light module (no torch, no lmms-eval): the Snakefile imports it while building the DAG.
 """
@@ -11,7 +14,7 @@ A light module (no torch, no lmms-eval): the Snakefile imports it while building
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from vislaw.config import ConfigError
 
@@ -58,6 +61,11 @@ class Benchmark:
     ``alternatives`` are other lmms-eval tasks that report the same metric and may replace
     ``task`` through the config (``eval.tasks``). ``scale``: the metric's range and units as
     lmms-eval records it (None: unknown, e.g. a task added by name; shown as recorded).
+    ``judges``: which of its tasks an external model scores, task -> a key of :data:`JUDGES`
+    (without the judge their score would be made of failed calls, so the runner reports them
+    as not scored instead; docs/evaluation.md). ``group_size``: consecutive documents its
+    aggregation scores together (MME: a yes and a no question on one image, both asserted
+    present); ``eval.limit`` is rounded up to a multiple so no group is split.
     """
 
     name: str
@@ -67,6 +75,8 @@ class Benchmark:
     local: bool = False
     alternatives: tuple[str, ...] = ()
     scale: Scale | None = None
+    judges: Mapping[str, str] = field(default_factory=dict)
+    group_size: int = 1
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -75,13 +85,8 @@ class Benchmark:
     @property
     def judge(self) -> Judge | None:
         """The external judge the task's score needs (None: scored offline by rule)."""
-        return JUDGED_TASKS.get(self.task)
-
-    @property
-    def group_size(self) -> int:
-        """Consecutive documents that are scored together (MME: a yes and a no question on one
-        image); ``eval.limit`` is rounded up to a multiple so no group is split."""
-        return GROUPED_TASKS.get(self.task, 1)
+        key = self.judges.get(self.task)
+        return JUDGES[key] if key is not None else None
 
 
 @dataclass(frozen=True)
@@ -123,13 +128,8 @@ OPENAI_JUDGE = Judge(
         ),
     },
 )
-# lmms-eval tasks whose metric is computed by an API model (the MMBench-EN dev split scored by
-# GPT matching free-form answers to options); without the judge their score would be made of
-# failed calls, so the runner reports them as not scored instead (docs/evaluation.md).
-JUDGED_TASKS: dict[str, Judge] = {"mmbench_en_dev": OPENAI_JUDGE}
-# Tasks whose aggregation needs whole groups of consecutive documents: MME scores each image by
-# its two questions (accuracy and accuracy+), and asserts that both are there.
-GROUPED_TASKS: dict[str, int] = {"mme": 2}
+# The external models a benchmark's ``judges`` may name.
+JUDGES: dict[str, Judge] = {"openai": OPENAI_JUDGE}
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -140,13 +140,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         # matching with GPT as fallback, which needs OPENAI_API_KEY and network. The default
         # mmbench_en_dev_static runs the same circular evaluation with rule-based matching only
         # (same metric name, offline); eval.tasks: {mmbench_en: mmbench_en_dev} selects the
-        # GPT-judged one (docs/evaluation.md).
+        # GPT-judged one (docs/evaluation.md): GPT matches free-form answers to options.
         Benchmark(
             "mmbench_en",
             "mmbench_en_dev_static",
             "gpt_eval_score",
             alternatives=("mmbench_en_dev",),
             scale=ACCURACY_PERCENT,  # lmms-eval's MMBench aggregation reports percent
+            judges={"mmbench_en_dev": "openai"},
         ),
         # The paper's MME column is the perception score (1502.7 for CLIP@336).
         Benchmark(
@@ -155,6 +156,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             "mme_perception_score",
             extra_metrics=("mme_cognition_score",),
             scale=MME_PERCEPTION,  # 10 perception subtasks of 200 points each
+            group_size=2,  # each image's yes and no question (accuracy and accuracy+)
         ),
         Benchmark("mmmu_val", "mmmu_val", "mmmu_acc", scale=ACCURACY),
         Benchmark("ok_vqa", "ok_vqa_val2014", "exact_match", scale=ACCURACY),
@@ -211,7 +213,12 @@ def lmms_task_benchmark(
         metric = DEFAULT_METRICS.get(task, metrics[0])
     if metric not in metrics:
         raise ConfigError(f"eval.metrics.{name}", f"{metric!r}: task {task!r} reports {metrics}")
-    return Benchmark(name, task, metric)
+    # A paper benchmark's task added under another name keeps that record's judge and groups.
+    owner = next((b for b in BENCHMARKS.values() if task in (b.task, *b.alternatives)), None)
+    if owner is None:
+        return Benchmark(name, task, metric)
+    judges = {task: owner.judges[task]} if task in owner.judges else {}
+    return Benchmark(name, task, metric, judges=judges, group_size=owner.group_size)
 
 
 def get_benchmark(
@@ -242,9 +249,7 @@ def get_benchmark(
     if task not in bench.alternatives:
         allowed = [bench.task, *bench.alternatives]
         raise ConfigError(f"eval.tasks.{name}", f"{task!r} is not one of {allowed}")
-    return Benchmark(
-        bench.name, task, bench.metric, bench.extra_metrics, bench.local, scale=bench.scale
-    )
+    return replace(bench, task=task, alternatives=())
 
 
 def resolve_benchmarks(config: Mapping) -> list[Benchmark]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.registry import family_class
@@ -36,8 +36,6 @@ from vislaw.train.settings import StageSettings, TrainSettings
 if TYPE_CHECKING:
     from vislaw.encoders.base import EncoderSpec, VisionEncoder
 
-RECIPES = ("llava", "convllava")
-DEFAULT_RECIPE = "llava"
 LAST_STAGE = -1  # python index of the last stage: ConvLLaVA's fifth
 CONVLLAVA_INIT_DIR = "init"
 
@@ -66,16 +64,116 @@ class Phase:
         return f"{self.recipe}.{self.name}"
 
 
+class Recipe:
+    """One training recipe: the phases each workflow stage runs, whether they change encoder
+    weights, and what it refuses at config check. One class per recipe, registered in
+    :data:`RECIPES` (the schema's ``train.recipe`` / ``train.recipes`` enums are tested
+    against its keys)."""
+
+    name: ClassVar[str]
+    # Whether stage 1 changes encoder weights (then every later consumer, features for the C
+    # score included, must use stage 1's encoder; vislaw.cost adds its pretraining phase).
+    trains_encoder: ClassVar[bool] = False
+
+    @classmethod
+    def phases(cls, config: Mapping[str, Any], stage: int) -> list[Phase]:
+        """The phases of workflow stage ``stage`` (1 or 2), in order: one plain run each."""
+        return [Phase(cls.name, f"stage{stage}", stage, train_llm=stage == 2)]
+
+    @classmethod
+    def check(cls, config: Mapping[str, Any], spec: EncoderSpec, key: str) -> None:
+        """Refuse, naming ``key`` (the config entry choosing the recipe), an encoder the recipe
+        cannot train. Any encoder by default."""
+        return None
+
+
+class LlavaRecipe(Recipe):
+    """LLaVA-1.5: stage 1 the projector (encoder and LLM frozen), stage 2 projector + LLM."""
+
+    name = "llava"
+
+
+class ConvLlavaRecipe(Recipe):
+    """ConvLLaVA (arXiv 2405.15738): stage 1 runs its init and pretrain phases, stage 2 is its
+    instruction tuning (the module docstring)."""
+
+    name = "convllava"
+    trains_encoder = True
+
+    @classmethod
+    def phases(cls, config: Mapping[str, Any], stage: int) -> list[Phase]:
+        if stage == 2:
+            return super().phases(config, stage)
+        conv = TrainSettings.from_config(config).convllava
+        pretrain = dict(conv.pretrain)
+        train_llm = bool(pretrain.pop("train_llm"))  # the schema's default: true
+        return [
+            Phase(
+                cls.name,
+                "init",
+                1,
+                train_llm=False,
+                encoder_from_stage=LAST_STAGE,
+                section="train.convllava.init",
+                overrides=dict(conv.init),
+                subdir=CONVLLAVA_INIT_DIR,
+            ),
+            Phase(
+                cls.name,
+                "pretrain",
+                1,
+                train_llm=train_llm,
+                encoder_from_stage=conv.unfreeze_from_stage,
+                section="train.convllava.pretrain",
+                overrides=pretrain,
+            ),
+        ]
+
+    @classmethod
+    def check(cls, config: Mapping[str, Any], spec: EncoderSpec, key: str) -> None:
+        """A staged encoder with its fifth stage appended, and ``unfreeze_from_stage`` one of
+        its stages."""
+        stages = family_class(spec.family).stage_count(spec)
+        if not stages or not spec.fifth_stage:
+            raise ConfigError(
+                key,
+                f"recipe convllava trains a staged encoder's appended fifth stage; "
+                f"'{spec.name}' ({spec.family}) needs a family with stages (convnext) and "
+                f"fifth_stage: true",
+            )
+        start = TrainSettings.from_config(config).convllava.unfreeze_from_stage
+        if not 0 <= start < stages:
+            raise ConfigError(
+                "train.convllava.unfreeze_from_stage",
+                f"{start} is not a stage index of '{spec.name}' (0..{stages - 1})",
+            )
+
+
+# The only map from a recipe name to its class.
+RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (LlavaRecipe, ConvLlavaRecipe)}
+
+
 def recipe_for(config: Mapping[str, Any], encoder: str) -> str:
     """The recipe an encoder trains with: ``train.recipes[encoder]``, else ``train.recipe``."""
     train = TrainSettings.from_config(config)
     return train.recipes.get(encoder, train.recipe)
 
 
+def recipe_class(config: Mapping[str, Any], encoder: str) -> type[Recipe]:
+    """The class of the encoder's recipe; a ConfigError naming the key that chose an unknown
+    one (the schema's enum refuses it first in a checked config)."""
+    name = recipe_for(config, encoder)
+    if name not in RECIPES:
+        raise ConfigError(
+            _recipe_key(config, encoder), f"unknown recipe {name!r}: {tuple(RECIPES)}"
+        )
+    return RECIPES[name]
+
+
 def trains_encoder(config: Mapping[str, Any], encoder: str) -> bool:
     """Whether the encoder's recipe changes encoder weights (then stage 1 holds the encoder
     that every later consumer, features for the C score included, must use)."""
-    return recipe_for(config, encoder) == "convllava"
+    return recipe_class(config, encoder).trains_encoder
 
 
 def stage1_trains_llm(config: Mapping[str, Any], encoder: str) -> bool:
@@ -95,28 +193,14 @@ def check_recipes(config: Mapping[str, Any], specs: Mapping[str, EncoderSpec]) -
     for name in train.recipes:
         if name not in specs:
             raise ConfigError(f"train.recipes.{name}", f"'{name}' is not an encoder of this config")
-    start = train.convllava.unfreeze_from_stage
     for name, spec in specs.items():
-        if recipe_for(config, name) == "convllava":
-            stages = family_class(spec.family).stage_count(spec)
-            if not stages or not spec.fifth_stage:
-                raise ConfigError(
-                    _recipe_key(config, name),
-                    f"recipe convllava trains a staged encoder's appended fifth stage; "
-                    f"'{name}' ({spec.family}) needs a family with stages (convnext) and "
-                    f"fifth_stage: true",
-                )
-            if not 0 <= start < stages:
-                raise ConfigError(
-                    "train.convllava.unfreeze_from_stage",
-                    f"{start} is not a stage index of '{name}' (0..{stages - 1})",
-                )
+        recipe_class(config, name).check(config, spec, _recipe_key(config, name))
         for member in spec.members:
             if trains_encoder(config, member.name):
                 raise ConfigError(
                     f"encoders.{name}.members",
-                    f"member '{member.name}' trains its encoder (recipe convllava); a fusion "
-                    f"would use the untrained one",
+                    f"member '{member.name}' trains its encoder (recipe "
+                    f"{recipe_for(config, member.name)}); a fusion would use the untrained one",
                 )
 
 
@@ -124,35 +208,7 @@ def stage_phases(config: Mapping[str, Any], stage: int, encoder: str) -> list[Ph
     """The phases the workflow stage ``stage`` (1 or 2) runs for ``encoder``, in order."""
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, not {stage!r}")
-    recipe = recipe_for(config, encoder)
-    if recipe == "llava" or stage == 2:
-        return [Phase(recipe, f"stage{stage}", stage, train_llm=stage == 2)]
-    if recipe != "convllava":
-        raise ConfigError(_recipe_key(config, encoder), f"unknown recipe {recipe!r}: {RECIPES}")
-    conv = TrainSettings.from_config(config).convllava
-    pretrain = dict(conv.pretrain)
-    train_llm = bool(pretrain.pop("train_llm"))  # the schema's default: true
-    return [
-        Phase(
-            recipe,
-            "init",
-            1,
-            train_llm=False,
-            encoder_from_stage=LAST_STAGE,
-            section="train.convllava.init",
-            overrides=dict(conv.init),
-            subdir=CONVLLAVA_INIT_DIR,
-        ),
-        Phase(
-            recipe,
-            "pretrain",
-            1,
-            train_llm=train_llm,
-            encoder_from_stage=conv.unfreeze_from_stage,
-            section="train.convllava.pretrain",
-            overrides=pretrain,
-        ),
-    ]
+    return recipe_class(config, encoder).phases(config, stage)
 
 
 def phase_settings(config: Mapping[str, Any], phase: Phase) -> StageSettings:
