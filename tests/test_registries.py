@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from vislaw.config import ConfigError
-from vislaw.cost import GPU_HOURS, job_hours
+from vislaw.cost import GPU_HOURS, REF_HOURS, job_hours
 from vislaw.encoders import registry
 from vislaw.encoders.clip import ClipEncoder
 from vislaw.encoders.dit import DitEncoder
@@ -71,6 +71,20 @@ def test_schema_recipe_enums_are_the_recipe_registry():
     assert train["recipes"]["additionalProperties"]["enum"] == list(RECIPES)
     assert train["recipe"]["default"] in RECIPES
     assert all(name == recipe.name for name, recipe in RECIPES.items())
+
+
+def test_every_recipe_prices_both_stages_with_the_cost_models_anchors():
+    for recipe in RECIPES.values():
+        assert set(recipe.cost_phases) == {"stage1", "stage2"}
+        assert all(
+            anchor in REF_HOURS and data in REF_HOURS
+            for phases in recipe.cost_phases.values()
+            for anchor, data in phases
+        )
+
+
+def test_every_familys_feature_cost_is_a_cost_row():
+    assert all(cls.feature_cost in GPU_HOURS for cls in registry.FAMILIES.values())
 
 
 def test_schema_names_families_through_the_registry_and_lists_the_paper_benchmarks():

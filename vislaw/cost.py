@@ -132,9 +132,10 @@ def samples_seen(config: Mapping[str, Any], stage: str) -> int:
 
 def train_gpu_hours(config: Mapping[str, Any], stage: str, encoder: str | None) -> float:
     """GPU-hours of one training stage: LLaVA-1.5-7B's, scaled by LLM parameters, tokens per
-    sample and samples seen (LoRA: x LORA_FACTOR). ConvLLaVA's stage 1 adds its pretrain phase,
-    which trains the LLM as a stage-2 step does, on the stage-1 captions."""
-    from vislaw.train.recipes import trains_encoder
+    sample and samples seen (LoRA: x LORA_FACTOR), summed over the phases the encoder's recipe
+    prices (``Recipe.cost_phases``: ConvLLaVA's stage 1 adds its pretrain phase, which trains
+    the LLM as a stage-2 step does, on the stage-1 captions)."""
+    from vislaw.train.recipes import recipe_class
 
     def scaled(anchor: str, text: str, samples: int) -> float:
         ref_tokens = REF_SAMPLES[anchor] * (REF_IMAGE_TOKENS + TEXT_TOKENS[anchor])
@@ -142,9 +143,8 @@ def train_gpu_hours(config: Mapping[str, Any], stage: str, encoder: str | None) 
         return REF_HOURS[anchor] * REF_GPUS * params / REF_PARAMS_B * tokens / ref_tokens
 
     params = llm_params_b(config)
-    hours = scaled(stage, stage, samples_seen(config, stage))
-    if stage == "stage1" and encoder and trains_encoder(config, encoder):
-        hours += scaled("stage2", "stage1", samples_seen(config, "stage1"))
+    phases = recipe_class(config, encoder).cost_phases[stage] if encoder else ((stage, stage),)
+    hours = sum(scaled(anchor, data, samples_seen(config, data)) for anchor, data in phases)
     if stage == "stage2" and config["train"]["stage2"].get("lora"):
         hours *= LORA_FACTOR
     return hours

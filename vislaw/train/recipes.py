@@ -76,6 +76,13 @@ class Recipe:
     # Whether stage 1 changes encoder weights (then every later consumer, features for the C
     # score included, must use stage 1's encoder; vislaw.cost adds its pretraining phase).
     trains_encoder: ClassVar[bool] = False
+    # How vislaw.cost prices each workflow stage: one (anchor, data) pair per costed phase, where
+    # ``anchor`` is the LLaVA-1.5 stage whose published hours scale it (what it trains) and
+    # ``data`` the workflow stage whose samples it steps through (keys of vislaw.cost.REF_HOURS).
+    cost_phases: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
+        "stage1": (("stage1", "stage1"),),
+        "stage2": (("stage2", "stage2"),),
+    }
 
     @classmethod
     def phases(cls, config: Mapping[str, Any], stage: int) -> list[Phase]:
@@ -101,6 +108,12 @@ class ConvLlavaRecipe(Recipe):
 
     name = "convllava"
     trains_encoder = True
+    # Stage 1 adds the pretrain phase, which trains the LLM as a stage-2 step does, on the
+    # stage-1 captions (the init phase costs as LLaVA's stage 1).
+    cost_phases = {
+        "stage1": (("stage1", "stage1"), ("stage2", "stage1")),
+        "stage2": (("stage2", "stage2"),),
+    }
 
     @classmethod
     def phases(cls, config: Mapping[str, Any], stage: int) -> list[Phase]:
