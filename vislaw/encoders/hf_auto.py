@@ -24,12 +24,11 @@ Tiny twin: ``tiny: {model_type: <transformers model_type>, ...overrides}`` built
 from __future__ import annotations
 
 import inspect
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import EncoderSpec, VisionEncoder, patch_grid
+from vislaw.encoders.checks import cached_json, vision_config
 
 if TYPE_CHECKING:
     import torch
@@ -42,25 +41,6 @@ TINY_HF_AUTO = {
     "mlp_ratio": 2,
 }
 NAFLEX_TYPES = frozenset({"siglip2_vision_model"})
-
-
-def checkpoint_config(model_id: str) -> dict[str, Any] | None:
-    """The checkpoint's config.json as a dict, from a local folder or the Hub cache, without
-    downloading or importing torch (the config check runs before any job); None if absent."""
-    path = Path(model_id) / "config.json"
-    if not path.is_file():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model_id, "config.json")
-        if not isinstance(cached, str):
-            return None
-        path = Path(cached)
-    return json.loads(path.read_text())
-
-
-def vision_section(config: dict[str, Any]) -> dict[str, Any]:
-    """A dual-tower config's ``vision_config``, or the config itself."""
-    return dict(config.get("vision_config") or config)
 
 
 class HfAutoEncoder(VisionEncoder):
@@ -87,14 +67,16 @@ class HfAutoEncoder(VisionEncoder):
             return spec.patch_size
         if spec.tiny is not None:
             return int(spec.tiny.get("patch_size", 14))
-        config = checkpoint_config(str(spec.model_id))
-        if config is None or "patch_size" not in vision_section(config):
+        # config.json from a local folder or the Hub cache, without downloading or importing
+        # torch (the config check runs before any job)
+        config = cached_json(str(spec.model_id), "config.json")
+        if config is None or "patch_size" not in vision_config(config):
             raise ConfigError(
                 f"encoders.{spec.name}.patch_size",
                 f"needed for family hf_auto: {spec.model_id}'s config.json is not local or "
                 "cached yet (run prepare, or set patch_size)",
             )
-        return int(vision_section(config)["patch_size"])
+        return int(vision_config(config)["patch_size"])
 
     @classmethod
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:

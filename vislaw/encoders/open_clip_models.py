@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vislaw.config import ConfigError
 from vislaw.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VisionEncoder, patch_grid
-from vislaw.encoders.checks import check_index
+from vislaw.encoders.checks import cached_json, check_index
 
 if TYPE_CHECKING:
     import torch
@@ -67,20 +67,9 @@ def hub_id(model_id: str) -> str:
 def checkpoint_model_cfg(model_id: str) -> dict[str, Any] | None:
     """A real checkpoint's ``model_cfg`` from its ``open_clip_config.json`` (local folder or
     already in the HF cache, never downloaded), or None when it is not available offline."""
-    path = Path(model_id) / CONFIG_FILE
-    if not path.is_file():
-        if Path(model_id).is_dir():
-            return None
-        from huggingface_hub import try_to_load_from_cache
-
-        try:
-            cached = try_to_load_from_cache(hub_id(model_id), CONFIG_FILE)
-        except Exception:  # noqa: BLE001 - an id the hub would reject: the job reports it
-            return None
-        if not isinstance(cached, str):
-            return None
-        path = Path(cached)
-    data = json.loads(path.read_text())
+    data = cached_json(hub_id(model_id), CONFIG_FILE)
+    if data is None:
+        return None
     cfg = data.get("model_cfg", data)
     return cfg if isinstance(cfg, dict) else None
 
