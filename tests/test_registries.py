@@ -87,6 +87,14 @@ def test_every_familys_feature_cost_is_a_cost_row():
     assert all(cls.feature_cost in GPU_HOURS for cls in registry.FAMILIES.values())
 
 
+def test_every_diffusers_family_names_the_hub_folders_it_loads():
+    """Without them prepare would fetch only model_index.json and the offline job would fail."""
+    from vislaw.encoders.diffusion import DiffusionEncoder
+
+    diffusers = [c for c in registry.FAMILIES.values() if issubclass(c, DiffusionEncoder)]
+    assert diffusers and all({"vae", "scheduler"} <= set(c.hub_folders) for c in diffusers)
+
+
 def test_schema_names_families_through_the_registry_and_lists_the_paper_benchmarks():
     """The schema has no family enum (a plugin family must pass it; the registry names the
     known ones), and its benchmarks description names every paper benchmark of the registry."""
