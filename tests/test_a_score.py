@@ -24,8 +24,8 @@ from vislaw.scores.embeddings import caption_loglik, extract_embeddings, sample_
 from vislaw.vlm.checkpoints import llm_reference, write_stage
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.model import preprocess_images
-from vislaw.vlm.templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_conversation
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_conversation
+from vislaw.vlm.random_llm import write_tiny_llm
 
 TEXTS = ["a red square on a white background", "a blue circle on a white background"] * 3
 

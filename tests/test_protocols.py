@@ -356,7 +356,7 @@ def test_unknown_protocol_in_a_spec_is_refused():
 # ---- imported checkpoints: the protocol and layout guard ----------------------------------------
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from vislaw.vlm.tiny_llm import write_tiny_llm
+    from vislaw.vlm.random_llm import write_tiny_llm
 
     texts = ["a red square on a white background", "What colour is the shape? It is red."] * 3
     return write_tiny_llm(texts, tmp_path_factory.mktemp("tiny") / "llm", seed=0)

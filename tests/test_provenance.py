@@ -48,7 +48,7 @@ def demo(tmp_path_factory) -> dict:
     from vislaw.data.llava import conversation_texts, read_llava_json
     from vislaw.data.synthetic import generate_from_config
     from vislaw.train.settings import llm_source, stage_data
-    from vislaw.vlm.tiny_llm import write_tiny_llm
+    from vislaw.vlm.random_llm import write_tiny_llm
 
     tmp = tmp_path_factory.mktemp("prov")
     raw = isolate(yaml.safe_load((ROOT / "config/demo.yaml").read_text()), tmp)

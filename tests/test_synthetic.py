@@ -31,7 +31,7 @@ from vislaw.data.synthetic import (
     generate_demo_data,
     generate_from_config,
 )
-from vislaw.data.templates import SPAIR_KPS_SLOTS
+from vislaw.data.object_templates import SPAIR_KPS_SLOTS
 
 SETTINGS = {
     "image_size": 64,

@@ -23,8 +23,8 @@ from vislaw.vlm.model import (
     splice_image_tokens,
 )
 from vislaw.vlm.projector import build_projector, infer_projector
-from vislaw.vlm.templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from vislaw.vlm.random_llm import write_tiny_llm
 
 SPEC = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14)
 TEXTS = ["a red square on a white background", "What colour is the shape? It is red."] * 3

@@ -69,7 +69,7 @@ from vislaw.vlm.checkpoints import (
 from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
 from vislaw.vlm.projector import build_projector
-from vislaw.vlm.templates import resolve_template
+from vislaw.vlm.chat_templates import resolve_template
 
 LOSS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm")
 CHECKPOINTS = "checkpoints"
