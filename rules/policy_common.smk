@@ -28,7 +28,8 @@ def policy_ordered(wildcards):
     r = int(wildcards.round)
     if r == 0:
         return []
-    return read_round(checkpoints.policy_round.get(round=str(r - 1)).output[0]).next_ordered
+    last = read_round(checkpoints.policy_round.get(round=str(r - 1)).output[0])
+    return last.next_ordered
 
 
 def policy_round_inputs(wildcards):

@@ -90,9 +90,6 @@ def stage2(tmp_path_factory) -> Path:
 
     from vislaw.encoders.base import EncoderSpec
     from vislaw.encoders.registry import build_encoder
-    from vislaw.vlm.checkpoints import VlmInfo, prepare_tokenizer, write_stage
-    from vislaw.vlm.model import LlavaStyleModel, preprocess_images
-    from vislaw.vlm.projector import build_projector
     from vislaw.vlm.chat_templates import (
         GPT,
         HUMAN,
@@ -101,6 +98,9 @@ def stage2(tmp_path_factory) -> Path:
         get_template,
         tokenize_conversation,
     )
+    from vislaw.vlm.checkpoints import VlmInfo, prepare_tokenizer, write_stage
+    from vislaw.vlm.model import LlavaStyleModel, preprocess_images
+    from vislaw.vlm.projector import build_projector
     from vislaw.vlm.random_llm import write_tiny_llm
 
     root = tmp_path_factory.mktemp("model")

@@ -64,10 +64,10 @@ from vislaw.lmvr.settings import (
     require_image_folder,
 )
 from vislaw.lmvr.steps import run_lmvr_probe
+from vislaw.vlm.chat_templates import IMAGE_TOKEN_INDEX, tokenize_prompt
 from vislaw.vlm.checkpoints import VlmInfo, write_stage
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.projector import build_projector
-from vislaw.vlm.chat_templates import IMAGE_TOKEN_INDEX, tokenize_prompt
 from vislaw.vlm.random_llm import write_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,9 +21,9 @@ from vislaw.train.engine import fill_deepspeed_config, read_deepspeed_config
 from vislaw.train.plan import StepPlan, modality_grouped_order
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import REPO_ROOT, LoraSettings, StageSettings, llm_source
+from vislaw.vlm.chat_templates import get_template
 from vislaw.vlm.checkpoints import VlmInfo
 from vislaw.vlm.inference import load_vlm
-from vislaw.vlm.chat_templates import get_template
 from vislaw.vlm.random_llm import write_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]

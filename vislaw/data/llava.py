@@ -18,7 +18,6 @@ import torch
 from torch.utils.data import Dataset
 
 from vislaw.data.images import DataError, ImageError, image_path, read_rgb
-from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
 from vislaw.vlm.chat_templates import (
     IGNORE_INDEX,
     IMAGE_PLACEHOLDER,
@@ -27,6 +26,7 @@ from vislaw.vlm.chat_templates import (
     Turn,
     tokenize_conversation,
 )
+from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
 
 if TYPE_CHECKING:
     from PIL import Image

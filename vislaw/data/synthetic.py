@@ -41,6 +41,7 @@ from vislaw.data.dialogue import (
     instruct_turns,
     text_only_turns,
 )
+from vislaw.data.object_templates import SPAIR_TEMPLATES
 from vislaw.data.objects import RenderedObject, generate_object_image
 from vislaw.data.settings import DataSettings, SyntheticSettings
 from vislaw.data.shapes import caption, render_scene, sample_scene
@@ -51,7 +52,6 @@ from vislaw.data.spair import (
     write_layout,
     write_pair_record,
 )
-from vislaw.data.object_templates import SPAIR_TEMPLATES
 from vislaw.io.atomic import atomic_dir, write_text_atomic
 from vislaw.layout import MANIFEST_NAME
 

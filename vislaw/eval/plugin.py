@@ -42,11 +42,11 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
+from vislaw.vlm.chat_templates import IGNORE_INDEX, Segment, tokenize_segments
 from vislaw.vlm.checkpoints import INFO_FILE
 from vislaw.vlm.inference import LoadedVlm, load_vlm
 from vislaw.vlm.llava import import_llava
 from vislaw.vlm.model import map_pixels
-from vislaw.vlm.chat_templates import IGNORE_INDEX, Segment, tokenize_segments
 
 log = logging.getLogger(__name__)
 

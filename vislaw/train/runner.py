@@ -53,6 +53,7 @@ from vislaw.train.recipes import (
     unfreeze_encoder,
 )
 from vislaw.train.settings import LoraSettings, StageSettings, llm_source, stage_data
+from vislaw.vlm.chat_templates import resolve_template
 from vislaw.vlm.checkpoints import (
     INFO_FILE,
     LLM_DIR,
@@ -69,7 +70,6 @@ from vislaw.vlm.checkpoints import (
 from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, map_pixels, preprocess_images
 from vislaw.vlm.projector import build_projector
-from vislaw.vlm.chat_templates import resolve_template
 
 LOSS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm")
 CHECKPOINTS = "checkpoints"
