@@ -500,8 +500,8 @@ def demo_run(tmp_path_factory, project_root):
 def _features_and_c(demo_run, name: str, protocol: str) -> tuple[dict, dict]:
     from vislaw.features.cli import main as features_main
     from vislaw.io.hdf5 import open_features
-    from vislaw.scores.correspondence import main as c_main
-    from vislaw.scores.correspondence import read_rows
+    from vislaw.scores.correspondence.cli import main as c_main
+    from vislaw.scores.correspondence.table import read_rows
 
     root, configs = demo_run
     out = root / protocol / f"{name}.h5"
