@@ -1,10 +1,10 @@
 """``python -m vislaw.law recommend``: the policy mode's next pick, from a table, in one call.
 
-It runs the mode's own round (vislaw.law.policy_mode.decide.decide_round) on a table of encoder, A, C and
-score (blank: not finetuned), over one or several benchmarks jointly, with the mode's strategies
-and weights, so that a user's next finetune is the one the pipeline would order. Predictions
-are given in each benchmark's raw units with 95% intervals (the posterior mean and sd mapped
-back through the measured encoders' range).
+It runs the mode's own round (vislaw.law.policy_mode.decide.decide_round) on a table of
+encoder, A, C and score (blank: not finetuned), over one or several benchmarks jointly, with the
+mode's strategies and weights, so that a user's next finetune is the one the pipeline would
+order. Predictions are given in each benchmark's raw units with 95% intervals (the posterior mean
+and sd mapped back through the measured encoders' range).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """How much a user gains from each finetuning strategy: ``policy_strategies.csv``.
 
-Every strategy is run as the policy mode runs it (:func:`vislaw.law.policy_mode.decide.pick_next` with the
-schema's ``policy`` defaults): one pick sequence serves all benchmarks, and each pick reads only
-the scores of the encoders already picked. A run is scored on one benchmark at a time, at each
-budget, by four metrics:
+Every strategy is run as the policy mode runs it
+(:func:`vislaw.law.policy_mode.decide.pick_next` with the schema's ``policy`` defaults): one pick
+sequence serves all benchmarks, and each pick reads only the scores of the encoders already
+picked. A run is scored on one benchmark at a time, at each budget, by four metrics:
 
 - ``best_finetuned``: the benchmark's truly best encoder is among the finetuned ones (what a
   user can deploy is what they trained);
