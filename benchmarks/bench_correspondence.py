@@ -25,12 +25,12 @@ import torch
 from vislaw.data.spair import SpairPair
 from vislaw.encoders.preprocess import Letterbox
 from vislaw.io.hdf5 import open_features, write_features
-from vislaw.scores.correspondence import (
+from vislaw.scores.correspondence.matching import MatchSettings
+from vislaw.scores.correspondence.pck import pck_table
+from vislaw.scores.correspondence.queries import (
     PIXEL_CENTRE,
-    MatchSettings,
     Queries,
     build_queries,
-    pck_table,
     predict_keypoints,
 )
 

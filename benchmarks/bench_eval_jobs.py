@@ -39,7 +39,7 @@ def tiny_stage2(root: Path) -> Path:
     from vislaw.encoders.registry import build_encoder
     from vislaw.vlm.checkpoints import VlmInfo, write_stage
     from vislaw.vlm.projector import build_projector
-    from vislaw.vlm.tiny_llm import write_tiny_llm
+    from vislaw.vlm.random_llm import write_tiny_llm
 
     llm_dir = write_tiny_llm([f"The shape is {c}." for c in COLOURS] * 4, root / "llm0")
     spec = EncoderSpec("clip224", "clip", input_size=112, tiny={}, patch_size=14)

@@ -90,7 +90,7 @@ def deepspeed_engine(model, stage: int, batch: int, bf16: bool, hidden: int):
 
 def run_stage(model, stage: int, args: argparse.Namespace, device: str) -> dict:
     """Timed steps (the first is warm-up) of one stage; samples/s and peak memory."""
-    from vislaw.vlm.templates import IMAGE_TOKEN_INDEX
+    from vislaw.vlm.chat_templates import IMAGE_TOKEN_INDEX
 
     model.requires_grad_(False)
     model.projector.requires_grad_(True)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from vislaw.law.fit import benchmark_rng, fit_all
-from vislaw.law.policy import simulate
+from vislaw.law.region_sampler import simulate
 from vislaw.law.simulate import strategy_table
 from vislaw.law.tables import read_scores_table
 

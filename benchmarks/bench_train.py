@@ -105,9 +105,9 @@ def real_size_benchmark(args: argparse.Namespace, smoke: bool = False) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from vislaw.encoders.base import EncoderSpec
+    from vislaw.vlm.chat_templates import IMAGE_TOKEN_INDEX
     from vislaw.vlm.model import LlavaStyleModel
     from vislaw.vlm.projector import build_projector
-    from vislaw.vlm.templates import IMAGE_TOKEN_INDEX
 
     device, dtype = ("cpu", torch.float32) if smoke else ("cuda", torch.bfloat16)
     layers = 2 if smoke else None

@@ -1,5 +1,5 @@
 # Paths and input functions of the policy mode (rules/policy.smk; docs/policy.md).
-from vislaw.law.mode import read_round
+from vislaw.law.policy_mode.rounds import read_round
 
 POLICY_ROUND = LAYOUT.policy_round("{round}")
 POLICY_SCORES_FILE = config["policy"]["scores_file"]
@@ -29,7 +29,7 @@ def policy_ordered(wildcards):
     if r == 0:
         return []
     last = read_round(checkpoints.policy_round.get(round=str(r - 1)).output[0])
-    return list(last["ordered"]) + list(last["picks"])
+    return last.next_ordered
 
 
 def policy_round_inputs(wildcards):
@@ -51,6 +51,6 @@ def policy_rounds(wildcards):
     while True:
         path = checkpoints.policy_round.get(round=str(r)).output[0]
         paths.append(path)
-        if read_round(path)["stop"]:
+        if read_round(path).stop:
             return paths
         r += 1

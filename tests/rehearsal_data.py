@@ -69,7 +69,7 @@ def vicuna_twin(folder: Path, texts: Iterable[str], seed: int = 0) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from vislaw.vlm.tiny_llm import template_texts
+    from vislaw.vlm.random_llm import template_texts
 
     folder.mkdir(parents=True, exist_ok=True)
     corpus = [*template_texts(), *texts, "USER: ASSISTANT: A chat between a curious user."]

@@ -21,11 +21,11 @@ from vislaw.law.inputs import build_law_input
 from vislaw.scores.a_images import read_sample, sample_lmms_task, sample_local_set, write_sample
 from vislaw.scores.a_table import a_score_rows
 from vislaw.scores.embeddings import caption_loglik, extract_embeddings, sample_captions
+from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_conversation
 from vislaw.vlm.checkpoints import llm_reference, write_stage
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.model import preprocess_images
-from vislaw.vlm.templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_conversation
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 TEXTS = ["a red square on a white background", "a blue circle on a white background"] * 3
 

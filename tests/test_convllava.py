@@ -27,7 +27,7 @@ from vislaw.train.runner import train_stage
 from vislaw.train.settings import llm_source
 from vislaw.vlm.checkpoints import ENCODER_FILE, VlmInfo
 from vislaw.vlm.inference import load_vlm
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 CONV = {"family": "convnext", "tiny": True, "input_size": 128, "fifth_stage": True}  # 2x2x128

@@ -30,27 +30,25 @@ from vislaw.data.spair import (
 from vislaw.encoders.preprocess import Letterbox, images_to_tensor, letterbox
 from vislaw.features import fuse_feature_files
 from vislaw.io.hdf5 import write_features
-from vislaw.scores.correspondence import (
-    TABLE_COLUMNS,
+from vislaw.scores.correspondence.cli import main
+from vislaw.scores.correspondence.fusion import fusion_channel_groups
+from vislaw.scores.correspondence.matching import (
     MatchSettings,
-    ScoreInputs,
-    alpha_tag,
-    bbox_threshold_size,
-    build_queries,
-    fusion_channel_groups,
-    main,
     match_cells,
     normalise_features,
+    predict_cells,
+)
+from vislaw.scores.correspondence.pck import (
+    alpha_tag,
+    bbox_threshold_size,
     pck_correct,
     pck_table,
     per_image_pck,
     per_point_pck,
-    predict_cells,
-    predict_keypoints,
-    read_rows,
-    run_c_scores_table,
-    score_features,
 )
+from vislaw.scores.correspondence.queries import build_queries, predict_keypoints
+from vislaw.scores.correspondence.score import ScoreInputs, score_features
+from vislaw.scores.correspondence.table import TABLE_COLUMNS, read_rows, run_c_scores_table
 from vislaw.scores.settings import CScoreSettings
 from vislaw.scores.symmetry import SPAIR_SYMMETRIC_GROUPS, geo_aware
 

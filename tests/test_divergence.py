@@ -15,7 +15,7 @@ from vislaw.data.llava import conversation_texts, read_llava_json
 from vislaw.train.guard import DIVERGENCE_FACTOR, DivergenceError, DivergenceGuard
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import llm_source
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 
 @pytest.fixture(scope="module")

@@ -90,10 +90,7 @@ def stage2(tmp_path_factory) -> Path:
 
     from vislaw.encoders.base import EncoderSpec
     from vislaw.encoders.registry import build_encoder
-    from vislaw.vlm.checkpoints import VlmInfo, prepare_tokenizer, write_stage
-    from vislaw.vlm.model import LlavaStyleModel, preprocess_images
-    from vislaw.vlm.projector import build_projector
-    from vislaw.vlm.templates import (
+    from vislaw.vlm.chat_templates import (
         GPT,
         HUMAN,
         IGNORE_INDEX,
@@ -101,7 +98,10 @@ def stage2(tmp_path_factory) -> Path:
         get_template,
         tokenize_conversation,
     )
-    from vislaw.vlm.tiny_llm import write_tiny_llm
+    from vislaw.vlm.checkpoints import VlmInfo, prepare_tokenizer, write_stage
+    from vislaw.vlm.model import LlavaStyleModel, preprocess_images
+    from vislaw.vlm.projector import build_projector
+    from vislaw.vlm.random_llm import write_tiny_llm
 
     root = tmp_path_factory.mktemp("model")
     texts = [QUESTION, DEFAULT_POST_PROMPT, *(f"The shape is {o}." for o in OPTIONS)] * 3
@@ -336,7 +336,7 @@ def test_loglikelihood_matches_the_model_and_batching(stage2):
     from lmms_eval.api.instance import Instance
 
     from vislaw.eval.plugin import VislawLMM
-    from vislaw.vlm.templates import Segment, tokenize_segments
+    from vislaw.vlm.chat_templates import Segment, tokenize_segments
 
     lm = VislawLMM(pretrained=str(stage2), batch_size=4)
     docs = [{"colour": c} for c in COLOURS] + [{"colour": None}]

@@ -10,7 +10,7 @@ import pytest
 
 from vislaw.config import ConfigError, check_config
 from vislaw.law import fit as F
-from vislaw.law import policy as P
+from vislaw.law import region_sampler as P
 from vislaw.law.cli import main
 from vislaw.law.report import R2_COLUMNS, write_law_outputs
 from vislaw.law.settings import LawSettings

@@ -15,13 +15,6 @@ from vislaw.eval.tasks import ACCURACY, BENCHMARKS
 from vislaw.law.advise import advise
 from vislaw.law.cli import main
 from vislaw.law.fit import MIN_DETERMINED, fit_all, fit_statement
-from vislaw.law.mode import (
-    PolicyState,
-    decide_round,
-    measured_scores,
-    predicted_vs_measured_figure,
-    recommendation_markdown,
-)
 from vislaw.law.plot import (
     View,
     benchmark_figure,
@@ -31,6 +24,11 @@ from vislaw.law.plot import (
     text_boxes,
     views_for,
 )
+from vislaw.law.policy_mode.decide import decide_round
+from vislaw.law.policy_mode.figure import predicted_vs_measured_figure
+from vislaw.law.policy_mode.markdown import recommendation_markdown
+from vislaw.law.policy_mode.rounds import RoundDecision, measured_scores
+from vislaw.law.policy_mode.state import PolicyState
 from vislaw.law.report import policy_tables, r2_table, write_law_outputs
 from vislaw.law.settings import LawSettings, PolicySettings
 from vislaw.law.tables import read_paper_table, score_scale
@@ -115,13 +113,13 @@ def test_policy_figure_is_a_ranked_interval_plot_without_overlaps(project_root):
     assert overlapping_texts(fig) == []
     ranked = fig.axes[0]
     labels = [t.get_text() for t in ranked.get_yticklabels()]
-    ranking = decisions[-1]["ranking"]
+    ranking = decisions[-1].ranking
     names = [label.split(" (round")[0] for label in labels]
     scores = [ranking[name][0] for name in names]
     assert sorted(names) == sorted(ranking) and scores == sorted(scores, reverse=True)
     for d in decisions:  # every pick named with the round that ordered it
-        for pick in d["picks"]:
-            assert f"{pick} (round {d['round']})" in labels
+        for pick in d.picks:
+            assert f"{pick} (round {d.round})" in labels
     plt.close(fig)
 
 
@@ -216,13 +214,13 @@ def test_an_under_determined_figure_shows_no_r2(project_root):
 
 
 def test_recommendation_under_determined_shows_no_r2():
-    decision = {
+    decision = RoundDecision.from_json({
         "round": 0, "strategy": "order_ac", "finetuned": ["a", "b", "c"], "ordered": [],
         "picks": [], "stop": True, "why": "budget", "law_r2": 0.987, "law_loo_r2": None,
         "n_measured": 3, "ranking": {"a": [1.0, 0.0], "b": [0.5, 0.0], "c": [0.0, 0.0]},
         "top_k": [{"encoder": "a", "score": 1.0, "low": 1.0, "high": 1.0, "measured": True}],
         "bounds": [-0.2, 1.3],
-    }  # fmt: skip
+    })  # fmt: skip
     text = recommendation_markdown([decision], 3)
     assert "n = 3 encoders for 6 terms: the fit is under-determined" in text
     assert "0.987" not in text  # the old text printed this in-sample R² without caveat
@@ -264,11 +262,11 @@ def test_intervals_are_clipped_to_the_benchmarks_range():
     assert clipped["high"].max() <= 1.0 and clipped["low"].min() >= 0.0
     settings = PolicySettings.from_values({"strategy": "ucb"}, seed=0)
     decision = decide_round(0, state, [], settings, None, scales)
-    low, high = decision["bounds"]
+    low, high = decision.bounds
     # 0 and 1 (what accuracy allows) in the units of the normalisation (0.5 -> 0, 0.97 -> 1)
     assert (low, high) == pytest.approx(((0 - 0.5) / 0.47, (1 - 0.5) / 0.47))
-    for entry in decision["top_k"]:
-        assert low <= entry["low"] <= entry["score"] <= entry["high"] <= high
+    for entry in decision.top_k:
+        assert low <= entry.low <= entry.score <= entry.high <= high
 
 
 @pytest.fixture
@@ -291,10 +289,10 @@ def _policy_rounds(project_root) -> list[dict]:
             truth.encoders, truth.benchmarks, truth.a, truth.c, np.where(mask, truth.y, np.nan)
         )
         decisions.append(decide_round(r, state, ordered, settings, None, scales))
-        if decisions[-1]["stop"]:
+        if decisions[-1].stop:
             break
-        ordered += decisions[-1]["picks"]
-        known += decisions[-1]["picks"]
+        ordered += decisions[-1].picks
+        known += decisions[-1].picks
     return decisions
 
 

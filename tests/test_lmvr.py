@@ -64,11 +64,11 @@ from vislaw.lmvr.settings import (
     require_image_folder,
 )
 from vislaw.lmvr.steps import run_lmvr_probe
+from vislaw.vlm.chat_templates import IMAGE_TOKEN_INDEX, tokenize_prompt
 from vislaw.vlm.checkpoints import VlmInfo, write_stage
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.projector import build_projector
-from vislaw.vlm.templates import IMAGE_TOKEN_INDEX, tokenize_prompt
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14)  # 4x4 grid

@@ -356,7 +356,7 @@ def test_unknown_protocol_in_a_spec_is_refused():
 # ---- imported checkpoints: the protocol and layout guard ----------------------------------------
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from vislaw.vlm.tiny_llm import write_tiny_llm
+    from vislaw.vlm.random_llm import write_tiny_llm
 
     texts = ["a red square on a white background", "What colour is the shape? It is red."] * 3
     return write_tiny_llm(texts, tmp_path_factory.mktemp("tiny") / "llm", seed=0)
@@ -500,8 +500,8 @@ def demo_run(tmp_path_factory, project_root):
 def _features_and_c(demo_run, name: str, protocol: str) -> tuple[dict, dict]:
     from vislaw.features.cli import main as features_main
     from vislaw.io.hdf5 import open_features
-    from vislaw.scores.correspondence import main as c_main
-    from vislaw.scores.correspondence import read_rows
+    from vislaw.scores.correspondence.cli import main as c_main
+    from vislaw.scores.correspondence.table import read_rows
 
     root, configs = demo_run
     out = root / protocol / f"{name}.h5"

@@ -23,7 +23,7 @@ from vislaw.io.hdf5 import read_features, write_features
 from vislaw.io.provenance import InputError, file_sha256, read_json, read_numeric_csv
 from vislaw.io.tensors import load_tensors, save_tensors
 from vislaw.pipeline import load_checked_config
-from vislaw.scores.correspondence import inputs_from_config, run_c_score
+from vislaw.scores.correspondence.score import inputs_from_config, run_c_score
 from vislaw.scores.embeddings import run_embeddings
 from vislaw.train.curves import run_training_curves
 from vislaw.vlm.checkpoints import PROJECTOR_FILE, VlmInfo
@@ -48,7 +48,7 @@ def demo(tmp_path_factory) -> dict:
     from vislaw.data.llava import conversation_texts, read_llava_json
     from vislaw.data.synthetic import generate_from_config
     from vislaw.train.settings import llm_source, stage_data
-    from vislaw.vlm.tiny_llm import write_tiny_llm
+    from vislaw.vlm.random_llm import write_tiny_llm
 
     tmp = tmp_path_factory.mktemp("prov")
     raw = isolate(yaml.safe_load((ROOT / "config/demo.yaml").read_text()), tmp)
@@ -116,7 +116,7 @@ def test_c_score_refuses_features_of_another_encoder(demo, features, tmp_path):
 
 
 def test_c_scores_table_refuses_a_row_copied_over_another(demo, features, tmp_path):
-    from vislaw.scores.correspondence import run_c_scores_table
+    from vislaw.scores.correspondence.table import run_c_scores_table
 
     c_score(demo, features["clip224"], "clip224", tmp_path / "clip224.csv")
     c_score(demo, features["openclip"], "openclip", tmp_path / "openclip.csv")

@@ -4,6 +4,7 @@ held-out protocols (the leak and encoder-order tests), and the policy mode's rou
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pandas as pd
 import pytest
 
 from vislaw.law.fit import LAW_MODEL, design_matrix, fit_coefficients
-from vislaw.law.mode import PolicyState, decide_round, rounds_table
+from vislaw.law.policy_mode.decide import decide_round
+from vislaw.law.policy_mode.rounds import RoundDecision, read_round, rounds_table, write_round
+from vislaw.law.policy_mode.state import PolicyState
 from vislaw.law.settings import PolicySettings
 from vislaw.law.simulate import (
     COLUMNS,
@@ -172,13 +175,26 @@ def test_round_picks_unmeasured_encoders_and_stops_at_the_budget(strategy):
     prior = np.array([[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.1, 0.4, 0.6, 0.0, 0.0, 0.0]])
     settings = policy(strategy=strategy, budget=2, per_round=2, stop_z=10.0)
     first = decide_round(0, _state({"e0": 1.0}), [], settings, prior)
-    assert len(first["picks"]) == 2 and "e0" not in first["picks"]
-    assert first["finetuned"] == ["e0"]  # supplied elsewhere: measured, no budget spent
-    scores = {"e0": 1.0, **{name: 2.0 + i for i, name in enumerate(first["picks"])}}
-    second = decide_round(1, _state(scores), first["picks"], settings, prior)
-    assert second["stop"] and "budget" in second["why"] and second["picks"] == []
+    assert len(first.picks) == 2 and "e0" not in first.picks
+    assert first.finetuned == ["e0"]  # supplied elsewhere: measured, no budget spent
+    scores = {"e0": 1.0, **{name: 2.0 + i for i, name in enumerate(first.picks)}}
+    second = decide_round(1, _state(scores), first.picks, settings, prior)
+    assert second.stop and "budget" in second.why and second.picks == []
     table = rounds_table([first, second])
     assert list(table["round"]) == [0, 1] and table["stop"].tolist() == [False, True]
+
+
+def test_a_round_is_one_record_whose_json_reads_back_equal(tmp_path):
+    prior = np.array([[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.1, 0.4, 0.6, 0.0, 0.0, 0.0]])
+    decision = decide_round(2, _state({"e0": 1.0, "e3": 2.0}), ["e3"], policy(), prior)
+    write_round(tmp_path / "2.json", decision)
+    assert read_round(tmp_path / "2.json") == decision
+    data = json.loads((tmp_path / "2.json").read_text())  # the file keeps the JSON the rules read
+    assert data["ordered"] == ["e3"] and data["picks"] == decision.picks
+    assert decision.next_ordered == ["e3", *decision.picks]
+    del data["ranking"]
+    with pytest.raises(ValueError, match=r"bad\.json.*\['ranking'\]"):
+        RoundDecision.from_json(data, "bad.json")
 
 
 def test_settled_stop_when_no_unmeasured_encoder_can_win():
@@ -186,13 +202,13 @@ def test_settled_stop_when_no_unmeasured_encoder_can_win():
     settled = decide_round(
         3, _state(scores), list(scores), policy(strategy="ucb", budget=10, stop_z=1.0)
     )
-    assert settled["stop"] and settled["why"].startswith("settled"), settled["why"]
-    assert settled["top_k"][0]["encoder"] == "e4" and settled["top_k"][0]["measured"]
+    assert settled.stop and settled.why.startswith("settled"), settled.why
+    assert settled.top_k[0].encoder == "e4" and settled.top_k[0].measured
     # a wide enough bound keeps e5 in play: not settled, e5 is the one left to finetune
     open_ = decide_round(
         3, _state(scores), list(scores), policy(strategy="ucb", budget=10, stop_z=10.0)
     )
-    assert not open_["stop"] and open_["picks"] == ["e5"]
+    assert not open_.stop and open_.picks == ["e5"]
 
 
 def test_unknown_weights_name_the_key():
@@ -220,7 +236,7 @@ def test_strategy_table_needs_three_benchmarks(paper_table):
 def test_score_free_orders_pick_by_their_key(strategy):
     state = _state({})
     settings = policy(strategy=strategy, budget=6, per_round=6)
-    picks = decide_round(0, state, [], settings)["picks"]
+    picks = decide_round(0, state, [], settings).picks
     a = np.mean([(r - r.min()) / np.ptp(r) for r in state.a], axis=0)
     c = (state.c - state.c.min()) / np.ptp(state.c)
     key = {"order_a": a, "order_c": c}.get(strategy, a + c)  # greedy: A + C below 2 measured
@@ -232,5 +248,5 @@ def test_batch_picks_start_with_the_single_pick():
     state = _state({"e0": 1.0, "e3": 2.0})
     one = decide_round(0, state, [], policy(budget=5, per_round=1), prior)
     three = decide_round(0, state, [], policy(budget=5, per_round=3), prior)
-    assert three["picks"][0] == one["picks"][0]
-    assert len(set(three["picks"])) == 3 and not {"e0", "e3"} & set(three["picks"])
+    assert three.picks[0] == one.picks[0]
+    assert len(set(three.picks)) == 3 and not {"e0", "e3"} & set(three.picks)

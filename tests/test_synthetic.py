@@ -22,6 +22,7 @@ from scipy import ndimage
 
 import vislaw.data.synthetic as synthetic
 from vislaw.config import ConfigError, check_config
+from vislaw.data.object_templates import SPAIR_KPS_SLOTS
 from vislaw.data.objects import Placement
 from vislaw.data.shapes import COLORS, QUADRANTS
 from vislaw.data.synthetic import (
@@ -31,7 +32,6 @@ from vislaw.data.synthetic import (
     generate_demo_data,
     generate_from_config,
 )
-from vislaw.data.templates import SPAIR_KPS_SLOTS
 
 SETTINGS = {
     "image_size": 64,

@@ -8,7 +8,7 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from vislaw.config import ConfigError
-from vislaw.vlm.templates import (
+from vislaw.vlm.chat_templates import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
     TEMPLATES,
@@ -19,7 +19,7 @@ from vislaw.vlm.templates import (
     tokenize_conversation,
     tokenize_prompt,
 )
-from vislaw.vlm.tiny_llm import train_tokenizer
+from vislaw.vlm.random_llm import train_tokenizer
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 WORDS = r"\n|\w+|[^\w\s]"
@@ -338,7 +338,7 @@ TWIN_TEXTS = ["What colour? Red. Shape? A square. Describe the picture."] * 4
 @pytest.fixture(scope="module", params=["llama3", "qwen2", "qwen3"])
 def twin_tok(request) -> PreTrainedTokenizerFast:
     """The tiny twin's tokenizer: that architecture's special tokens and chat template."""
-    from vislaw.vlm.tiny_llm import TINY_ARCHS
+    from vislaw.vlm.random_llm import TINY_ARCHS
 
     return train_tokenizer(TWIN_TEXTS, 400, TINY_ARCHS[request.param])
 
@@ -381,7 +381,7 @@ def test_auto_prompt_is_the_training_text_up_to_the_first_answer(twin_tok):
 
 
 def test_auto_without_a_chat_template_is_refused_naming_the_key(word_tok):
-    from vislaw.vlm.templates import resolve_template
+    from vislaw.vlm.chat_templates import resolve_template
 
     with pytest.raises(ConfigError, match=r"template 'auto'.*org/vicuna.*no chat template") as info:
         resolve_template("auto", word_tok, "org/vicuna", "train.stage2.template")
@@ -403,7 +403,7 @@ def test_a_chat_template_that_rewrites_an_answer_is_refused_not_mismasked():
 def test_generation_stops_at_the_chat_templates_end_of_turn_as_well_as_eos():
     """A base Llama 3 (EOS <|end_of_text|>) with its chat template closes answers with
     <|eot_id|>: generation under auto stops at both; vicuna_v1 on Vicuna only at </s>."""
-    from vislaw.vlm.templates import stop_token_ids
+    from vislaw.vlm.chat_templates import stop_token_ids
 
     tok = llama3_tokenizer("<|end_of_text|>", chat=True)
     ids = stop_token_ids(get_template("auto", tok), tok)
@@ -416,7 +416,7 @@ def test_generation_stops_at_the_chat_templates_end_of_turn_as_well_as_eos():
 def test_auto_masks_an_answer_that_repeats_the_system_prompt_where_it_is_answered():
     """Qwen2.5's default system prompt says "You are a helpful assistant."; an answer with
     that text (to a question that appears there too) is the target, not the system prompt."""
-    from vislaw.vlm.tiny_llm import TINY_ARCHS
+    from vislaw.vlm.random_llm import TINY_ARCHS
 
     tok = train_tokenizer(TWIN_TEXTS, 400, TINY_ARCHS["qwen2"])
     turns = [Turn("human", "Qwen"), Turn("gpt", "You are a helpful assistant.")]

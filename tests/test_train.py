@@ -21,10 +21,10 @@ from vislaw.train.engine import fill_deepspeed_config, read_deepspeed_config
 from vislaw.train.plan import StepPlan, modality_grouped_order
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import REPO_ROOT, LoraSettings, StageSettings, llm_source
+from vislaw.vlm.chat_templates import get_template
 from vislaw.vlm.checkpoints import VlmInfo
 from vislaw.vlm.inference import load_vlm
-from vislaw.vlm.templates import get_template
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -426,7 +426,7 @@ def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(ru
     train the model to spell out four literal tokens; the stage stops before its first step."""
     from test_templates import llama3_tokenizer
 
-    from vislaw.vlm.tiny_llm import build_tiny_llama
+    from vislaw.vlm.random_llm import build_tiny_llama
 
     llm = tmp_path / "llama3"
     tokenizer = llama3_tokenizer()
@@ -445,7 +445,7 @@ def test_chat_llm_twins_train_stage2_with_their_own_chat_template(tmp_path, arch
     """Issue 28, scope 3: Llama-3- and Qwen-style tiny twins (their model class, special tokens
     and chat template) train stage 2 under ``template: auto`` and load for evaluation with it."""
     from vislaw.train.tiny_llm import write_config_llm
-    from vislaw.vlm.templates import tokenize_prompt
+    from vislaw.vlm.chat_templates import tokenize_prompt
 
     raw = train_config(tmp_path, stage1={"max_steps": 2}, stage2={"max_steps": 3})
     raw["train"]["stage2"]["template"] = "auto"

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import build_encoder
+from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from vislaw.vlm.checkpoints import VlmInfo, spec_from_dict, spec_to_dict, write_stage
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.llava import import_llava, read_llava_projector, write_llava_projector
@@ -23,8 +24,7 @@ from vislaw.vlm.model import (
     splice_image_tokens,
 )
 from vislaw.vlm.projector import build_projector, infer_projector
-from vislaw.vlm.templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 SPEC = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14)
 TEXTS = ["a red square on a white background", "What colour is the shape? It is red."] * 3

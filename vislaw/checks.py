@@ -76,7 +76,7 @@ def llm_depth(config: Mapping[str, Any]) -> int | None:
     llm = config["llm"]  # tiny and model_id are optional (no schema default)
     tiny = llm.get("tiny")
     if tiny:
-        from vislaw.vlm.tiny_llm import TINY_LLAMA
+        from vislaw.vlm.random_llm import TINY_LLAMA
 
         overrides = tiny if isinstance(tiny, Mapping) else {}
         return int({**TINY_LLAMA, **overrides}["num_hidden_layers"])

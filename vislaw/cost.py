@@ -93,7 +93,7 @@ def llm_params_b(config: Mapping[str, Any]) -> float:
     the ``<n>b`` in the id; ValueError naming ``llm.model_id`` otherwise."""
     llm = config["llm"]
     if llm.get("tiny"):
-        from vislaw.vlm.tiny_llm import DEFAULT_VOCAB, TINY_LLAMA
+        from vislaw.vlm.random_llm import DEFAULT_VOCAB, TINY_LLAMA
 
         shape = {**TINY_LLAMA, **(llm["tiny"] if isinstance(llm["tiny"], Mapping) else {})}
         h, i, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]

@@ -9,7 +9,7 @@ with job_log(snakemake.log[0]):
     from vislaw.encoders.registry import encoder_spec
     from vislaw.features import FeaturesSettings
     from vislaw.pipeline import load_checked_config
-    from vislaw.scores.correspondence import inputs_from_config, run_c_score
+    from vislaw.scores.correspondence.score import inputs_from_config, run_c_score
 
     config, specs = load_checked_config(snakemake.config)
     row = run_c_score(

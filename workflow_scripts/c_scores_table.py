@@ -5,6 +5,6 @@ from vislaw.jobs import job_log
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with job_log(snakemake.log[0]):
-    from vislaw.scores.correspondence import run_c_scores_table
+    from vislaw.scores.correspondence.table import run_c_scores_table
 
     run_c_scores_table(list(snakemake.input), snakemake.output[0])

@@ -2,7 +2,7 @@
 
 Both are a JSON list of ``{"id", "image"?, "conversations": [{"from": "human"|"gpt",
 "value"}]}`` with image paths relative to an image folder; a sample without ``image`` is
-text-only. :class:`LlavaDataset` tokenizes with a conversation template (vislaw.vlm.templates)
+text-only. :class:`LlavaDataset` tokenizes with a conversation template (vislaw.vlm.chat_templates)
 and preprocesses with the encoder's own transform; :class:`LlavaCollator` pads a batch.
 """
 
@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vislaw.data.images import DataError, ImageError, image_path, read_rgb
-from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
-from vislaw.vlm.templates import (
+from vislaw.vlm.chat_templates import (
     IGNORE_INDEX,
     IMAGE_PLACEHOLDER,
     IMAGE_TOKEN_INDEX,
@@ -27,6 +26,7 @@ from vislaw.vlm.templates import (
     Turn,
     tokenize_conversation,
 )
+from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -1,4 +1,4 @@
-"""Render one keypoint object (vislaw.data.templates) into a picture, with its SPair annotation.
+"""Render one keypoint object (vislaw.data.object_templates) into a picture, with its SPair annotation.
 
 Visibility is decided by the pixels, not by geometry alone: every part is also drawn into a label
 map, and a keypoint counts as visible only when its rounded pixel lies in the image and still
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vislaw.data.templates import SPAIR_KPS_SLOTS, ObjectTemplate
+from vislaw.data.object_templates import SPAIR_KPS_SLOTS, ObjectTemplate
 
 OCCLUDER_LABEL = 255
 MIN_VISIBLE_KEYPOINTS = 3

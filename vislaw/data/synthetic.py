@@ -41,6 +41,7 @@ from vislaw.data.dialogue import (
     instruct_turns,
     text_only_turns,
 )
+from vislaw.data.object_templates import SPAIR_TEMPLATES
 from vislaw.data.objects import RenderedObject, generate_object_image
 from vislaw.data.settings import DataSettings, SyntheticSettings
 from vislaw.data.shapes import caption, render_scene, sample_scene
@@ -51,7 +52,6 @@ from vislaw.data.spair import (
     write_layout,
     write_pair_record,
 )
-from vislaw.data.templates import SPAIR_TEMPLATES
 from vislaw.io.atomic import atomic_dir, write_text_atomic
 from vislaw.layout import MANIFEST_NAME
 
@@ -226,7 +226,7 @@ def _image_annotation(category: str, stem: str, obj: RenderedObject) -> dict[str
     return {
         "filename": f"{stem}.jpg",
         "src_database": "vislaw-synthetic",
-        "src_annotation": "vislaw.data.templates",
+        "src_annotation": "vislaw.data.object_templates",
         "src_image": f"{category}/{stem}.jpg",
         "image_width": obj.image.width,
         "image_height": obj.image.height,

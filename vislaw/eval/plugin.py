@@ -12,7 +12,7 @@ lmms-eval hands a "simple" model raw requests (``Instance.args``):
   return the loss; lmms-eval issue #370), so the most likely option must carry the smallest
   number.
 
-The prompt is built exactly as in training (vislaw.vlm.templates): the context is the user
+The prompt is built exactly as in training (vislaw.vlm.chat_templates): the context is the user
 turn, ``<image>`` opens it when the document has an image, and the continuation is the
 assistant's answer, tokenized in one string with the prompt. Documents with several images use
 the first (the LLaVA-1.5 recipe has one image per conversation); ``multi_image_docs`` records
@@ -42,11 +42,11 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
+from vislaw.vlm.chat_templates import IGNORE_INDEX, Segment, tokenize_segments
 from vislaw.vlm.checkpoints import INFO_FILE
 from vislaw.vlm.inference import LoadedVlm, load_vlm
 from vislaw.vlm.llava import import_llava
 from vislaw.vlm.model import map_pixels
-from vislaw.vlm.templates import IGNORE_INDEX, Segment, tokenize_segments
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 simulate the AC policy that picks which encoders to finetune.
 
 Modules: ``tables`` (scores tables in), ``fit`` (least squares, R², leave-one-out, bootstrap),
-``policy`` (region sampler, simulation, recommend), ``plot`` (figures), ``report`` (a run's
-``law/`` folder), ``cli`` (``python -m vislaw.law``).
+``region_sampler`` (the paper's AC policy: region sampling, its simulation and
+recommendation), ``policy_mode`` (the workflow's ``targets: [policy]``: rounds, picks, reports),
+``plot`` (figures), ``report`` (a run's ``law/`` folder), ``cli`` (``python -m vislaw.law``).
 """

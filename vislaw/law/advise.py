@@ -1,10 +1,10 @@
 """``python -m vislaw.law recommend``: the policy mode's next pick, from a table, in one call.
 
-It runs the mode's own round (vislaw.law.mode.decide_round) on a table of encoder, A, C and
-score (blank: not finetuned), over one or several benchmarks jointly, with the mode's strategies
-and weights, so that a user's next finetune is the one the pipeline would order. Predictions
-are given in each benchmark's raw units with 95% intervals (the posterior mean and sd mapped
-back through the measured encoders' range).
+It runs the mode's own round (vislaw.law.policy_mode.decide.decide_round) on a table of
+encoder, A, C and score (blank: not finetuned), over one or several benchmarks jointly, with the
+mode's strategies and weights, so that a user's next finetune is the one the pipeline would
+order. Predictions are given in each benchmark's raw units with 95% intervals (the posterior mean
+and sd mapped back through the measured encoders' range).
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ import numpy as np
 import pandas as pd
 
 from vislaw.law.fit import underdetermined
-from vislaw.law.mode import (
-    PolicyState,
-    decide_round,
-    fit_text,
-    posterior_by_benchmark,
-    prior_coefficients,
-)
+from vislaw.law.policy_mode.decide import decide_round, posterior_by_benchmark
+from vislaw.law.policy_mode.rounds import RoundDecision, fit_text
+from vislaw.law.policy_mode.state import PolicyState, prior_coefficients
 from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import N_TERMS, PRIOR_STRATEGIES
 from vislaw.law.tables import TableError, read_candidates, read_scores_table
@@ -77,7 +73,7 @@ def policy_state(table: pd.DataFrame) -> PolicyState:
 
 @dataclass(frozen=True)
 class Advice:
-    decision: dict  # the mode's round (picks, top_k, ranking, ...)
+    decision: RoundDecision  # the mode's round 0
     predictions: pd.DataFrame  # encoder, benchmark, status, score, low, high (raw units)
     warning: str | None
     fit: str = ""  # the fit statement: n, in-sample and LOO R², or under-determined

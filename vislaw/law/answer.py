@@ -15,7 +15,6 @@ and prints no R² (the same threshold as the figures' captions).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from vislaw.law.fit import LAW_MODEL, LAW_TERMS, MIN_DETERMINED, underdetermined
-from vislaw.law.mode import policy_choice
+from vislaw.law.policy_mode.rounds import RoundDecision, policy_choice, read_round
 from vislaw.layout import RunLayout
 
 
@@ -33,10 +32,10 @@ def run_layout(run_dir: str | Path) -> RunLayout:
     return RunLayout(results_dir=str(run_dir.parent), run=run_dir.name, data_root="")
 
 
-def last_round(layout: RunLayout) -> dict | None:
+def last_round(layout: RunLayout) -> RoundDecision | None:
     """The policy's last round (its JSON), or None when the run has no policy."""
     rounds = sorted(Path(layout.policy_dir, "rounds").glob("*.json"), key=lambda p: int(p.stem))
-    return json.loads(rounds[-1].read_text()) if rounds else None
+    return read_round(rounds[-1]) if rounds else None
 
 
 def recommendation_lines(layout: RunLayout) -> list[str]:
@@ -48,9 +47,9 @@ def recommendation_lines(layout: RunLayout) -> list[str]:
     if choice is None:
         return ["Recommended encoder: none (the policy measured no encoder)."]
     return [
-        f"Recommended encoder: {choice} (policy `{decision['strategy']}`, the best of "
-        f"{len(decision['finetuned'])} finetuned: {', '.join(decision['finetuned'])}; "
-        f"stopped: {decision['why']}).",
+        f"Recommended encoder: {choice} (policy `{decision.strategy}`, the best of "
+        f"{len(decision.finetuned)} finetuned: {', '.join(decision.finetuned)}; "
+        f"stopped: {decision.why}).",
         f"  {layout.policy_recommendation}",
     ]
 

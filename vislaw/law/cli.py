@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ from vislaw.law.settings import LawSettings
 from vislaw.law.steps import run_law
 from vislaw.law.tables import TABLE_FORMATS, TableError, score_scale
 from vislaw.sections import section_values
+
+if TYPE_CHECKING:
+    from vislaw.law.policy_mode.rounds import RoundDecision
 
 
 def law_settings(args: argparse.Namespace) -> LawSettings:
@@ -83,26 +87,26 @@ def _recommend(args: argparse.Namespace) -> int:
     advice = advise(table, args.strategy, _weights(args.weights), seed, scales)
     decision = advice.decision
     n = table["encoder"].nunique()
-    print(f"{decision['n_measured']} of {n} encoders finetuned; strategy {decision['strategy']}")
+    print(f"{decision.n_measured} of {n} encoders finetuned; strategy {decision.strategy}")
     print(f"law fit on the finetuned encoders (means over benchmarks): {advice.fit}")
     if advice.warning:
         print(f"warning: {advice.warning}")
     clipped = sorted(b for b, scale in scales.items() if scale is not None)
     if clipped:
         print(f"intervals clipped to what each benchmark can score: {', '.join(clipped)}")
-    if decision["picks"]:
-        print(f"next encoder to finetune: {decision['picks'][0]}")
-        print(f"  why: {decision['why']}")
+    if decision.picks:
+        print(f"next encoder to finetune: {decision.picks[0]}")
+        print(f"  why: {decision.why}")
     else:
-        print(f"no encoder to finetune next: {decision['why']}")
+        print(f"no encoder to finetune next: {decision.why}")
     _print_ranking(decision, advice.predictions)
     return 0
 
 
-def _print_ranking(decision: dict, predictions: pd.DataFrame) -> None:
+def _print_ranking(decision: RoundDecision, predictions: pd.DataFrame) -> None:
     """The mode's ranking (weighted normalised score) and each benchmark's raw-unit score:
     measured, or predicted with its 95% interval."""
-    ranking = decision["ranking"]
+    ranking = decision.ranking
     order = sorted(ranking, key=lambda e: -ranking[e][0])
     raw = predictions.set_index(["encoder", "benchmark"])
     rows = []

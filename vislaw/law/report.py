@@ -33,7 +33,7 @@ from vislaw.law.plot import (
     views_for,
     write_benchmark_figures,
 )
-from vislaw.law.policy import recall_curve, simulate
+from vislaw.law.region_sampler import recall_curve, simulate
 from vislaw.law.settings import LawSettings
 from vislaw.law.tables import FLOAT_FORMAT, score_scale
 from vislaw.layout import LAW_FIGURES_DIR, LAW_FILES, LAW_STRATEGIES_FILE

@@ -1,9 +1,9 @@
 """How much a user gains from each finetuning strategy: ``policy_strategies.csv``.
 
-Every strategy is run as the policy mode runs it (:func:`vislaw.law.mode.pick_next` with the
-schema's ``policy`` defaults): one pick sequence serves all benchmarks, and each pick reads only
-the scores of the encoders already picked. A run is scored on one benchmark at a time, at each
-budget, by four metrics:
+Every strategy is run as the policy mode runs it
+(:func:`vislaw.law.policy_mode.decide.pick_next` with the schema's ``policy`` defaults): one pick
+sequence serves all benchmarks, and each pick reads only the scores of the encoders already
+picked. A run is scored on one benchmark at a time, at each budget, by four metrics:
 
 - ``best_finetuned``: the benchmark's truly best encoder is among the finetuned ones (what a
   user can deploy is what they trained);
@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from vislaw.law.fit import LAW_MODEL, design_matrix, minmax
-from vislaw.law.mode import PolicyState, pick_next
-from vislaw.law.policy import ranking_scores
+from vislaw.law.policy_mode.decide import pick_next
+from vislaw.law.policy_mode.state import PolicyState
+from vislaw.law.region_sampler import ranking_scores
 from vislaw.law.settings import PolicySettings
 from vislaw.law.strategies import (
     BAYES_STRATEGIES,

@@ -8,7 +8,7 @@ those and call these. Light on purpose: the numerical stack is imported by the s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from vislaw.eval.tasks import Benchmark
+    from vislaw.law.policy_mode.rounds import RoundDecision
 
 
 def _measured_benchmarks(scores: str | Path, wanted: Sequence[str]) -> list[str]:
@@ -84,36 +85,43 @@ def run_law_input(
     return table
 
 
-def run_policy_round(
-    settings: PolicySettings,
-    a_definition: str,
-    encoders: Sequence[str],
-    benchmarks: Sequence[Benchmark],
-    round_index: int,
-    a_scores: str | Path,
-    c_scores: str | Path,
-    results: Sequence[tuple[str, str, str | Path]],
-    previous: str | Path | None,
-    output: str | Path,
-) -> dict:
-    """Checkpoint ``policy_round``: round ``round_index``'s picks (or stop), written to
-    ``output`` as JSON. ``results``: (encoder, benchmark, lmms-eval results JSON) of the
-    encoders finetuned so far; ``previous``: the last round's JSON (None in round 0);
-    ``a_definition`` names the A column (``law.a_definition``)."""
+@dataclass(frozen=True)
+class PolicyRoundInputs:
+    """What checkpoint ``policy_round`` reads for round ``round_index``: the run's encoders and
+    benchmarks, the A column (``law.a_definition``), the A/C tables, ``results`` (encoder,
+    benchmark, lmms-eval results JSON) of the encoders finetuned so far, ``previous`` (the last
+    round's JSON; None in round 0), and where the round's JSON goes (``output``). One record,
+    so that the workflow script names each input rather than passing ten in order."""
+
+    a_definition: str
+    encoders: Sequence[str]
+    benchmarks: Sequence[Benchmark]
+    round_index: int
+    a_scores: str | Path
+    c_scores: str | Path
+    results: Sequence[tuple[str, str, str | Path]]
+    previous: str | Path | None
+    output: str | Path
+
+
+def run_policy_round(settings: PolicySettings, inputs: PolicyRoundInputs) -> RoundDecision:
+    """Checkpoint ``policy_round``: round ``inputs.round_index``'s picks (or stop), written to
+    ``inputs.output`` as JSON."""
     import pandas as pd
 
     from vislaw.eval.results import collect_rows
-    from vislaw.law import mode
     from vislaw.law.inputs import A_COLUMNS
+    from vislaw.law.policy_mode.decide import decide_round
+    from vislaw.law.policy_mode.rounds import read_round, write_round
+    from vislaw.law.policy_mode.state import build_state, prior_coefficients, read_scores_file
     from vislaw.law.strategies import PRIOR_STRATEGIES
     from vislaw.law.tables import read_scores_table
 
-    by_name = {b.name: b for b in benchmarks}
+    by_name = {b.name: b for b in inputs.benchmarks}
     ordered: list[str] = []
-    if previous is not None:
-        last = mode.read_round(previous)
-        ordered = list(last["ordered"]) + list(last["picks"])
-    rows = collect_rows([(e, by_name[b], path) for e, b, path in results])
+    if inputs.previous is not None:
+        ordered = read_round(inputs.previous).next_ordered
+    rows = collect_rows([(e, by_name[b], path) for e, b, path in inputs.results])
     measured = pd.DataFrame(
         [
             (r.encoder, r.benchmark, r.score)
@@ -122,21 +130,21 @@ def run_policy_round(
         ],
         columns=["encoder", "benchmark", "score"],
     )
-    state = mode.build_state(
-        pd.read_csv(a_scores),
-        pd.read_csv(c_scores),
-        pd.concat([mode.read_scores_file(settings.scores_file), measured], ignore_index=True),
-        list(encoders),
+    state = build_state(
+        pd.read_csv(inputs.a_scores),
+        pd.read_csv(inputs.c_scores),
+        pd.concat([read_scores_file(settings.scores_file), measured], ignore_index=True),
+        list(inputs.encoders),
         list(by_name),
-        A_COLUMNS[a_definition],
+        A_COLUMNS[inputs.a_definition],
     )
     prior = None
     if settings.strategy in PRIOR_STRATEGIES:
         table = read_scores_table(settings.prior_table, settings.prior_format)
-        prior = mode.prior_coefficients(table)
-    scales = {b.name: b.scale for b in benchmarks}
-    decision = mode.decide_round(round_index, state, ordered, settings, prior, scales)
-    mode.write_round(output, decision)
+        prior = prior_coefficients(table)
+    scales = {b.name: b.scale for b in inputs.benchmarks}
+    decision = decide_round(inputs.round_index, state, ordered, settings, prior, scales)
+    write_round(inputs.output, decision)
     return decision
 
 
@@ -147,6 +155,6 @@ def run_policy_report(
 ) -> None:
     """Rule ``policy_report``: ``outputs`` ``rounds`` (rounds.csv), ``recommendation``
     (recommendation.md) and ``plot`` (predicted_vs_measured.png) from the round JSONs."""
-    from vislaw.law.mode import write_policy_outputs
+    from vislaw.law.policy_mode.outputs import write_policy_outputs
 
     write_policy_outputs(round_files, outputs, settings.budget)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vislaw.vlm.chat_templates import tokenize_prompt
 from vislaw.vlm.model import splice_image_tokens
-from vislaw.vlm.templates import tokenize_prompt
 
 if TYPE_CHECKING:
     from PIL import Image

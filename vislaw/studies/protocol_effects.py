@@ -94,7 +94,7 @@ def _with_protocol(spec: EncoderSpec, protocol: str) -> EncoderSpec:
 def c_scores(spec: EncoderSpec, spair_root: str | Path, symmetry: str) -> dict[str, float]:
     """C (per-image PCK@0.10 x 100) of ``spec`` under both protocols on an SPair-layout folder."""
     from vislaw.features import extract_features, fuse_feature_files, spair_image_ids
-    from vislaw.scores.correspondence import ScoreInputs, score_features
+    from vislaw.scores.correspondence.score import ScoreInputs, score_features
 
     ids = spair_image_ids(spair_root)
     inputs = ScoreInputs(spair_root=spair_root, symmetry=symmetry)

@@ -237,7 +237,7 @@ def phase_settings(config: Mapping[str, Any], phase: Phase) -> StageSettings:
         section=phase.section,
         overridden=frozenset(phase.overrides),
     )
-    from vislaw.vlm.templates import template_names
+    from vislaw.vlm.chat_templates import template_names
 
     if settings.template not in template_names():
         raise ConfigError(

@@ -167,7 +167,7 @@ class StageSettings(TrainKeys, StageKeys):
         if "lora" in own and own["lora"] is not None:
             own["lora"] = dict(own["lora"])
         settings = cls(stage=stage, seed=seed, **common, **own)
-        from vislaw.vlm.templates import template_names
+        from vislaw.vlm.chat_templates import template_names
 
         if settings.template not in template_names():
             raise ConfigError(

@@ -1,5 +1,5 @@
 """The demo LLM for a config: a tokenizer trained on the run's LLaVA JSON texts plus a seeded
-tiny Llama (vislaw.vlm.tiny_llm), written where ``llm_source(config)`` points.
+tiny Llama (vislaw.vlm.random_llm), written where ``llm_source(config)`` points.
 
 Step ``tiny_llm``: :func:`run_tiny_llm`; rule ``tiny_llm`` (workflow_scripts/tiny_llm.py) and
 the CLI ``python -m vislaw.train.tiny_llm --config config/demo.yaml [--out DIR]`` call it.
@@ -14,7 +14,7 @@ from typing import Any
 
 from vislaw.data.llava import conversation_texts, read_llava_json
 from vislaw.train.settings import DATA_KEYS, LlmSettings, stage_data
-from vislaw.vlm.tiny_llm import write_tiny_llm
+from vislaw.vlm.random_llm import write_tiny_llm
 
 
 def corpus_files(config: Mapping[str, Any]) -> list[Path]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vislaw.vlm.chat_templates import Template, get_template, stop_token_ids, tokenize_prompt
 from vislaw.vlm.checkpoints import (
     PROJECTOR_FILE,
     VlmInfo,
@@ -20,7 +21,6 @@ from vislaw.vlm.checkpoints import (
 )
 from vislaw.vlm.lora import merge_lora
 from vislaw.vlm.model import Pixels, map_pixels, stack_pixels
-from vislaw.vlm.templates import Template, get_template, stop_token_ids, tokenize_prompt
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from vislaw.vlm.templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 if TYPE_CHECKING:
     from PIL import Image

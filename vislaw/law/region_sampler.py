@@ -15,7 +15,8 @@ Choices made here (the paper leaves them open):
 
 The next pick depends only on which encoders are already finetuned (the current level is the
 coarsest one that still has an eligible cell), so the same function drives the simulation and
-the ``recommend`` command.
+the ``recommend`` command. The workflow's policy mode (vislaw.law.policy_mode), which decides
+rounds of real finetunes, uses it as its ``region`` strategy.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vislaw.vlm.templates import GPT, HUMAN, IMAGE_PLACEHOLDER, TEMPLATES, Turn
+from vislaw.vlm.chat_templates import GPT, HUMAN, IMAGE_PLACEHOLDER, TEMPLATES, Turn
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
