@@ -155,7 +155,7 @@ def test_multirank_training_job_launches_ranks_on_the_runs_config_file(
         monkeypatch.delenv(key, raising=False)
     for key, value in _env().items():
         monkeypatch.setenv(key, value)
-    config = load_config(_config(base, tmp_path, None))
+    config = load_config(_config(base, tmp_path, "resources/deepspeed/zero0.json"))
     out = run_train_stage(config, 1, "clip_t", tmp_path / "s1", gpus=2)
     _assert_same_curve(_losses(out), reference)
     assert run_config_file(config).is_file()
