@@ -40,6 +40,17 @@ if workflow.local_exec:
 # Every output path and file name of the run (vislaw/layout.py, shared with the library): the
 # rules call its methods with Snakemake placeholders ("{encoder}") for wildcard patterns.
 LAYOUT = RunLayout.from_config(config)
+
+
+def write_checked_config():
+    """The checked config, written once per run (when it starts, never in a dry run) to the one
+    file every job's rank processes read (vislaw.ranks.run_config_file: named by its content,
+    so an unchanged config touches nothing and no job writes its own copy)."""
+    from vislaw.ranks import run_config_file
+
+    run_config_file(config)
+
+
 SYNTHETIC = "synthetic" in config["data"]
 
 ENCODERS = list(SPECS)

@@ -26,6 +26,7 @@ def stop_warm_server():
 
 
 onstart:
+    write_checked_config()  # rules/common.smk
     start_warm_server()
 
 

@@ -122,8 +122,8 @@ def test_multi_node_training_asks_per_node_and_launches_srun(monkeypatch, tmp_pa
     import pytest
 
     from vislaw.config import ConfigError
+    from vislaw.ranks import srun_command, torchrun_command
     from vislaw.resources import job_gpus
-    from vislaw.train.launch import srun_command, torchrun_command
 
     monkeypatch.setenv("VISLAW_GPU_MODEL", "a100")
     config = load_config(ROOT / "config.yaml")
@@ -135,10 +135,7 @@ def test_multi_node_training_asks_per_node_and_launches_srun(monkeypatch, tmp_pa
     with pytest.raises(ConfigError, match="resources.stage2.gpus"):
         rule_resources(config, "stage2")
     agent = torchrun_command(
-        tmp_path / "c.yaml",
-        2,
-        "clip224",
-        tmp_path,
+        ["-m", "vislaw.ranks", str(tmp_path / "call.json")],
         8,
         nodes=2,
         rdzv_endpoint="node1:29400",

@@ -20,7 +20,8 @@ import pytest
 
 from vislaw.config import write_run_config
 from vislaw.io.ports import free_port
-from vislaw.train.launch import torchrun_command
+from vislaw.ranks import call_file, rank_program, torchrun_command
+from vislaw.train.launch import STAGE_TARGET, stage_call
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
@@ -61,7 +62,7 @@ def _config(base: dict, tmp: Path, deepspeed: str | None) -> Path:
         },
     }
     path = tmp / f"config-{Path(deepspeed).stem if deepspeed else 'single'}.yaml"
-    write_run_config(config, path)  # as run_train_stage writes it for torchrun
+    write_run_config(config, path)  # as ranks.run_config_file writes it for the ranks
     return path
 
 
@@ -132,12 +133,33 @@ def test_multirank_two_node_rendezvous_on_localhost(base, reference, tmp_path):
     config = _config(base, tmp_path, "resources/deepspeed/zero2.json")
     out = tmp_path / "s1"
     endpoint = f"127.0.0.1:{free_port()}"
-    agent = torchrun_command(
-        config, 1, "clip_t", out, 1, nodes=2, rdzv_endpoint=endpoint, rdzv_id="multirank-test"
-    )
-    assert "--standalone" not in agent and "--nnodes=2" in agent
-    _run([agent, agent])  # two "nodes", one rank each
+    with call_file(STAGE_TARGET, stage_call(config, 1, "clip_t", out), tmp_path, "s1") as call:
+        agent = torchrun_command(
+            rank_program(call), 1, nodes=2, rdzv_endpoint=endpoint, rdzv_id="multirank-test"
+        )
+        assert "--standalone" not in agent and "--nnodes=2" in agent
+        _run([agent, agent])  # two "nodes", one rank each
     _assert_same_curve(_losses(out), reference)
+
+
+def test_multirank_training_job_launches_ranks_on_the_runs_config_file(
+    base, reference, tmp_path, monkeypatch
+):
+    """The training job's own launch (run_train_stage with 2 "GPUs": torchrun of the saved
+    call, gloo on the CPU) reads the run's one config file and leaves no copy or call behind."""
+    from vislaw.config import load_config
+    from vislaw.ranks import run_config_file
+    from vislaw.train.launch import run_train_stage
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    config = load_config(_config(base, tmp_path, "resources/deepspeed/zero0.json"))
+    out = run_train_stage(config, 1, "clip_t", tmp_path / "s1", gpus=2)
+    _assert_same_curve(_losses(out), reference)
+    assert run_config_file(config).is_file()
+    assert not list(out.glob(".vislaw-call-*")) and not (out / "run_config.yaml").exists()
 
 
 # --- evaluation: lmms-eval under accelerate launch -------------------------------------------

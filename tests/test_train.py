@@ -412,13 +412,15 @@ def test_fusion_encoder_trains_and_answers(tmp_path):
 
 
 def test_gpu_jobs_launch_torchrun_with_the_rules_gpu_count(tmp_path):
-    from vislaw.train.launch import torchrun_command
+    from vislaw.ranks import rank_program, torchrun_command
+    from vislaw.train.launch import stage_call
 
-    command = torchrun_command(tmp_path / "c.json", 2, "clip336", tmp_path / "s2", 8, "s1dir")
+    command = torchrun_command(rank_program(tmp_path / "call.json"), 8)
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
-    assert command[5:7] == ["-m", "vislaw.train"]
-    assert command[command.index("--stage") + 1] == "2"
-    assert command[command.index("--stage1") + 1] == "s1dir"
+    assert command[5:] == ["-m", "vislaw.ranks", str(tmp_path / "call.json")]
+    argv = stage_call(tmp_path / "c.yaml", 2, "clip336", tmp_path / "s2", "s1dir")["argv"]
+    assert argv[argv.index("--stage") + 1] == "2"
+    assert argv[argv.index("--stage1") + 1] == "s1dir"
 
 
 def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(run, tmp_path):

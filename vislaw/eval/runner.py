@@ -30,7 +30,6 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import traceback
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,14 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vislaw.eval.registration import MODEL_ID
 from vislaw.eval.results import ResultsError, benchmark_rows, read_results
 from vislaw.eval.settings import EvalSettings
 from vislaw.eval.tasks import Benchmark, Judge, get_benchmark
 from vislaw.io.atomic import atomic_path, write_text_atomic
-from vislaw.io.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -418,7 +414,7 @@ def evaluate_benchmarks(
             samples={k: str(v) for k, v in (samples or {}).items()},
             model_extra=dict(model_extra or {}),
         )
-        return _launch_processes(call, processes, device)
+        return _launch_processes(call, processes)
     model_args = model_args_string(pretrained, device, dtype, max_new_tokens, model_extra)
     argv = lmms_eval_argv(
         model_args, [b.task for b in benchmarks], batch_size, seed, include_path, limit
@@ -521,7 +517,7 @@ def run_evaluate(
     With ``config`` (the checked workflow config) and ``encoder``, the plugin refuses a folder
     whose ``vlm.json`` does not record that encoder's spec (an edited or foreign stage folder
     would otherwise be scored under this encoder's name): lmms-eval passes model arguments as
-    strings, so the config goes to a file beside the outputs for the job's duration.
+    strings, so the plugin gets the run's checked config file (:func:`vislaw.ranks.run_config_file`).
     """
     call = dict(
         include_path=include_path,
@@ -536,63 +532,37 @@ def run_evaluate(
     )
     if config is None or encoder is None:
         return evaluate_benchmarks(model_dir, benchmarks, outputs, **call)
-    folder = Path(next(iter(outputs.values()))).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".vislaw-config-", dir=folder) as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
-        extra = {"config": str(path), "encoder": encoder}
-        return evaluate_benchmarks(model_dir, benchmarks, outputs, model_extra=extra, **call)
+    from vislaw.ranks import run_config_file
+
+    Path(next(iter(outputs.values()))).parent.mkdir(parents=True, exist_ok=True)
+    extra = {"config": str(run_config_file(config)), "encoder": encoder}
+    return evaluate_benchmarks(model_dir, benchmarks, outputs, model_extra=extra, **call)
 
 
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def accelerate_command(job_file: str | Path, processes: int, device: str) -> list[str]:
-    """``accelerate launch`` of this module on a saved call, ``processes`` ranks on one node."""
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    command += [f"--num_processes={processes}", "--num_machines=1", "--mixed_precision=no"]
-    command += ["--dynamo_backend=no", f"--main_process_port={free_port()}"]
-    # --multi_gpu is accelerate's torchrun launcher; on a CPU machine its ranks use gloo
-    # (accelerate's --cpu would start one process unless MPI is set up).
-    command.append("--multi_gpu")
-    return [*command, "-m", "vislaw.eval.runner", "--call", str(job_file)]
-
-
-def _launch_processes(call: dict[str, Any], processes: int, device: str) -> dict[str, Path]:
-    """Run ``evaluate_benchmarks(**call)`` in ``processes`` ranks; the outputs it wrote."""
-    import json
-    import subprocess
-    import tempfile
+def _launch_processes(call: dict[str, Any], processes: int) -> dict[str, Path]:
+    """Run ``evaluate_benchmarks(**call)`` in ``processes`` ranks under ``accelerate launch``
+    (:mod:`vislaw.ranks`: the call saved beside the outputs); the outputs it wrote."""
+    from vislaw.ranks import accelerate_command, call_file, rank_program, run_launcher
 
     first = Path(next(iter(call["outputs"].values())))
-    first.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", suffix=".json", prefix=".eval-call-", dir=first.parent, delete=False
-    ) as handle:
-        json.dump(call, handle)
-    try:
-        command = accelerate_command(handle.name, processes, device)
-        print(" ".join(command), flush=True)
-        done = subprocess.run(command, stdout=sys.stdout, stderr=sys.stderr, check=False)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"accelerate launch of {processes} lmms-eval processes failed")
+    what = f"accelerate launch of {processes} lmms-eval processes"
+    with call_file("vislaw.eval.runner:evaluate_rank", call, first.parent, what) as path:
+        run_launcher(accelerate_command(rank_program(path), processes), what)
     return {name: Path(path) for name, path in call["outputs"].items()}
 
 
-def _run_saved_call(path: str) -> None:
-    """A rank of ``accelerate launch``: the saved evaluate_benchmarks call."""
-    import json
-
-    call = json.loads(Path(path).read_text())
-    call["benchmarks"] = [
+def evaluate_rank(benchmarks: list[dict[str, Any]], **call: Any) -> None:
+    """A rank of ``accelerate launch``: the saved evaluate_benchmarks call (benchmarks as
+    records)."""
+    records = [
         Benchmark(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()})
-        for b in call["benchmarks"]
+        for b in benchmarks
     ]
-    evaluate_benchmarks(**call)
+    evaluate_benchmarks(benchmarks=records, **call)
 
 
 def _cli_settings(args: argparse.Namespace) -> EvalSettings:
@@ -612,7 +582,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m vislaw.eval.runner",
         description="Evaluate a vislaw stage folder on benchmarks with lmms-eval.",
     )
-    parser.add_argument("--call", help=argparse.SUPPRESS)  # a rank of accelerate launch
     parser.add_argument("--pretrained", help="stage-2 folder (vlm.json)")
     parser.add_argument("--benchmark", action="append", help="repeatable")
     parser.add_argument("--include-path", help="folder of local task folders")
@@ -624,9 +593,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="questions per task (testing only)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.call:
-        _run_saved_call(args.call)
-        return
     if not args.pretrained or not args.benchmark or not args.out_dir:
         parser.error("--pretrained, --benchmark and --out-dir are required")
     benchmarks = [get_benchmark(name) for name in args.benchmark]

@@ -249,27 +249,26 @@ def extract_features_on_ranks(
     stage1: str | Path | None = None,
     threads: int = 2,
 ) -> None:
-    """The features job across ``processes`` GPUs: one ``python -m vislaw.features --shard``
-    process per GPU (no collectives needed: each encodes its share of the images), then the
-    shards merged in image order. Each process sees one of the job's GPUs."""
-    import sys
-
+    """The features job across ``processes`` GPUs: one rank per GPU running the features CLI
+    on its share of the images (``--shard``; no collectives needed), launched by
+    :func:`vislaw.ranks.run_call_on_gpus`, then the shards merged in image order.
+    ``config_path``: the run's checked config file (:func:`vislaw.ranks.run_config_file`)."""
     from vislaw.config import load_config
-    from vislaw.ranks import rank_part, run_on_gpus
+    from vislaw.ranks import rank_part, run_call_on_gpus
 
-    config = load_config(config_path)  # the checked config its job wrote (write_run_config)
-    _, ids = image_set(config)
+    _, ids = image_set(load_config(config_path))
     parts = [rank_part(out_path, r, processes) for r in range(processes)]
-    commands = []
+    calls = []
     for rank, part in enumerate(parts):
-        command = [sys.executable, "-m", "vislaw.features", "--config", str(config_path)]
-        command += ["--encoder", encoder, "--out", str(part), "--threads", str(threads)]
-        command += ["--shard", f"{rank}/{processes}"]
+        argv = ["--config", str(config_path), "--encoder", encoder, "--out", str(part)]
+        argv += ["--threads", str(threads), "--shard", f"{rank}/{processes}"]
         if stage1:
-            command += ["--stage1", str(stage1)]
-        commands.append(command)
+            argv += ["--stage1", str(stage1)]
+        calls.append({"argv": argv})
     try:
-        run_on_gpus(commands, f"features of {encoder}")
+        run_call_on_gpus(
+            "vislaw.features.cli:main", calls, Path(out_path).parent, f"features of {encoder}"
+        )
         merge_shards(parts, ids, out_path)
     finally:
         for part in parts:
@@ -326,14 +325,10 @@ def run_features_on_gpus(
     stage1: str | Path | None = None,
     threads: int = 2,
 ) -> None:
-    """Step ``features`` on ``gpus`` GPUs (:func:`extract_features_on_ranks`): the checked
-    config goes to a file beside ``out`` for the rank processes, removed afterwards."""
-    from vislaw.config import write_run_config
+    """Step ``features`` on ``gpus`` GPUs (:func:`extract_features_on_ranks`); the rank
+    processes read the run's checked config file (:func:`vislaw.ranks.run_config_file`)."""
+    from vislaw.ranks import run_config_file
 
-    out = Path(out)
-    run_config = out.with_name(f"{out.stem}.run_config.yaml")
-    write_run_config(config, run_config)
-    try:
-        extract_features_on_ranks(run_config, spec.name, out, gpus, stage1=stage1, threads=threads)
-    finally:
-        run_config.unlink(missing_ok=True)
+    extract_features_on_ranks(
+        run_config_file(config), spec.name, out, gpus, stage1=stage1, threads=threads
+    )

@@ -213,35 +213,30 @@ def embedding_job_on_ranks(
     image of each sample and every ``processes``-th caption, then the shards merged in order
     (the same files as one process writes, plus ``ranks`` in the meta)."""
     import json
-    import sys
 
     from vislaw.features import merge_shards
     from vislaw.io.atomic import write_text_atomic
-    from vislaw.ranks import rank_part, run_on_gpus
+    from vislaw.ranks import rank_part, run_call_on_gpus
     from vislaw.scores.a_images import read_sample
 
     def part(path: str | Path, rank: int) -> Path:
         return rank_part(path, rank, processes)
 
-    call = {
-        "config": str(config_path),
-        "stage1": str(stage1_dir),
-        "samples": {k: str(v) for k, v in samples.items()},
-        "outputs": {k: str(v) for k, v in outputs.items()},
-        "loglik": str(loglik_out),
-        "encoder": encoder,
-    }
-    commands = []
-    for rank in range(processes):
-        mine = {
-            **call,
+    calls = [
+        {
+            "config": str(config_path),
+            "stage1": str(stage1_dir),
+            "samples": {k: str(v) for k, v in samples.items()},
             "outputs": {k: str(part(v, rank)) for k, v in outputs.items()},
             "loglik": str(part(loglik_out, rank)),
             "shard": [rank, processes],
+            "encoder": encoder,
         }
-        commands.append([sys.executable, "-m", "vislaw.scores.embeddings", json.dumps(mine)])
+        for rank in range(processes)
+    ]
     try:
-        run_on_gpus(commands, "embeddings")
+        target = "vislaw.scores.embeddings:embedding_rank"
+        run_call_on_gpus(target, calls, Path(loglik_out).parent, "embeddings")
         for bench, out in outputs.items():
             ids = [item["id"] for item in read_sample(samples[bench])["items"]]
             merge_shards([part(out, r) for r in range(processes)], ids, out)
@@ -272,47 +267,42 @@ def run_embeddings(
     encoder: str | None = None,
 ) -> None:
     """Step ``embeddings`` (a checked config: ``a_score``, ``seed`` and stage 1's data): one
-    process, or with ``gpus > 1`` one process per GPU (:func:`embedding_job_on_ranks`, which
-    reads the config from a file written beside ``loglik_out``)."""
+    process, or with ``gpus > 1`` one process per GPU (:func:`embedding_job_on_ranks`, whose
+    ranks read the run's checked config file, :func:`vislaw.ranks.run_config_file`)."""
     if gpus <= 1:
         embedding_job(
             config, stage1_dir, samples, outputs, loglik_out, device=device, encoder=encoder
         )
         return
-    from vislaw.config import write_run_config
+    from vislaw.ranks import run_config_file
 
-    run_config = Path(loglik_out).with_suffix(".run_config.yaml")
-    write_run_config(config, run_config)
-    try:
-        embedding_job_on_ranks(
-            run_config, stage1_dir, samples, outputs, loglik_out, gpus, encoder=encoder
-        )
-    finally:
-        run_config.unlink(missing_ok=True)
-
-
-def _rank_main(argv: Sequence[str]) -> None:
-    """One rank of embedding_job_on_ranks: its JSON call as the only argument."""
-    import json
-
-    from vislaw.config import load_config
-    from vislaw.host import pick_device
-
-    call = json.loads(argv[0])
-    config = load_config(call["config"])  # the checked config its job wrote (write_run_config)
-    embedding_job(
-        config,
-        call["stage1"],
-        call["samples"],
-        call["outputs"],
-        call["loglik"],
-        device=pick_device(config),
-        shard=tuple(call["shard"]),
-        encoder=call.get("encoder"),
+    embedding_job_on_ranks(
+        run_config_file(config), stage1_dir, samples, outputs, loglik_out, gpus, encoder=encoder
     )
 
 
-if __name__ == "__main__":
-    import sys
+def embedding_rank(
+    config: str,
+    stage1: str,
+    samples: dict[str, str],
+    outputs: dict[str, str],
+    loglik: str,
+    shard: list[int],
+    encoder: str | None = None,
+) -> None:
+    """One rank of :func:`embedding_job_on_ranks` (its saved call, run by ``vislaw.ranks``):
+    ``config`` is the run's checked config file."""
+    from vislaw.config import load_config
+    from vislaw.host import pick_device
 
-    _rank_main(sys.argv[1:])
+    checked = load_config(config)
+    embedding_job(
+        checked,
+        stage1,
+        samples,
+        outputs,
+        loglik,
+        device=pick_device(checked),
+        shard=(shard[0], shard[1]),
+        encoder=encoder,
+    )

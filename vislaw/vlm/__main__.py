@@ -8,11 +8,6 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from vislaw.config import load_config
-    from vislaw.encoders.registry import encoder_spec, resolve_encoders
-    from vislaw.train.settings import LlmSettings, TrainSettings
-    from vislaw.vlm.llava import run_import_llava
-
     parser = argparse.ArgumentParser(
         prog="python -m vislaw.vlm",
         description="Import a released LLaVA-format checkpoint as a vislaw stage folder.",
@@ -37,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="accept an encoder whose protocol differs from --protocol (channel layout must agree)",
     )
     args = parser.parse_args(argv)
+    # imported after parsing: --help answers without loading torch (python -m vislaw vlm --help)
+    from vislaw.config import load_config
+    from vislaw.encoders.registry import encoder_spec, resolve_encoders
+    from vislaw.train.settings import LlmSettings, TrainSettings
+    from vislaw.vlm.llava import run_import_llava
+
     config = load_config(args.config)
     out = run_import_llava(
         TrainSettings.from_config(config),
