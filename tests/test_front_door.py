@@ -8,14 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from vislaw.__main__ import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
-# Steps whose module imports torch when imported (not the front door's doing: the module's
-# top-level imports). strict: the test fails once the module stops doing so, to drop it here.
-TORCH_AT_IMPORT = {"c_score": "vislaw.scores.correspondence", "tiny_llm": "vislaw.train.tiny_llm"}
 
 PROBE = """
 import contextlib, io, json, sys
@@ -47,7 +42,7 @@ def _helps(steps: list[str]) -> dict:
 
 
 def test_the_front_door_and_every_steps_help_import_no_torch():
-    steps = [s for s in STEPS if s not in TORCH_AT_IMPORT]
+    steps = list(STEPS)
     got = _helps(["-", *steps])
     assert got["-"][0] == 0 and all(s in got["-"][1] for s in STEPS)
     for step in steps:
@@ -55,13 +50,6 @@ def test_the_front_door_and_every_steps_help_import_no_torch():
         assert code == 0, (step, text)
         assert text.startswith("usage: python -m vislaw."), (step, text[:200])  # its own parser
     assert got["torch"] is False
-
-
-@pytest.mark.xfail(strict=True, reason="the step's module imports torch at import time")
-@pytest.mark.parametrize("step", sorted(TORCH_AT_IMPORT))
-def test_steps_whose_module_imports_torch(step):
-    got = _helps([step])
-    assert got[step][0] == 0 and got["torch"] is False
 
 
 def test_python_m_vislaw_runs_the_step_and_names_an_unknown_one(tmp_path):

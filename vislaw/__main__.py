@@ -21,7 +21,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "synthetic_data": ("vislaw.data.synthetic", "seeded demo data (synthetic_data)"),
     "tiny_llm": ("vislaw.train.tiny_llm", "the demo's tiny LLM (tiny_llm)"),
     "features": ("vislaw.features.cli", "one encoder's features of the image set (features)"),
-    "c_score": ("vislaw.scores.correspondence", "C score: SPair keypoint PCK (c_score)"),
+    "c_score": ("vislaw.scores.correspondence.cli", "C score: SPair keypoint PCK (c_score)"),
     "a_images": ("vislaw.scores.a_images", "the benchmark images the A score embeds (a_images)"),
     "train": ("vislaw.train.__main__", "train stage 1 or 2 of one encoder (stage1, stage2)"),
     "evaluate": ("vislaw.eval.runner", "lmms-eval benchmarks of a stage-2 model (evaluate)"),

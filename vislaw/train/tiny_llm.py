@@ -12,9 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vislaw.data.llava import conversation_texts, read_llava_json
 from vislaw.train.settings import DATA_KEYS, LlmSettings, stage_data
-from vislaw.vlm.random_llm import write_tiny_llm
 
 
 def corpus_files(config: Mapping[str, Any]) -> list[Path]:
@@ -29,6 +27,10 @@ def run_tiny_llm(
 ) -> Path:
     """Write the tiny LLM (``llm.tiny`` set): a tokenizer trained on the texts of
     ``llava_jsons`` and a Llama seeded with ``seed``; returns its folder."""
+    # torch and transformers load here, not at import: `python -m vislaw tiny_llm --help` stays light
+    from vislaw.data.llava import conversation_texts, read_llava_json
+    from vislaw.vlm.random_llm import write_tiny_llm
+
     if not llm.tiny:
         raise ValueError("config key 'llm.tiny': not set, the config uses a real LLM")
     texts: list[str] = []
