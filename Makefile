@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 CORES ?= 2
 
-.PHONY: setup demo report test lint format clean-demo cost plan rehearsal
+.PHONY: setup demo report test test-fast lint format clean-demo cost plan rehearsal
 
 setup: $(STAMP)
 
@@ -40,8 +40,14 @@ cost: setup
 plan: setup
 	$(BIN)/python -m vislaw.plan --config $(CONFIG)
 
-test: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra
+# Two tiers, both the gate: the fast one (unit tests, a few minutes) stops at its first failure;
+# then the slow one (`slow`: Snakemake runs, several ranks, the SLURM cluster, the browser).
+# `make test-fast` runs the first alone.
+test: test-fast
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m "slow and not rehearsal"
+
+test-fast: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -x -m "not slow and not rehearsal"
 
 # config.yaml end to end at toy size through a loopback Hub (tests/test_rehearsal.py): every
 # default target, ~50 min on 2 cores, so not part of `make test`.

@@ -144,6 +144,7 @@ def test_encoder_spec_names_the_configured_encoders(project_root) -> None:
         encoder_spec(specs, "clip999", "demo.yaml")
 
 
+@pytest.mark.slow
 def test_jobs_pin_lmms_eval_datasets_cache_to_the_prepared_one(tmp_path):
     """lmms-eval 0.7.3 resolves its datasets cache from LMMS_EVAL_DATASETS_CACHE first and, on a
     network file system without it, moves to node-local scratch that `prepare` never filled.

@@ -345,6 +345,7 @@ print(json.dumps({"keys": keys, "steps": steps}))
 """
 
 
+@pytest.mark.slow
 def test_convllava_stage1_under_deepspeed_zero2_resumes(tmp_path):
     """In a subprocess: DeepSpeed keeps process-group state that outlives one test."""
     zero2 = {"deepspeed": "resources/deepspeed/zero2.json", "save_steps": 1}
@@ -365,7 +366,7 @@ def test_convllava_stage1_under_deepspeed_zero2_resumes(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

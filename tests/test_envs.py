@@ -292,7 +292,7 @@ def test_env_installs_vislaw_from_snakemake_copy(path, tmp_path, scratch_venv):
         env=_clean_env(**root),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     extra = VISLAW_LINE.fullmatch(ours[0].split(" #")[0].strip())

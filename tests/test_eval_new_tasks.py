@@ -97,6 +97,7 @@ def new_tasks(tmp_path_factory) -> Path:
     return root / "tasks"
 
 
+@pytest.mark.slow
 def test_new_tasks_score_through_the_runner_into_the_law(
     stage2,  # noqa: F811
     new_tasks,

@@ -271,6 +271,7 @@ def paper_run(tmp_path_factory, project_root):
     return write_law_outputs(table, out, settings)
 
 
+@pytest.mark.slow
 def test_paper_run_writes_every_output(paper_run):
     for name in LAW_FILES:
         assert paper_run[name].stat().st_size > 0, name

@@ -80,6 +80,7 @@ def test_overlap_check_sees_an_overlap():
     plt.close(fig)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["demo_views", "paper_views"])
 def test_no_two_texts_overlap_in_any_benchmark_figure(which, request):
     for view in request.getfixturevalue(which):
@@ -90,6 +91,7 @@ def test_no_two_texts_overlap_in_any_benchmark_figure(which, request):
         plt.close(fig)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["demo_views", "paper_views"])
 def test_no_two_texts_overlap_in_the_overview(which, request):
     """Row titles against the x labels of the row above included (the old law.png's fault)."""
@@ -296,6 +298,7 @@ def _policy_rounds(project_root) -> list[dict]:
     return decisions
 
 
+@pytest.mark.slow
 def test_summary_of_an_under_determined_fit_gives_no_r2(tmp_path, project_root):
     table = demo_like_table(project_root)
     table = table[table["encoder"].isin(table["encoder"].unique()[:6])]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import run_snakemake
 
 from vislaw.law.report import R2_COLUMNS
@@ -13,6 +14,8 @@ from vislaw.law.simulate import COLUMNS, PROTOCOLS, SIMULATED
 from vislaw.law.tables import PAPER_ENCODERS
 from vislaw.layout import LAW_FILES, law_figure_files
 from vislaw.pipeline import load_checked_config
+
+pytestmark = pytest.mark.slow  # Snakemake runs of the law
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -77,7 +77,7 @@ def _planned_paths(configfile: Path, *args: str) -> dict[str, set[str]]:
     """{rule: its jobs' output, log and benchmark paths} of a forced dry run."""
     result = run_snakemake(
         "-n", "--forceall", "--configfile", str(configfile),
-        "--directory", str(configfile.parent), *args, timeout=300,
+        "--directory", str(configfile.parent), *args, timeout=900,
     )  # fmt: skip
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]

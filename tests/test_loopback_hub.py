@@ -22,6 +22,8 @@ from loopback_hub import LoopbackHub, publish_benchmark_datasets, publish_encode
 
 from vislaw.pipeline import load_checked_config
 
+pytestmark = pytest.mark.slow  # prepare against the loopback Hub, every repo of config.yaml
+
 CLIP = "openai/clip-vit-base-patch16"
 
 
@@ -59,7 +61,7 @@ def _prepare(hub: LoopbackHub, tmp_path: Path, *args: str, **env: str):
         env=_env(tmp_path, HF_ENDPOINT=hub.endpoint, **env),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
         cwd=tmp_path,
     )
 
@@ -93,7 +95,7 @@ def _load_offline(tmp_path: Path, spec) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

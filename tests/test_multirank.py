@@ -23,6 +23,8 @@ from vislaw.io.ports import free_port
 from vislaw.ranks import call_file, rank_program, torchrun_command
 from vislaw.train.launch import STAGE_TARGET, stage_call
 
+pytestmark = pytest.mark.slow  # several ranks under torchrun, DeepSpeed and accelerate
+
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 STEPS = 3

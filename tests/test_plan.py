@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import run_snakemake
 
 from vislaw.config import load_config
 from vislaw.cost import cost_lines
 from vislaw.gpu_rules import step_of
+
+pytestmark = pytest.mark.slow  # Snakemake dry runs of config.yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -90,7 +93,7 @@ def test_make_plan_with_nothing_prepared_and_no_conda(tmp_path):
         "--configfile",
         "config.yaml",
         cwd=checkout,
-        timeout=300,
+        timeout=900,
         env={"PYTHONPATH": str(ROOT)},
     )
     assert result.returncode != 0 and "not prepared" in result.stderr + result.stdout
@@ -128,7 +131,7 @@ def test_every_input_of_config_yaml_has_a_rule_or_a_source(tmp_path):
     args = ["-n", "--sdm", "env-modules", "--directory", str(tmp_path)]
     args += ["--configfile", str(tmp_path / "plan-config.yaml")]
     for _ in range(8):
-        result = run_snakemake(*args, cwd=ROOT, timeout=300, env={"PYTHONPATH": str(ROOT)})
+        result = run_snakemake(*args, cwd=ROOT, timeout=900, env={"PYTHONPATH": str(ROOT)})
         out = result.stdout + result.stderr
         if result.returncode == 0:
             break

@@ -301,7 +301,7 @@ def test_gated_model_without_token_names_licence_page_and_hf_token(server, tmp_p
 
 # ---- refuse early --------------------------------------------------------------------------------
 def _snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_snakemake(*args, cwd=cwd, timeout=300, env={"PYTHONPATH": str(ROOT)})
+    return run_snakemake(*args, cwd=cwd, timeout=900, env={"PYTHONPATH": str(ROOT)})
 
 
 def test_dry_run_with_nothing_prepared_refuses_and_names_prepare(tmp_path):

@@ -23,6 +23,9 @@ from conftest import run_snakemake
 from rehearsal_data import spair
 from test_prepare import FileServer
 
+# config.yaml's prepare, features and C score through Snakemake (minutes)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DIFFUSION = ("sd_unet", "sd_image_variations", "dit", "sd3")
@@ -57,7 +60,6 @@ def _snakemake(*args: str) -> subprocess.CompletedProcess:
     return run_snakemake(*args, env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
 
 
-@pytest.mark.slow
 def test_config_yaml_prepare_features_c_score_offline(tmp_path):
     from hub_twins import write_hub_twins
 

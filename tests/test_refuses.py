@@ -21,6 +21,8 @@ from conftest import with_key as _with
 from vislaw.config import ConfigError, check_cli_config, cli_config_entries
 from vislaw.pipeline import load_checked_config
 
+pytestmark = pytest.mark.slow  # one Snakemake dry run per refused config
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -289,7 +291,7 @@ def test_cli_overrides_are_parsed_like_snakemake_and_duplicates_refused():
 
 # ---- through Snakemake: the key is named and no job ran ----------------------------------------
 def _snakemake(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_snakemake("--cores", "1", "--directory", str(folder), *args, timeout=300)
+    return run_snakemake("--cores", "1", "--directory", str(folder), *args, timeout=900)
 
 
 def _demo_text(folder: Path) -> str:

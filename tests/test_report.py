@@ -22,6 +22,8 @@ from vislaw.law.tables import read_paper_table
 from vislaw.layout import RunLayout, law_files
 from vislaw.report_tables import Page, run_pages, write_pages
 
+pytestmark = pytest.mark.slow  # the demo's report in a browser
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "resources/paper/ablations_t.csv"
 
@@ -150,7 +152,6 @@ def test_a_missing_browser_skips_here_and_fails_in_ci(monkeypatch, tmp_path):
         chromium_or_skip()
 
 
-@pytest.mark.slow
 def test_demo_report_renders_every_section_in_chromium(full_demo):
     """The report of the demo, opened in headless Chromium: every category and table page of
     scope 4 is there, and every image (figures, curves, token maps) decodes."""

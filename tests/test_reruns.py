@@ -14,6 +14,8 @@ from conftest import ROOT, isolate, run_snakemake, with_key
 
 from vislaw.pipeline import STEP_KEYS, step_settings
 
+pytestmark = pytest.mark.slow  # Snakemake runs of the demo DAG, rerun after each change
+
 BASES = ["clip224", "clip336", "dinov2"]
 FUSION = "clip224+dinov2"
 ENCODERS = [*BASES, FUSION]
@@ -125,13 +127,11 @@ CASES = {
 }
 
 
-@pytest.mark.slow
 def test_unchanged_config_plans_nothing(demo_run):
     config, folder = demo_run
     assert _planned(_write(config, folder / "same.yaml")) == set()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("key", list(CASES))
 def test_a_changed_key_reruns_exactly_the_jobs_that_read_it(demo_run, key):
     config, folder = demo_run
@@ -187,7 +187,6 @@ EDITED = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EDITED))
 def test_an_edited_stage_file_reruns_the_jobs_that_load_it(demo_run, name):
     """Every file a step loads is one of its inputs: an edited one reruns exactly its consumers

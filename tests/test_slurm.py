@@ -26,6 +26,8 @@ import yaml
 from conftest import mark_prepared
 from conftest import run_snakemake as _snakemake
 
+pytestmark = pytest.mark.slow  # the DAG on the SLURM test cluster and SLURM dry runs
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = ROOT / "config" / "slurm_test.yaml"
@@ -95,7 +97,7 @@ def _dry_run_resources(tmp_path: Path, *args: str) -> dict[str, list[dict[str, s
     every resource evaluated, as the real submission would."""
     path = _test_config(tmp_path, node_cpus=2)
     result = _snakemake(
-        "-n", *args, "--configfile", str(path), "--directory", str(tmp_path), timeout=300
+        "-n", *args, "--configfile", str(path), "--directory", str(tmp_path), timeout=900
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -203,7 +205,7 @@ def test_slurm_resources_of_the_paper_config(tmp_path, monkeypatch):
         str(PAPER_CONFIG),
         "--directory",
         str(tmp_path),
-        timeout=300,
+        timeout=900,
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -458,7 +460,7 @@ def test_dag_runs_on_slurm_and_writes_every_output(slurm_run, capsys):
         str(slurm_run.config_path),
         "--directory",
         str(slurm_run.workdir),
-        timeout=300,
+        timeout=900,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr

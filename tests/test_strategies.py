@@ -70,6 +70,7 @@ def _relabelled(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out.sort_values(["benchmark", "encoder"], kind="stable").reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_strategy_table_has_every_protocol_strategy_and_metric(paper_table):
     table = strategy_table(paper_table, trials=20, budgets=(3, 4), seed=0)
     assert tuple(table.columns) == COLUMNS
@@ -127,6 +128,7 @@ def test_held_out_scores_change_no_earlier_pick(paper_table, strategy):
                 assert again[: t + 1] == picks[: t + 1], (data.benchmarks[j], t, kind)
 
 
+@pytest.mark.slow
 def test_encoder_order_changes_no_figure(paper_table):
     """Renaming and reordering the encoders: deterministic strategies give the same figures
     (ties are drawn, not taken by position or name); randomised ones and noise draws agree

@@ -108,6 +108,7 @@ train_stage(config, 1, "clip_t", sys.argv[2], callbacks=[kill])
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(run, tmp_path):
     whole = train_stage(run, 1, "clip_t", tmp_path / "whole")
     (tmp_path / "config.json").write_text(json.dumps(run))
@@ -116,7 +117,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(run, tmp_path):
         [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "config.json"), str(killed)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert (killed / "checkpoints/latest").read_text() == "step-00000004"
@@ -348,6 +349,7 @@ def process_group():
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_deepspeed_zero2_stage1_and_zero3_stage2_on_cpu(tmp_path, process_group):
     stage = {"max_steps": 2, "save_steps": 1}
     config = setup_run(

@@ -162,6 +162,7 @@ def test_a_full_checkpoint_loads_its_vision_tower(name, full_class, config_class
     assert encoder.encode_images(_images(1)).shape[1] == 64
 
 
+@pytest.mark.slow
 def test_a_twin_in_the_hub_cache_under_a_real_id_is_checked_as_it_loads(tmp_path):
     """The Hub-cache path (HF_HOME, offline, real repo ids): the right checkpoint loads, an
     AIMv2 one under the siglip id's entry is refused by the features job's own loading."""
@@ -193,7 +194,7 @@ def test_a_twin_in_the_hub_cache_under_a_real_id_is_checked_as_it_loads(tmp_path
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "config key 'encoders.siglip_b.family'" in done.stdout

@@ -16,6 +16,8 @@ from conftest import run_snakemake as snakemake
 
 from vislaw.pipeline import load_checked_config
 
+pytestmark = pytest.mark.slow  # the demo DAG end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -98,7 +100,6 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert "encoders.clip224.family" in result.stdout + result.stderr
 
 
-@pytest.mark.slow
 def test_demo_dag_end_to_end(full_demo):
     """The README's demo, into a temporary results folder: every target of the demo config
     (conftest's full_demo runs it once, with its report and answer)."""
@@ -141,7 +142,6 @@ def test_demo_dag_end_to_end(full_demo):
     _same_outputs_without_warm_start(path, run_dir)
 
 
-@pytest.mark.slow
 def test_demo_ends_with_its_answer(full_demo):
     """`make demo` ends by printing the policy's choice (as recommendation.md states it), the
     law's R² in-sample and leave-one-out as fit_stats.csv holds them, and the report's path."""

@@ -21,6 +21,8 @@ from vislaw.eval.tasks import resolve_benchmarks
 from vislaw.pipeline import load_checked_config
 from vislaw.vlm.checkpoints import VlmInfo
 
+pytestmark = pytest.mark.slow  # the 2026 zoo's twins through every stage
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "config/zoo_2026.yaml"
 DEMO = ROOT / "config/zoo_2026_demo.yaml"
@@ -58,7 +60,6 @@ def test_demo_twins_are_the_zoos_architectures():
     assert type(registry.build_encoder(specs["laion_convnext"]).model.trunk).__name__ == "ConvNeXt"
 
 
-@pytest.mark.slow
 def test_zoo_demo_runs_every_twin_through_training_and_evaluation(tmp_path, monkeypatch):
     site = tmp_path / "site"
     install_example(site)  # a family from another package, found through its entry point
