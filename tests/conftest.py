@@ -122,19 +122,17 @@ def run_snakemake(
 ) -> subprocess.CompletedProcess:
     """Snakemake from this venv, with the venv first on PATH (sbatch --export=ALL hands that PATH
     to SLURM jobs, which is how they find this Python on a cluster without conda); ``env``
-    adds variables."""
+    adds variables, and removes those it maps to None (this process sets HF_HUB_OFFLINE=1
+    above: a run that must look like a user's shell without it says so)."""
     exe = BIN / "snakemake"
+    merged = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     return subprocess.run(
         [str(exe) if exe.exists() else (shutil.which("snakemake") or "snakemake"), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={
-            **os.environ,
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            **(env or {}),
-        },
+        env={name: value for name, value in merged.items() if value is not None},
     )
 
 

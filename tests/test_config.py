@@ -182,7 +182,7 @@ print(json.dumps({"before": before, "after": after, "hub_offline": constants.HF_
 """
 
 
-@pytest.mark.parametrize("user_offline", [False, True])
+@pytest.mark.parametrize("user_offline", [None, "0", "1"])
 def test_prepare_clears_only_the_offline_switches_the_run_set(tmp_path, user_offline):
     """A warm-start run sets the offline switches for every job and a prepare job clears them,
     so `snakemake prepare` downloads; a user's own HF_HUB_OFFLINE=1 (checking a copied cache
@@ -195,8 +195,8 @@ def test_prepare_clears_only_the_offline_switches_the_run_set(tmp_path, user_off
     from vislaw.jobs import OFFLINE_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS}
-    if user_offline:
-        env["HF_HUB_OFFLINE"] = "1"
+    if user_offline is not None:  # the user's shell: unset, turned off, turned on
+        env["HF_HUB_OFFLINE"] = user_offline
     result = subprocess.run(
         [sys.executable, "-c", _ONLINE_PROBE, str(tmp_path / "hf")],
         env=env,
@@ -207,9 +207,9 @@ def test_prepare_clears_only_the_offline_switches_the_run_set(tmp_path, user_off
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["before"] == dict.fromkeys(OFFLINE_VARS, "1")
-    kept = {"HF_HUB_OFFLINE": "1"} if user_offline else {}
+    kept = {"HF_HUB_OFFLINE": "1"} if user_offline == "1" else {}
     assert seen["after"] == {name: kept.get(name) for name in OFFLINE_VARS}
-    assert seen["hub_offline"] is user_offline
+    assert seen["hub_offline"] is (user_offline == "1")
 
 
 def test_an_offline_prepare_names_the_repo_missing_from_the_cache(tmp_path):

@@ -143,9 +143,12 @@ def _env(work: Path, hub) -> dict[str, str]:
 
 
 def _snakemake(run: Path, env: dict, configs: list[Path], *args: str, timeout: int = 3600):
+    # env is the whole environment: what this process has beyond it (conftest's HF_HUB_OFFLINE=1
+    # above all, which would keep `prepare` offline as a user's own switch) is unset
+    unset = dict.fromkeys((name for name in os.environ if name not in env), None)
     result = run_snakemake(
         *args, "-s", str(ROOT / "Snakefile"), "--directory", str(run), "--cores", "2",
-        "--configfile", *map(str, configs), env=env, timeout=timeout,
+        "--configfile", *map(str, configs), env={**env, **unset}, timeout=timeout,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
     return result

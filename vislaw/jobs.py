@@ -47,10 +47,11 @@ def runtime_environment(config: Mapping[str, Any]) -> dict[str, str]:
 
 def run_environment(config: Mapping[str, Any]) -> dict[str, str]:
     """``runtime_environment`` for Snakemake's own process (a warm-start run, rules/warm.smk),
-    plus the names of the offline switches it turns on that the user had not set: `prepare`
-    clears exactly those (go_online) and keeps a user's own ``HF_HUB_OFFLINE=1``."""
+    plus the names of the offline switches it turns on that the user had not turned on (unset, or
+    set to something else such as ``0``): `prepare` clears exactly those (go_online) and keeps a
+    user's own ``HF_HUB_OFFLINE=1``."""
     env = runtime_environment(config)
-    ours = [name for name in OFFLINE_VARS if name in env and name not in os.environ]
+    ours = [name for name in OFFLINE_VARS if name in env and os.environ.get(name) != env[name]]
     env[SET_BY_RUN] = ",".join(ours)
     return env
 
