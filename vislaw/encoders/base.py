@@ -34,6 +34,26 @@ PROTOCOLS: tuple[str, ...] = ("vislaw", "paper")
 # computed those with another preprocessing than their MLLMs saw).
 PURPOSES: tuple[str, ...] = ("mllm", "c_score")
 
+# The family index: vislaw.encoders.registry, the only module that imports every family,
+# registers its name -> class map here (:func:`register_families`), so that a module below it
+# that needs another family's class (a fusion's members, the loading check's hint) asks
+# :func:`registered_families` instead of importing the registry back (an import cycle).
+_FAMILY_INDEX: list[Mapping[str, type[VisionEncoder]]] = []
+
+
+def register_families(families: Mapping[str, type[VisionEncoder]]) -> None:
+    """Make ``families`` (the registry's map, shared, so later additions show) the index that
+    :func:`registered_families` returns."""
+    _FAMILY_INDEX[:] = [families]
+
+
+def registered_families() -> Mapping[str, type[VisionEncoder]]:
+    """The registry's name -> class map (RuntimeError if vislaw.encoders.registry, which
+    registers it on import, was never imported)."""
+    if not _FAMILY_INDEX:
+        raise RuntimeError("no encoder families registered: import vislaw.encoders.registry first")
+    return _FAMILY_INDEX[0]
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -128,6 +148,13 @@ class VisionEncoder(ABC):
 
     # The row of vislaw.cost.GPU_HOURS that costs one features job of the family.
     feature_cost: ClassVar[str] = "features"
+    # The ``model_type`` values of a transformers config.json the family loads (a full CLIP
+    # and its vision tower, say); vislaw.encoders.loading refuses a checkpoint of another type.
+    # Empty: not checked (the diffusers families, hf_auto, timm; their tensors are still checked).
+    model_types: ClassVar[frozenset[str]] = frozenset()
+    # Tensors a checkpoint may hold that the family's class does not load (heads the feature
+    # does not use), as regular expressions matched at the key's start (vislaw.encoders.loading).
+    unused_heads: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def hub_patterns(cls, spec: EncoderSpec) -> tuple[str, ...] | None:

@@ -21,6 +21,10 @@ TINY_CLIP = {
 
 class ClipEncoder(ViTEncoder):
     family = "clip"
+    # A full CLIP checkpoint (vision + text) or a vision-only one; OpenCLIP's HF ports are "clip".
+    model_types = frozenset({"clip", "clip_vision_model"})
+    # A full CLIP checkpoint loaded as its vision tower: the text tower and both projections.
+    unused_heads = (r"text_model\.", r"text_projection\.", r"visual_projection\.", r"logit_scale$")
     mean, std = CLIP_MEAN, CLIP_STD
     model_class = "CLIPVisionModel"
     config_class = "CLIPVisionConfig"

@@ -50,6 +50,9 @@ def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
 
 class ConvNextEncoder(VisionEncoder):
     family = "convnext"
+    model_types = frozenset({"convnext"})
+    # An image-classification ConvNeXt loaded as the backbone: its classifier.
+    unused_heads = (r"classifier\.",)
     conda_env = "transformers"
     mean, std = CLIP_MEAN, CLIP_STD
     # Not in the Law-of-Vision authors' code (ConvLLaVA pads to a square): ``paper`` keeps the

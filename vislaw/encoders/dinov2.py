@@ -39,6 +39,7 @@ TINY_DINOV2 = {
 
 class Dinov2Encoder(ViTEncoder):
     family = "dinov2"
+    model_types = frozenset({"dinov2", "dinov2_with_registers"})
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     model_class = "Dinov2Model"
     config_class = "Dinov2Config"

@@ -11,11 +11,11 @@ Its env: "transformers" when every member's family lives in that stack, else "di
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from vislaw.config import ConfigError
-from vislaw.encoders.base import EncoderSpec, VisionEncoder
+from vislaw.encoders.base import EncoderSpec, VisionEncoder, registered_families
 
 if TYPE_CHECKING:
     import torch
@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
 
 def _family(spec: EncoderSpec) -> type[VisionEncoder]:
-    """The class of a member's family (FusionEncoder.member_families, set by the registry)."""
-    families = FusionEncoder.member_families
+    """The class of a member's family, from the family index the registry registers
+    (vislaw.encoders.base.registered_families: this module cannot import the registry, which
+    imports it)."""
+    families = registered_families()
     if spec.family not in families:
         raise KeyError(
             f"fusion member '{spec.name}': unknown encoder family '{spec.family}' "
-            f"(known: {sorted(families)}; vislaw.encoders.registry fills them in)"
+            f"(known: {sorted(families)})"
         )
     return families[spec.family]
 
@@ -37,9 +39,6 @@ class FusionEncoder(VisionEncoder):
     family = "fusion"
     # The superset stack; env_for picks the lighter one when every member allows it.
     conda_env = "diffusers"
-    # family name -> class of the members: the registry (the one module that imports every
-    # family, this one included) hands its map in, so this module does not import it back.
-    member_families: ClassVar[Mapping[str, type[VisionEncoder]]] = {}
 
     @classmethod
     def token_grid(cls, spec: EncoderSpec) -> tuple[int, int]:

@@ -7,11 +7,12 @@ only trace of the first two is a log report. An AIMv2 checkpoint under ``family:
 gave random features that were scored as a real encoder, with rc 0 (issue 22). Here the loading
 report is a refusal that names the encoder, the checkpoint, the family and the tensors.
 
-The two tables below are the only place that says which checkpoints a family takes:
-:data:`MODEL_TYPES` (the ``model_type`` of a transformers ``config.json``) and
-:data:`UNUSED_HEADS` (tensors a checkpoint may hold that the family's class does not load: heads
-the feature does not use, as the text tower of a full CLIP when only its vision tower is loaded).
-docs/refuses.md lists both.
+Which checkpoints a family takes is the family class's own fact (vislaw.encoders.base):
+``model_types`` (the ``model_type`` of a transformers ``config.json``) and ``unused_heads``
+(tensors a checkpoint may hold that the family's class does not load: heads the feature does not
+use, as the text tower of a full CLIP when only its vision tower is loaded). This module reads
+them from the registry's classes (:func:`vislaw.encoders.base.registered_families`), so a new
+family declares them in its module and nowhere else. docs/refuses.md lists them.
 """
 
 from __future__ import annotations
@@ -21,44 +22,32 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vislaw.config import ConfigError
+from vislaw.encoders.base import registered_families
 
 if TYPE_CHECKING:
     import torch
 
-# config.json model_type values each transformers family loads; a family not listed here
-# (the diffusers ones) has no model_type to check, its tensors are still checked.
-MODEL_TYPES: dict[str, frozenset[str]] = {
-    # A full CLIP checkpoint (vision + text) or a vision-only one; OpenCLIP's HF ports are "clip".
-    "clip": frozenset({"clip", "clip_vision_model"}),
-    # SigLIP, and the fixed-resolution SigLIP 2 checkpoints (published as model_type "siglip").
-    "siglip": frozenset({"siglip", "siglip_vision_model"}),
-    "dinov2": frozenset({"dinov2", "dinov2_with_registers"}),
-    "convnext": frozenset({"convnext"}),
-}
-
-# Unexpected tensors allowed per family, as regular expressions matched at the key's start.
-UNUSED_HEADS: dict[str, tuple[str, ...]] = {
-    # A full CLIP checkpoint loaded as its vision tower: the text tower and both projections.
-    "clip": (r"text_model\.", r"text_projection\.", r"visual_projection\.", r"logit_scale$"),
-    # A full SigLIP checkpoint loaded as its vision tower: the text tower and the logit scalars.
-    "siglip": (r"text_model\.", r"logit_scale$", r"logit_bias$"),
-    # An image-classification ConvNeXt loaded as the backbone: its classifier.
-    "convnext": (r"classifier\.",),
-}
-
 SHOWN = 5  # tensors named in a refusal (the count says how many more)
 
 
+def model_types() -> dict[str, frozenset[str]]:
+    """{family: the config.json model_types it loads} of every registered family that declares
+    some (a family with none, the diffusers ones, has no model_type to check)."""
+    return {name: cls.model_types for name, cls in registered_families().items() if cls.model_types}
+
+
 def families_for(model_type: str) -> list[str]:
-    """The families whose :data:`MODEL_TYPES` include ``model_type``."""
-    return sorted(family for family, types in MODEL_TYPES.items() if model_type in types)
+    """The families whose declared ``model_types`` include ``model_type``."""
+    return sorted(family for family, types in model_types().items() if model_type in types)
 
 
 def model_type_problem(family: str, model_type: str | None, source: str) -> str | None:
     """Why ``source`` (a checkpoint whose config says ``model_type``) does not fit ``family``,
-    naming the family that would fit; None when it fits, when the family has no model_type list,
-    or when the config writes no model_type (not guessed: the tensors are still checked)."""
-    handled = MODEL_TYPES.get(family)
+    naming the family that would fit; None when it fits, when the family declares no
+    model_types, or when the config writes no model_type (not guessed: the tensors are still
+    checked)."""
+    declared = model_types()
+    handled = declared.get(family)
     if handled is None or model_type is None or model_type in handled:
         return None
     fits = families_for(model_type)
@@ -66,7 +55,7 @@ def model_type_problem(family: str, model_type: str | None, source: str) -> str 
         f"use family: {fits[0]}"
         if fits
         else f"no dedicated family handles {model_type} ("
-        + ", ".join(f"{f}: {'/'.join(sorted(t))}" for f, t in sorted(MODEL_TYPES.items()))
+        + ", ".join(f"{f}: {'/'.join(sorted(t))}" for f, t in sorted(declared.items()))
         + "); use family: hf_auto, which loads any transformers vision backbone"
     )
     return (
@@ -85,9 +74,10 @@ def _allowed(key: str, patterns: Iterable[str]) -> bool:
 
 
 def loading_problems(info: dict[str, Any], family: str) -> list[str]:
-    """The MISSING, UNEXPECTED (outside the family's :data:`UNUSED_HEADS`) and MISMATCHED
+    """The MISSING, UNEXPECTED (outside the family class's ``unused_heads``) and MISMATCHED
     tensors of a ``from_pretrained(..., output_loading_info=True)`` report, one line each."""
-    allowed = UNUSED_HEADS.get(family, ())
+    known = registered_families()
+    allowed = known[family].unused_heads if family in known else ()
     missing = sorted(info.get("missing_keys") or ())
     unexpected = sorted(k for k in info.get("unexpected_keys") or () if not _allowed(k, allowed))
     mismatched = sorted(
@@ -132,7 +122,7 @@ def load_checked(
     if model_id is None:
         raise ConfigError(f"encoders.{owner}.model_id", "a real checkpoint needs a model_id")
     source = f"{model_id}/{subfolder}" if subfolder else model_id
-    if family in MODEL_TYPES:
+    if family in model_types():
         problem = model_type_problem(family, checkpoint_model_type(model_id, subfolder), source)
         if problem:
             raise ConfigError(f"encoders.{owner}.family", problem)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vislaw.config import ConfigError
-from vislaw.encoders.base import EncoderSpec, VisionEncoder
+from vislaw.encoders.base import EncoderSpec, VisionEncoder, register_families
 from vislaw.encoders.clip import ClipEncoder
 from vislaw.encoders.convnext import ConvNextEncoder
 from vislaw.encoders.dinov2 import Dinov2Encoder
@@ -45,7 +45,9 @@ FAMILIES: dict[str, type[VisionEncoder]] = {
     "open_clip": OpenClipEncoder,
     "fusion": FusionEncoder,
 }
-FusionEncoder.member_families = FAMILIES  # fusion looks its members up here (no import cycle)
+# The index the modules below look a family up in (a fusion's members, the loading check):
+# this very dict, so the plugin families added to it later are found there too.
+register_families(FAMILIES)
 PLUGIN_GROUP = "vislaw.encoders"
 
 

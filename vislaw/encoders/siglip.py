@@ -20,6 +20,10 @@ TINY_SIGLIP = {
 
 class SiglipEncoder(ViTEncoder):
     family = "siglip"
+    # SigLIP, and the fixed-resolution SigLIP 2 checkpoints (published as model_type "siglip").
+    model_types = frozenset({"siglip", "siglip_vision_model"})
+    # A full SigLIP checkpoint loaded as its vision tower: the text tower and the logit scalars.
+    unused_heads = (r"text_model\.", r"logit_scale$", r"logit_bias$")
     mean, std = HALF_MEAN, HALF_STD
     model_class = "SiglipVisionModel"
     config_class = "SiglipVisionConfig"

@@ -6,7 +6,8 @@ Every multi-process job of the workflow goes through here, so each of these is s
   ``<run>/.run_config/<sha>.yaml``), written by the Snakefile when the run starts and read by
   every rank (``config.load_config``); a job never writes its own copy.
 - **the call**: a JSON file naming a function (``module:function``) and its keyword arguments
-  (:func:`call_file`), run in each rank by ``python -m vislaw.ranks FILE`` (:func:`rank_program`).
+  (:func:`call_file`), run in each rank by ``python -m vislaw.ranks FILE`` (:func:`rank_program`;
+  the entry point is :mod:`vislaw.ranks.__main__`, this package's library code is here).
   The arguments are plain JSON (paths as strings, the config as its file's path).
 - **per-GPU ranks** (features, embeddings: no collectives, each rank writes its share to
   :func:`rank_part` and the job merges): :func:`run_on_gpus` starts one process per GPU of the
@@ -199,12 +200,7 @@ def accelerate_command(program: Sequence[str], processes: int) -> list[str]:
 def run_launcher(command: Sequence[str], what: str) -> None:
     """Run a launcher command (torchrun, accelerate, srun) with its output in the job's log;
     RuntimeError naming ``what`` and the command when it fails."""
-    print(" ".join(command), flush=True)
-    sys.stdout.flush()
+    print(" ".join(command), flush=True)  # before the launcher's own output, in order
     done = subprocess.run(list(command), stdout=sys.stdout, stderr=sys.stderr, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{what}: exit {done.returncode} from {' '.join(command)}")
-
-
-if __name__ == "__main__":
-    run_call(sys.argv[1])
