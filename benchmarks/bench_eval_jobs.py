@@ -2,7 +2,7 @@
 
 Same model, same four local benchmarks, same run. Builds a tiny stage-2 folder (tiny CLIP +
 tiny Llama, untrained: only the time matters) and four synthetic benchmark sets, then times
-``python -m vislaw.eval.runner`` (a) once with all four benchmarks, as the default
+``python -m vislaw evaluate`` (a) once with all four benchmarks, as the default
 ``eval.jobs: per_encoder`` does, and (b) four times with one benchmark each
 (``per_benchmark``). Prints both wall times and the ratio; on the demo, multiply by the number
 of encoders.
@@ -73,7 +73,7 @@ def benchmark_sets(root: Path, names: list[str], questions: int) -> Path:
 
 
 def run(stage2: Path, tasks: Path, names: list[str], out: Path, threads: int) -> float:
-    command = [sys.executable, "-m", "vislaw.eval.runner", "--pretrained", str(stage2)]
+    command = [sys.executable, "-m", "vislaw", "evaluate", "--pretrained", str(stage2)]
     for name in names:
         command += ["--benchmark", name]
     command += ["--include-path", str(tasks), "--out-dir", str(out)]

@@ -169,12 +169,12 @@ def test_paper_benchmarks_map_to_lmms_eval_tasks_and_metrics():
 
 
 def test_eval_settings_of_the_cli_are_the_schema_defaults_unless_given(minimal_config):
-    """python -m vislaw.eval.runner builds the same EvalSettings a config without `eval:`
+    """python -m vislaw evaluate builds the same EvalSettings a config without `eval:`
     gives; an option replaces only its own key."""
     import argparse
     import dataclasses
 
-    from vislaw.eval.runner import _cli_settings
+    from vislaw.eval.cli import _cli_settings
     from vislaw.eval.settings import EvalSettings
 
     unset = dict(dtype=None, batch_size=None, max_new_tokens=None, limit=None)
@@ -383,7 +383,8 @@ def test_loglikelihood_matches_the_model_and_batching(stage2):
 def test_runner_writes_fixed_names_and_names_the_failed_task(
     stage2, bench_set, tasks_dir, tmp_path
 ):
-    from vislaw.eval.runner import EvaluationError, evaluate_benchmarks
+    from vislaw.eval.launch import evaluate_benchmarks
+    from vislaw.eval.task_loop import EvaluationError
 
     broken_set, tasks = tmp_path / "broken_set", tmp_path / "tasks"
     shutil.copytree(bench_set, broken_set)
@@ -421,7 +422,7 @@ def test_released_llava_checkpoint_evaluates_through_the_plugin(stage2, tasks_di
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
 
-    from vislaw.eval.runner import evaluate_benchmarks
+    from vislaw.eval.launch import evaluate_benchmarks
 
     llava = tmp_path / "llava-v1.5-tiny"
     llava.mkdir()
@@ -487,7 +488,7 @@ def test_the_evaluate_step_refuses_a_stage_folder_edited_away_from_the_config(
     folder's vlm.json against that encoder's spec, so a folder whose recorded spec was edited
     (input size 56 where the config says 28) is refused, naming the file and the key; the
     folder as written scores as before."""
-    from vislaw.eval.runner import run_evaluate
+    from vislaw.eval.launch import run_evaluate
     from vislaw.eval.settings import EvalSettings
 
     workflow = check_config(

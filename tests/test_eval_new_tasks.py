@@ -104,8 +104,8 @@ def test_new_tasks_score_through_the_runner_into_the_law(
     minimal_config,
     tmp_path,
 ):
+    from vislaw.eval.launch import evaluate_benchmarks
     from vislaw.eval.results import write_table
-    from vislaw.eval.runner import evaluate_benchmarks
     from vislaw.law.inputs import build_law_input
 
     config, _ = load_checked_config(with_benchmarks(minimal_config, NEW))

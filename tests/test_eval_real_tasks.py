@@ -3,7 +3,7 @@
 Each installed task (its YAML, prompts, ``process_results`` and aggregation) runs unchanged on a
 tiny dataset with the real columns (tests/real_task_data.py); only the dataset location differs
 (vislaw.eval.task_copies). They run through the evaluate rule's own code
-(vislaw.eval.runner.evaluate_benchmarks) on the tiny stage-2 model of test_eval.py, in one
+(vislaw.eval.launch.evaluate_benchmarks) on the tiny stage-2 model of test_eval.py, in one
 process. When lmms-eval is upgraded and a task changes what it reads or reports, this fails.
 """
 
@@ -47,7 +47,7 @@ def real_tasks(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def paper_run(stage2, real_tasks, tmp_path_factory):  # noqa: F811
-    from vislaw.eval.runner import evaluate_benchmarks
+    from vislaw.eval.launch import evaluate_benchmarks
 
     out = tmp_path_factory.mktemp("eval")
     benchmarks = paper_benchmarks()
@@ -144,7 +144,7 @@ def test_gpt_judged_mmbench_is_scored_only_with_its_judge(
     """mmbench_en_dev without a key, with an unreachable endpoint, or with a judge that fails:
     "not scored" with the reason (NaN in the table), never a number made of failed calls; with
     a working judge (a local OpenAI-style server) it is scored."""
-    from vislaw.eval.runner import evaluate_benchmarks
+    from vislaw.eval.launch import evaluate_benchmarks
 
     bench = get_benchmark("mmbench_en", {"mmbench_en": "mmbench_en_dev"})
     assert bench.judge is not None and bench.judge.key_env == "OPENAI_API_KEY"
@@ -223,7 +223,8 @@ def test_limit_keeps_mme_pairs_and_reports_the_metrics_it_could(
     odd eval.limit of 3 is rounded up to 4 (two whole perception pairs: lmms-eval's pairwise
     assertion holds) and the table reports the perception score without the cognition score
     these documents could not give."""
-    from vislaw.eval.runner import evaluate_benchmarks, task_limit
+    from vislaw.eval.launch import evaluate_benchmarks
+    from vislaw.eval.task_loop import task_limit
 
     mme, mmmu = get_benchmark("mme"), get_benchmark("mmmu_val")
     assert [task_limit(mme, n) for n in (None, 1, 3, 4)] == [None, 2, 4, 4]
@@ -253,7 +254,7 @@ def test_a_score_sample_reads_the_task_copy(real_tasks, tmp_path):
 def test_judge_check_follows_lmms_eval_api_switch(monkeypatch):
     """The judge's key and endpoint are the variables the task's utils read: API_TYPE=azure
     switches to AZURE_API_KEY / AZURE_ENDPOINT; an API type the utils cannot use is refused."""
-    from vislaw.eval.runner import judge_unavailable
+    from vislaw.eval.judge import judge_unavailable
     from vislaw.eval.tasks import OPENAI_JUDGE
 
     for name in ("OPENAI_API_KEY", "AZURE_API_KEY"):

@@ -180,8 +180,8 @@ def eval_inputs(tmp_path_factory):
 
 
 def _evaluate(eval_inputs, out: Path, processes: int) -> dict[str, list]:
+    from vislaw.eval.launch import evaluate_benchmarks
     from vislaw.eval.results import benchmark_rows
-    from vislaw.eval.runner import evaluate_benchmarks
 
     stage2, tasks, benchmarks = eval_inputs
     outputs = {b.name: out / f"{b.name}.json" for b in benchmarks}

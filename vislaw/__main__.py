@@ -24,7 +24,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "c_score": ("vislaw.scores.correspondence.cli", "C score: SPair keypoint PCK (c_score)"),
     "a_images": ("vislaw.scores.a_images", "the benchmark images the A score embeds (a_images)"),
     "train": ("vislaw.train.__main__", "train stage 1 or 2 of one encoder (stage1, stage2)"),
-    "evaluate": ("vislaw.eval.runner", "lmms-eval benchmarks of a stage-2 model (evaluate)"),
+    "evaluate": ("vislaw.eval.cli", "lmms-eval benchmarks of a stage-2 model (evaluate)"),
     "eval_tasks": ("vislaw.eval.local_tasks", "lmms-eval task folder of a local set"),
     "task_copies": ("vislaw.eval.task_copies", "lmms-eval task pointed at a saved dataset"),
     "results": ("vislaw.eval.results", "score rows of lmms-eval results files"),

@@ -17,7 +17,7 @@ def by_benchmark(paths):
 with job_log(snakemake.log[0]):
     apply_runtime_settings(snakemake.config, snakemake.threads)
     from vislaw.config import check_config
-    from vislaw.eval.runner import run_evaluate
+    from vislaw.eval.launch import run_evaluate
     from vislaw.eval.settings import EvalSettings
     from vislaw.eval.tasks import resolve_benchmarks
 

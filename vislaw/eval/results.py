@@ -88,7 +88,7 @@ def _number(value: Any) -> float | None:
 
 
 def not_scored_reason(data: Mapping[str, Any]) -> str | None:
-    """The reason the runner wrote instead of scores (vislaw.eval.runner), if any."""
+    """The reason the runner wrote instead of scores (vislaw.eval.task_loop), if any."""
     notes = data.get("vislaw")
     return notes.get("not_scored") if isinstance(notes, Mapping) else None
 

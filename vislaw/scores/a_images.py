@@ -57,7 +57,7 @@ def sample_lmms_task(
     longer than sampling, so run_a_images builds one for all benchmarks)."""
     from lmms_eval.tasks import get_task_dict
 
-    from vislaw.eval.runner import task_manager
+    from vislaw.eval.lmms_bridge import task_manager
 
     if manager is None:  # a task copy wins over the installed
         manager = task_manager([bench.task], include_path)
@@ -127,7 +127,7 @@ def run_a_images(
     manager = None
     tasks = [b.task for b in benchmarks if not b.local]
     if tasks:
-        from vislaw.eval.runner import task_manager
+        from vislaw.eval.lmms_bridge import task_manager
 
         manager = task_manager(tasks)
     for bench, out in zip(benchmarks, outputs, strict=True):
