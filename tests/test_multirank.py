@@ -276,7 +276,13 @@ def test_multirank_embeddings_two_ranks_match_one(tmp_path):
     from vislaw.config import check_config
     from vislaw.io.hdf5 import read_features
     from vislaw.scores.a_images import write_sample
-    from vislaw.scores.embeddings import embedding_job, embedding_job_on_ranks
+    from vislaw.scores.embeddings import (
+        CaptionSource,
+        EmbeddingPaths,
+        embedding_job,
+        embedding_job_on_ranks,
+    )
+    from vislaw.scores.settings import AScoreSettings
 
     stage1 = stage1_fixture.__wrapped__(_Factory(tmp_path))
     config = train_config(tmp_path / "run")
@@ -290,11 +296,16 @@ def test_multirank_embeddings_two_ranks_match_one(tmp_path):
     write_sample(tmp_path / "mme.json", "mme", 0, items)
     samples = {"mme": tmp_path / "mme.json"}
     one = {"mme": tmp_path / "one" / "mme.h5"}
-    embedding_job(config, stage1, samples, one, tmp_path / "one" / "loglik.json")
+    embedding_job(
+        AScoreSettings.from_config(config),
+        paths=EmbeddingPaths(stage1, samples, one, tmp_path / "one" / "loglik.json"),
+        captions=CaptionSource.from_config(config),
+    )
     path = tmp_path / "config.yaml"
     write_run_config(config, path)
     two = {"mme": tmp_path / "two" / "mme.h5"}
-    embedding_job_on_ranks(path, stage1, samples, two, tmp_path / "two" / "loglik.json", 2)
+    paths = EmbeddingPaths(stage1, samples, two, tmp_path / "two" / "loglik.json")
+    embedding_job_on_ranks(path, paths=paths, processes=2)
     a, b = read_features(one["mme"]), read_features(two["mme"])
     assert b.ids == a.ids == ["img0", "img1", "img2"]
     np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-6)

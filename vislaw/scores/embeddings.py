@@ -10,7 +10,8 @@ encoder + projector + LLM.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,11 @@ import numpy as np
 import torch
 
 from vislaw.io.hdf5 import write_features
+from vislaw.scores.settings import AScoreSettings
 
 if TYPE_CHECKING:
     from vislaw.data.llava import LlavaSample
+    from vislaw.encoders.base import EncoderSpec
     from vislaw.vlm.inference import LoadedVlm
 
 
@@ -123,39 +126,68 @@ def caption_logliks(
     return per_sample
 
 
+@dataclass(frozen=True)
+class EmbeddingPaths:
+    """The embeddings job's files: the stage-1 folder it loads, each benchmark's image sample
+    (``samples``) and embeddings file (``outputs``), and the caption log-likelihood JSON
+    (``loglik``). One record, so a caller names each rather than passing five in order."""
+
+    stage1_dir: str | Path
+    samples: Mapping[str, str | Path]
+    outputs: Mapping[str, str | Path]
+    loglik: str | Path
+
+    def as_call(self) -> dict[str, Any]:
+        """The paths as JSON values, in the keys of :func:`embedding_rank` (a saved call)."""
+        return {
+            "stage1": str(self.stage1_dir),
+            "samples": {k: str(v) for k, v in self.samples.items()},
+            "outputs": {k: str(v) for k, v in self.outputs.items()},
+            "loglik": str(self.loglik),
+        }
+
+
+@dataclass(frozen=True)
+class CaptionSource:
+    """Where the A score v3's captions come from: stage 1's LLaVA JSON and image folder, and the
+    run's seed that picks the sample (``a_score.n_captions`` of them)."""
+
+    json: Path
+    image_folder: Path
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CaptionSource:
+        """Stage 1's data (``data.pretrain``, under ``data.root``) and ``seed`` of a checked
+        config."""
+        from vislaw.train.settings import stage_data
+
+        json_path, image_folder = stage_data(config, 1)
+        return cls(json_path, image_folder, int(config["seed"]))
+
+
 def embedding_job(
-    config: dict[str, Any],
-    stage1_dir: str | Path,
-    samples: dict[str, str | Path],
-    outputs: dict[str, str | Path],
-    loglik_out: str | Path,
+    settings: AScoreSettings,
     *,
+    paths: EmbeddingPaths,
+    captions: CaptionSource,
+    spec: EncoderSpec | None = None,
     device: str = "cpu",
     shard: tuple[int, int] = (0, 1),
-    encoder: str | None = None,
 ) -> None:
     """One encoder: load its stage-1 model once, embed every benchmark's image sample, then
-    score the caption log-likelihood; all outputs atomic. ``encoder``: the config's name of
-    it; the stage folder must record that encoder's spec (vislaw.io.provenance)."""
+    score the caption log-likelihood; all outputs atomic. ``spec``: the config's spec of the
+    encoder; the stage folder must record it (vislaw.io.provenance)."""
     import json
 
     from vislaw.data.llava import read_llava_json
     from vislaw.io.atomic import write_text_atomic
     from vislaw.scores.a_images import read_sample
-    from vislaw.scores.settings import AScoreSettings
-    from vislaw.train.settings import stage_data
     from vislaw.vlm.checkpoints import ENCODER_FILE, PROJECTOR_FILE
     from vislaw.vlm.inference import load_vlm
 
-    settings = AScoreSettings.from_config(config)
+    stage1_dir = Path(paths.stage1_dir)
     # bf16 on the GPU (a 7B model in fp32 would need ~28 GB); fp32 on the CPU (demo, tests).
-    import torch
-
-    spec = None
-    if encoder is not None:
-        from vislaw.encoders.registry import encoder_spec, resolve_encoders
-
-        spec = encoder_spec(resolve_encoders(config), encoder)
     vlm = load_vlm(
         stage1_dir,
         device=device,
@@ -164,10 +196,10 @@ def embedding_job(
     )
     # The stage's trained weights: the projector, plus the encoder tensors a ConvLLaVA-style
     # recipe trains (encoder.safetensors), so the hash changes whenever the embeddings can.
-    trained = [Path(stage1_dir) / PROJECTOR_FILE, Path(stage1_dir) / ENCODER_FILE]
+    trained = [stage1_dir / PROJECTOR_FILE, stage1_dir / ENCODER_FILE]
     checkpoint = ":".join(file_sha256(p) for p in trained if p.exists())
-    for bench, out_path in outputs.items():
-        sample = read_sample(samples[bench])
+    for bench, out_path in paths.outputs.items():
+        sample = read_sample(paths.samples[bench])
         sample["items"] = sample["items"][shard[0] :: shard[1]]
         meta = {
             "encoder": vlm.info.encoder.name,
@@ -184,11 +216,10 @@ def embedding_job(
             dtype=settings.dtype,
             meta=meta,
         )
-    json_path, image_folder = stage_data(config, 1)
-    captions = sample_captions(read_llava_json(json_path), settings.n_captions, config["seed"])
-    n_captions = len(captions)
-    captions = captions[shard[0] :: shard[1]]
-    values = caption_logliks(vlm, captions, image_folder, batch_size=settings.batch_size)
+    picked = sample_captions(read_llava_json(captions.json), settings.n_captions, captions.seed)
+    n_captions = len(picked)
+    picked = picked[shard[0] :: shard[1]]
+    values = caption_logliks(vlm, picked, captions.image_folder, batch_size=settings.batch_size)
     record = {
         "encoder": vlm.info.encoder.name,
         "a_loglik": float(np.mean(values)),
@@ -197,21 +228,20 @@ def embedding_job(
     }
     if shard[1] > 1:  # a rank's share: the job merges the values (embedding_job_on_ranks)
         record.update(per_sample=values, shard=list(shard))
-    write_text_atomic(loglik_out, json.dumps(record, indent=1))
+    write_text_atomic(paths.loglik, json.dumps(record, indent=1))
 
 
 def embedding_job_on_ranks(
     config_path: str | Path,
-    stage1_dir: str | Path,
-    samples: dict[str, str | Path],
-    outputs: dict[str, str | Path],
-    loglik_out: str | Path,
+    *,
+    paths: EmbeddingPaths,
     processes: int,
     encoder: str | None = None,
 ) -> None:
     """The embeddings job across ``processes`` GPUs: one process per GPU on every ``processes``-th
     image of each sample and every ``processes``-th caption, then the shards merged in order
-    (the same files as one process writes, plus ``ranks`` in the meta)."""
+    (the same files as one process writes, plus ``ranks`` in the meta). ``config_path``: the
+    run's checked config file, which each rank reads (a saved call holds JSON, not settings)."""
     import json
 
     from vislaw.features import merge_shards
@@ -225,10 +255,12 @@ def embedding_job_on_ranks(
     calls = [
         {
             "config": str(config_path),
-            "stage1": str(stage1_dir),
-            "samples": {k: str(v) for k, v in samples.items()},
-            "outputs": {k: str(part(v, rank)) for k, v in outputs.items()},
-            "loglik": str(part(loglik_out, rank)),
+            **EmbeddingPaths(
+                paths.stage1_dir,
+                paths.samples,
+                {k: part(v, rank) for k, v in paths.outputs.items()},
+                part(paths.loglik, rank),
+            ).as_call(),
             "shard": [rank, processes],
             "encoder": encoder,
         }
@@ -236,30 +268,43 @@ def embedding_job_on_ranks(
     ]
     try:
         target = "vislaw.scores.embeddings:embedding_rank"
-        run_call_on_gpus(target, calls, Path(loglik_out).parent, "embeddings")
-        for bench, out in outputs.items():
-            ids = [item["id"] for item in read_sample(samples[bench])["items"]]
+        run_call_on_gpus(target, calls, Path(paths.loglik).parent, "embeddings")
+        for bench, out in paths.outputs.items():
+            ids = [item["id"] for item in read_sample(paths.samples[bench])["items"]]
             merge_shards([part(out, r) for r in range(processes)], ids, out)
-        records = [json.loads(part(loglik_out, r).read_text()) for r in range(processes)]
+        records = [json.loads(part(paths.loglik, r).read_text()) for r in range(processes)]
         values = [
             records[i % processes]["per_sample"][i // processes]
             for i in range(sum(len(r["per_sample"]) for r in records))
         ]
         record = {k: v for k, v in records[0].items() if k not in {"per_sample", "shard"}}
         record["a_loglik"] = float(np.mean(values))
-        write_text_atomic(loglik_out, json.dumps(record, indent=1))
+        write_text_atomic(paths.loglik, json.dumps(record, indent=1))
     finally:
         for rank in range(processes):
-            part(loglik_out, rank).unlink(missing_ok=True)
-            for out in outputs.values():
+            part(paths.loglik, rank).unlink(missing_ok=True)
+            for out in paths.outputs.values():
                 part(out, rank).unlink(missing_ok=True)
 
 
+def _job_inputs(
+    config: Mapping[str, Any], encoder: str | None
+) -> tuple[AScoreSettings, CaptionSource, EncoderSpec | None]:
+    """What :func:`embedding_job` takes from a checked config: the ``a_score`` settings, the
+    caption source and, when ``encoder`` is named, its spec (the stage folder must record it)."""
+    spec = None
+    if encoder is not None:
+        from vislaw.encoders.registry import encoder_spec, resolve_encoders
+
+        spec = encoder_spec(resolve_encoders(config), encoder)
+    return AScoreSettings.from_config(config), CaptionSource.from_config(config), spec
+
+
 def run_embeddings(
-    config: dict[str, Any],
+    config: Mapping[str, Any],
     stage1_dir: str | Path,
-    samples: dict[str, str | Path],
-    outputs: dict[str, str | Path],
+    samples: Mapping[str, str | Path],
+    outputs: Mapping[str, str | Path],
     loglik_out: str | Path,
     *,
     gpus: int = 0,
@@ -269,16 +314,14 @@ def run_embeddings(
     """Step ``embeddings`` (a checked config: ``a_score``, ``seed`` and stage 1's data): one
     process, or with ``gpus > 1`` one process per GPU (:func:`embedding_job_on_ranks`, whose
     ranks read the run's checked config file, :func:`vislaw.ranks.run_config_file`)."""
+    paths = EmbeddingPaths(stage1_dir, samples, outputs, loglik_out)
     if gpus <= 1:
-        embedding_job(
-            config, stage1_dir, samples, outputs, loglik_out, device=device, encoder=encoder
-        )
+        settings, captions, spec = _job_inputs(config, encoder)
+        embedding_job(settings, paths=paths, captions=captions, spec=spec, device=device)
         return
     from vislaw.ranks import run_config_file
 
-    embedding_job_on_ranks(
-        run_config_file(config), stage1_dir, samples, outputs, loglik_out, gpus, encoder=encoder
-    )
+    embedding_job_on_ranks(run_config_file(config), paths=paths, processes=gpus, encoder=encoder)
 
 
 def embedding_rank(
@@ -291,18 +334,17 @@ def embedding_rank(
     encoder: str | None = None,
 ) -> None:
     """One rank of :func:`embedding_job_on_ranks` (its saved call, run by ``vislaw.ranks``):
-    ``config`` is the run's checked config file."""
+    ``config`` is the run's checked config file, read here into the job's settings."""
     from vislaw.config import load_config
     from vislaw.host import pick_device
 
     checked = load_config(config)
+    settings, captions, spec = _job_inputs(checked, encoder)
     embedding_job(
-        checked,
-        stage1,
-        samples,
-        outputs,
-        loglik,
+        settings,
+        paths=EmbeddingPaths(stage1, samples, outputs, loglik),
+        captions=captions,
+        spec=spec,
         device=pick_device(checked),
         shard=(shard[0], shard[1]),
-        encoder=encoder,
     )

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from vislaw.data.llava import LlavaDataset, read_llava_json
 from vislaw.data.settings import DataSettings
 from vislaw.encoders.registry import build_encoder, encoder_spec, resolve_encoders
 from vislaw.host import pick_device
+from vislaw.layout import RunLayout
 from vislaw.train.engine import (
     DeepSpeedEngine,
     DistEnv,
@@ -31,8 +32,8 @@ from vislaw.train.engine import (
     read_deepspeed_config,
 )
 from vislaw.train.plan import StepPlan
-from vislaw.train.recipes import Phase, phase_settings, unfreeze_encoder
-from vislaw.train.settings import LoraSettings, StageSettings, llm_source, stage_data
+from vislaw.train.recipes import Phase, unfreeze_encoder
+from vislaw.train.settings import LlmSettings, LoraSettings, StageSettings, stage_data
 from vislaw.vlm.chat_templates import resolve_template
 from vislaw.vlm.checkpoints import (
     PROJECTOR_FILE,
@@ -46,7 +47,44 @@ from vislaw.vlm.lora import with_lora
 from vislaw.vlm.model import LlavaStyleModel, preprocess_images
 from vislaw.vlm.projector import build_projector
 
+if TYPE_CHECKING:
+    from vislaw.encoders.base import EncoderSpec
+
 CHECKPOINTS = "checkpoints"  # the run folder's resumable state (vislaw.train.resume)
+
+
+@dataclass(frozen=True)
+class PhaseInputs:
+    """What a training phase reads besides its settings, taken from the checked config once:
+    the encoder's spec, the stage's LLaVA JSON and image folder (``json_path``,
+    ``image_folder``), the image size cap, the LLM settings, the run's folders (``layout``: the
+    tiny LLM, and the run folder the fingerprint's paths are relative to) and the device. A
+    record, so that a phase takes typed values rather than the whole config."""
+
+    spec: EncoderSpec
+    json_path: Path
+    image_folder: Path
+    max_image_pixels: int | None
+    llm: LlmSettings
+    layout: RunLayout
+    device: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], stage: int, encoder_name: str) -> PhaseInputs:
+        """The inputs of ``encoder_name``'s stage ``stage`` in a checked config (ConfigError
+        naming the key for an encoder or stage data the config lacks)."""
+        spec = encoder_spec(resolve_encoders(config), encoder_name)
+        device = pick_device(config)
+        json_path, image_folder = stage_data(config, stage)
+        return cls(
+            spec=spec,
+            json_path=json_path,
+            image_folder=image_folder,
+            max_image_pixels=DataSettings.from_config(config).max_image_pixels,
+            llm=LlmSettings.from_config(config),
+            layout=RunLayout.from_config(config),
+            device=device,
+        )
 
 
 def _use_deepspeed(settings: StageSettings, device: str) -> bool:
@@ -123,21 +161,21 @@ def _subset(records: list, max_samples: int | None, seed: int) -> list:
 
 
 def prepare_run(
-    config: Mapping[str, Any],
+    settings: StageSettings,
     phase: Phase,
-    encoder_name: str,
+    inputs: PhaseInputs,
     out_dir: Path,
     start_dir: str | Path | None,
     llm: str | None,
     max_steps: int | None,
 ) -> TrainRun:
-    """Settings, processes, encoder, tokenizer, data and schedule (no LLM loaded yet)."""
+    """Processes, encoder, tokenizer, data and schedule for the phase's ``settings`` (no LLM
+    loaded yet)."""
     from transformers import AutoTokenizer
 
     stage = phase.stage
-    settings = phase_settings(config, phase)
-    spec = encoder_spec(resolve_encoders(config), encoder_name)
-    device = pick_device(config)
+    spec, device = inputs.spec, inputs.device
+    encoder_name = spec.name
     use_ds = _use_deepspeed(settings, device)
     dist = init_distributed(use_ds, device)
     dtype = torch.bfloat16 if (use_ds and settings.bf16) else torch.float32
@@ -146,7 +184,7 @@ def prepare_run(
     if start_dir is not None:  # it must record this encoder (vislaw.io.provenance)
         VlmInfo.read(start_dir).check_encoder(spec, start_dir)
         llm = llm or VlmInfo.read(start_dir).llm_source(start_dir)
-    llm = llm or llm_source(config)
+    llm = llm or inputs.llm.source_in(inputs.layout)
     # Built before any ZeRO-3 config exists, so a real encoder's from_pretrained is not
     # partitioned (a frozen encoder lives outside the DeepSpeed engine).
     encoder = build_encoder(spec, device=dist.device, dtype=dtype)
@@ -158,7 +196,7 @@ def prepare_run(
     rows, cols = encoder.grid
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(llm))
     template = resolve_template(settings.template, tokenizer, str(llm), settings.key("template"))
-    json_path, image_folder = stage_data(config, stage)
+    json_path, image_folder = inputs.json_path, inputs.image_folder
     dataset = LlavaDataset(
         _subset(read_llava_json(json_path), settings.max_samples, settings.seed),
         image_folder,
@@ -168,7 +206,7 @@ def prepare_run(
         image_tokens=rows * cols,
         max_length=settings.max_length,
         source=json_path,
-        max_pixels=DataSettings.from_config(config).max_image_pixels,
+        max_pixels=inputs.max_image_pixels,
     )
     if len(dataset) < settings.global_batch:
         raise ConfigError(

@@ -23,34 +23,37 @@ from pathlib import Path
 from typing import Any
 
 from vislaw.encoders.registry import resolve_encoders
-from vislaw.layout import RunLayout
-from vislaw.train.build import build_engine, deepspeed_config, prepare_run
+from vislaw.train.build import PhaseInputs, build_engine, deepspeed_config, prepare_run
 from vislaw.train.engine import barrier, zero_stage
 from vislaw.train.export import export_stage
 from vislaw.train.fingerprint import phase_done, phase_fingerprint
 from vislaw.train.guard import DivergenceGuard
 from vislaw.train.loop import LossLog, StepCallback, run_steps
-from vislaw.train.recipes import Phase, check_recipes, stage_phases
+from vislaw.train.recipes import Phase, check_recipes, phase_settings, stage_phases
 from vislaw.train.resume import resume_step
+from vislaw.train.settings import StageSettings
 
 
 def train_phase(
-    config: Mapping[str, Any],
-    phase: Phase,
-    encoder_name: str,
-    out_dir: str | Path,
+    settings: StageSettings,
     *,
+    phase: Phase,
+    inputs: PhaseInputs,
+    out_dir: str | Path,
     start_dir: str | Path | None = None,
     llm: str | None = None,
     max_steps: int | None = None,
     callbacks: Sequence[StepCallback] = (),
 ) -> Path:
-    """One phase of a stage (see vislaw.train.recipes) into ``out_dir``, starting from
-    ``start_dir`` (projector, LLM and trained encoder tensors) or from scratch (None).
+    """One phase of a stage (see vislaw.train.recipes) into ``out_dir``, with the phase's
+    ``settings`` (vislaw.train.recipes.phase_settings) and ``inputs`` (the encoder, data, LLM
+    and run folders, :class:`vislaw.train.build.PhaseInputs`), starting from ``start_dir``
+    (projector, LLM and trained encoder tensors) or from scratch (None).
     An intermediate phase (``phase.subdir``) whose folder already holds its result is skipped,
     so a restarted job goes on with the next phase."""
-    run = prepare_run(config, phase, encoder_name, Path(out_dir), start_dir, llm, max_steps)
-    fingerprint = phase_fingerprint(run, Path(RunLayout.from_config(config).run_dir))
+    encoder_name = inputs.spec.name
+    run = prepare_run(settings, phase, inputs, Path(out_dir), start_dir, llm, max_steps)
+    fingerprint = phase_fingerprint(run, Path(inputs.layout.run_dir))
     if phase.subdir and phase_done(run.out_dir, fingerprint):
         print(f"{phase.label} '{encoder_name}': {run.out_dir} is done; skipping")
         return run.out_dir
@@ -107,10 +110,10 @@ def train_stage(
     for phase in stage_phases(config, stage, encoder_name):
         folder = out_dir / phase.subdir if phase.subdir else out_dir
         train_phase(
-            config,
-            phase,
-            encoder_name,
-            folder,
+            phase_settings(config, phase),
+            phase=phase,
+            inputs=PhaseInputs.from_config(config, phase.stage, encoder_name),
+            out_dir=folder,
             start_dir=start_dir,
             llm=llm,
             max_steps=max_steps,

@@ -32,8 +32,12 @@ class LlmSettings(Section):
 
     def source(self, config: Mapping[str, Any]) -> str:
         """The LLM to load: the tiny demo LLM's folder (rule tiny_llm) or the hub id/folder."""
+        return self.source_in(RunLayout.from_config(config))
+
+    def source_in(self, layout: RunLayout) -> str:
+        """:meth:`source` for the run whose folders ``layout`` names."""
         if self.tiny:
-            return RunLayout.from_config(config).llm_dir
+            return layout.llm_dir
         if not self.model_id:
             raise ConfigError("llm", "set model_id (hub id or folder) or tiny")
         return self.model_id
