@@ -9,14 +9,13 @@ call saved beside the outputs, :func:`evaluate_rank` in every rank).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vislaw.eval.settings import EvalSettings
-from vislaw.eval.task_loop import evaluate_in_process
+from vislaw.eval.task_loop import EvalRequest, evaluate_in_process
 from vislaw.eval.tasks import Benchmark
 
 RANK_TARGET = "vislaw.eval.launch:evaluate_rank"  # what each rank of a launch runs
@@ -57,24 +56,7 @@ def evaluate_benchmarks(
         raise ValueError(f"no output path for benchmark(s) {missing}")
     if any(b.local for b in benchmarks) and include_path is None:
         raise ValueError("local benchmarks need include_path (their task folders)")
-    if processes > 1 and "WORLD_SIZE" not in os.environ:
-        call = dict(
-            pretrained=str(pretrained),
-            benchmarks=[dataclasses.asdict(b) for b in benchmarks],
-            outputs={k: str(v) for k, v in outputs.items()},
-            include_path=str(include_path) if include_path is not None else None,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            limit=limit,
-            seed=seed,
-            work_dir=str(work_dir) if work_dir else None,
-            samples={k: str(v) for k, v in (samples or {}).items()},
-            model_extra=dict(model_extra or {}),
-        )
-        return _launch_processes(call, processes)
-    return evaluate_in_process(
+    request = EvalRequest(
         pretrained,
         benchmarks,
         outputs,
@@ -89,6 +71,9 @@ def evaluate_benchmarks(
         samples,
         model_extra,
     )
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_processes(request, processes)
+    return evaluate_in_process(request)
 
 
 def run_evaluate(
@@ -135,11 +120,12 @@ def run_evaluate(
     return evaluate_benchmarks(model_dir, benchmarks, outputs, model_extra=extra, **call)
 
 
-def _launch_processes(call: dict[str, Any], processes: int) -> dict[str, Path]:
-    """Run ``evaluate_benchmarks(**call)`` in ``processes`` ranks under ``accelerate launch``
-    (:mod:`vislaw.ranks`: the call saved beside the outputs); the outputs it wrote."""
+def _launch_processes(request: EvalRequest, processes: int) -> dict[str, Path]:
+    """Run ``request`` in ``processes`` ranks under ``accelerate launch`` (:mod:`vislaw.ranks`:
+    the call saved beside the outputs, :func:`evaluate_rank` in each); the outputs it wrote."""
     from vislaw.ranks import accelerate_command, call_file, rank_program, run_launcher
 
+    call = request.as_call()
     first = Path(next(iter(call["outputs"].values())))
     what = f"accelerate launch of {processes} lmms-eval processes"
     with call_file(RANK_TARGET, call, first.parent, what) as path:
@@ -147,11 +133,6 @@ def _launch_processes(call: dict[str, Any], processes: int) -> dict[str, Path]:
     return {name: Path(path) for name, path in call["outputs"].items()}
 
 
-def evaluate_rank(benchmarks: list[dict[str, Any]], **call: Any) -> None:
-    """A rank of ``accelerate launch``: the saved evaluate_benchmarks call (benchmarks as
-    records)."""
-    records = [
-        Benchmark(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()})
-        for b in benchmarks
-    ]
-    evaluate_benchmarks(benchmarks=records, **call)
+def evaluate_rank(**call: Any) -> None:
+    """A rank of ``accelerate launch``: the saved request (:meth:`EvalRequest.as_call`)."""
+    evaluate_in_process(EvalRequest.from_call(call))

@@ -20,6 +20,7 @@ task and the cause (the job then fails, so Snakemake reruns only what is missing
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -218,30 +219,75 @@ def _write_unjudgeable(
     return written
 
 
-def evaluate_in_process(
-    pretrained: str | Path,
-    benchmarks: Sequence[Benchmark],
-    outputs: Mapping[str, str | Path],
-    include_path: str | Path | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    batch_size: int = 8,
-    max_new_tokens: int | None = None,
-    limit: int | None = None,
-    seed: int = 0,
-    work_dir: str | Path | None = None,
-    samples: Mapping[str, str | Path] | None = None,
-    model_extra: Mapping[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Evaluate one model on ``benchmarks`` in this process (one rank of a launch, or the only
-    process): the unjudgeable ones written as not scored before the model loads, then each
-    benchmark in turn with the model loaded once. See
-    :func:`vislaw.eval.launch.evaluate_benchmarks`, which checks the arguments and calls this
+@dataclass(frozen=True)
+class EvalRequest:
+    """One model on several benchmarks, as :func:`vislaw.eval.launch.evaluate_benchmarks` was
+    asked: ``outputs[name]`` / ``samples[name]`` receive each benchmark's results JSON and
+    samples file; the lmms-eval options; ``model_extra``: more plugin model arguments;
+    ``work_dir``: lmms-eval's scratch (default: beside the first output). A record, so that the
+    same request runs here or crosses to the ranks of a launch as JSON (:meth:`as_call`)."""
+
+    pretrained: str | Path
+    benchmarks: Sequence[Benchmark]
+    outputs: Mapping[str, str | Path]
+    include_path: str | Path | None
+    device: str
+    dtype: str
+    batch_size: int
+    max_new_tokens: int | None
+    limit: int | None
+    seed: int
+    work_dir: str | Path | None
+    samples: Mapping[str, str | Path] | None
+    model_extra: Mapping[str, Any] | None
+
+    def as_call(self) -> dict[str, Any]:
+        """The request as JSON values (paths as strings, benchmarks as records)."""
+        return dict(
+            pretrained=str(self.pretrained),
+            benchmarks=[dataclasses.asdict(b) for b in self.benchmarks],
+            outputs={k: str(v) for k, v in self.outputs.items()},
+            include_path=str(self.include_path) if self.include_path is not None else None,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            limit=self.limit,
+            seed=self.seed,
+            work_dir=str(self.work_dir) if self.work_dir else None,
+            samples={k: str(v) for k, v in (self.samples or {}).items()},
+            model_extra=dict(self.model_extra or {}),
+        )
+
+    @classmethod
+    def from_call(cls, call: Mapping[str, Any]) -> EvalRequest:
+        """The request :meth:`as_call` saved (benchmark records back to Benchmarks)."""
+        benchmarks = [
+            Benchmark(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()})
+            for b in call["benchmarks"]
+        ]
+        return cls(**{**call, "benchmarks": benchmarks})
+
+
+def evaluate_in_process(request: EvalRequest) -> dict[str, Path]:
+    """Evaluate one model on ``request.benchmarks`` in this process (one rank of a launch, or
+    the only process): the unjudgeable ones written as not scored before the model loads, then
+    each benchmark in turn with the model loaded once. See
+    :func:`vislaw.eval.launch.evaluate_benchmarks`, which checks the request and calls this
     (in every rank when several processes share the work).
     """
-    model_args = model_args_string(pretrained, device, dtype, max_new_tokens, model_extra)
+    pretrained, benchmarks, outputs = request.pretrained, request.benchmarks, request.outputs
+    include_path, batch_size, samples = request.include_path, request.batch_size, request.samples
+    model_args = model_args_string(
+        pretrained, request.device, request.dtype, request.max_new_tokens, request.model_extra
+    )
     argv = lmms_eval_argv(
-        model_args, [b.task for b in benchmarks], batch_size, seed, include_path, limit
+        model_args,
+        [b.task for b in benchmarks],
+        batch_size,
+        request.seed,
+        include_path,
+        request.limit,
     )
     base_args = cli_namespace(argv)
     manager = lmms_task_manager([b.task for b in benchmarks], include_path, base_args.verbosity)
@@ -251,6 +297,7 @@ def evaluate_in_process(
     if not benchmarks:
         return written
     lm = load_lmm(model_args, batch_size)
+    work_dir = request.work_dir
     root = Path(work_dir) if work_dir else Path(next(iter(outputs.values()))).parent
     failures = _evaluate_each(
         lm,
