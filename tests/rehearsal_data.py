@@ -26,8 +26,10 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 COLOURS = [(220, 30, 30), (30, 200, 60), (40, 60, 220), (230, 200, 40), (150, 60, 200)]
-# Vicuna-7B-v1.5's depth, so that config.yaml's lmvr.layers (16) and maps.layer exist in the twin.
-VICUNA_LAYERS = 32
+# 16 decoder layers (Vicuna-7B-v1.5 has 32): the shallowest twin in which config.yaml's
+# lmvr.layers (16) and lmvr.maps.layer (16) exist (hidden_states has layers + 1 entries); half
+# the depth halves the rehearsal's LLM time. The twin's depth is test data, not a config key.
+VICUNA_LAYERS = 16
 # Imagenette's first two classes (tench, English springer).
 IMAGENETTE_CLASSES = ["n01440764", "n02102040"]
 
@@ -62,7 +64,7 @@ def tar_gz_bytes(members: dict[str, bytes]) -> bytes:
 
 # ---- the LLM: lmsys/vicuna-7b-v1.5 ------------------------------------------------------------
 def vicuna_twin(folder: Path, texts: Iterable[str], seed: int = 0) -> Path:
-    """A tiny random-init LlamaForCausalLM with Vicuna's depth and a SentencePiece BPE
+    """A tiny random-init LlamaForCausalLM (VICUNA_LAYERS deep) and a SentencePiece BPE
     ``tokenizer.model`` (LlamaTokenizer, as Vicuna ships: <unk>=0, <s>=1, </s>=2, byte
     fallback, BOS prepended, no pad token), the files of lmsys/vicuna-7b-v1.5."""
     import sentencepiece as spm

@@ -87,11 +87,22 @@ def task_manager(
     dataset (vislaw.eval.task_copies) would be ignored. When every task is under
     ``include_path`` the ~2,000 installed task files are not indexed at all (seconds saved).
     """
+    from importlib.metadata import version
+
+    import lmms_eval.tasks as installed
     from lmms_eval.tasks import TaskManager
+
+    from vislaw.eval.task_index import installed_task_index
 
     class IncludeFirst(TaskManager):
         def initialize_tasks(self, include_path=None, include_defaults=True):  # noqa: ANN001
-            index = super().initialize_tasks(None, include_defaults) if include_defaults else {}
+            index = {}
+            if include_defaults:  # lmms-eval's ~2,000 task files, read once (task_index.py)
+                index = installed_task_index(
+                    Path(installed.__file__).resolve().parent,
+                    version("lmms_eval"),
+                    lambda: super(IncludeFirst, self).initialize_tasks(None, True),
+                )
             if include_path is not None:
                 index.update(super().initialize_tasks(include_path, include_defaults=False))
             return index
