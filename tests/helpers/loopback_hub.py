@@ -490,7 +490,7 @@ def publish_encoder_twins(
     """A tiny twin (tests/hub_twins.py) of every distinct encoder repo of ``specs``, built under
     ``root/<encoder>`` and published under its real id; the families in ``gated`` are gated, as
     SD3-medium is on the Hub. Returns encoder name -> (repo id, commit)."""
-    from hub_twins import write_twin
+    from helpers.hub_twins import write_twin
 
     published: dict[str, tuple[str, str]] = {}
     for name, spec in specs.items():
@@ -508,8 +508,7 @@ def publish_benchmark_datasets(hub: LoopbackHub, tasks: list[str], root: Path) -
     """Each lmms-eval task's tiny dataset (tests/real_task_data.py: the exact columns the
     installed task reads) published under the dataset id and configuration the installed task
     names (vislaw.eval.task_data). Returns task -> {split: sorted columns + [row count]}."""
-    from real_task_data import BUILDERS
-
+    from helpers.real_task_data import BUILDERS
     from vislaw.eval.task_data import task_data
 
     shapes = {}

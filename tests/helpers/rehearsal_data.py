@@ -254,7 +254,7 @@ def dataset_repo(task: str, config_name: str | None, folder: Path) -> Path:
     one parquet file per split under ``<config>/`` and a dataset card whose ``configs`` block
     names them, as the Hub's parquet repos do (split names such as ``dev`` or ``val2014`` are
     not inferred from file names, so the card must list them)."""
-    from real_task_data import BUILDERS
+    from helpers.real_task_data import BUILDERS
 
     data = BUILDERS[task]()
     name = config_name or "default"

@@ -3,12 +3,11 @@ writes every output of the law from the shipped table (into a temporary results 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from conftest import run_snakemake
 
+from helpers.paths import ROOT
+from helpers.run import run_snakemake
 from vislaw.law.report import R2_COLUMNS
 from vislaw.law.simulate import COLUMNS, PROTOCOLS, SIMULATED
 from vislaw.law.tables import PAPER_ENCODERS
@@ -16,8 +15,6 @@ from vislaw.layout import LAW_FILES, law_figure_files
 from vislaw.pipeline import load_checked_config
 
 pytestmark = pytest.mark.slow  # Snakemake runs of the law
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_paper_v1_config_names_the_tables_encoders():

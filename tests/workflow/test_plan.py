@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
 
+from helpers.paths import ROOT
+from helpers.run import run_snakemake
 from vislaw.config import load_config
 from vislaw.cost import cost_lines
 from vislaw.gpu_rules import step_of
 
 pytestmark = pytest.mark.slow  # Snakemake dry runs of config.yaml
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 

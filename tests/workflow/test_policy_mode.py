@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake
+
+from helpers.paths import ROOT
+from helpers.run import run_snakemake
 
 pytestmark = pytest.mark.slow  # two Snakemake runs of a small DAG (about 2-3 min on 2 cores)
 
-ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = ["clip224", "clip336", "dinov2"]  # the two CLIPs are the A references
 
 

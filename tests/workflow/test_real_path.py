@@ -19,14 +19,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake
-from rehearsal_data import spair
-from test_prepare import FileServer
+
+from helpers.file_server import FileServer
+from helpers.paths import ROOT
+from helpers.rehearsal_data import spair
+from helpers.run import run_snakemake
 
 # config.yaml's prepare, features and C score through Snakemake (minutes)
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DIFFUSION = ("sd_unet", "sd_image_variations", "dit", "sd3")
 
@@ -61,8 +62,7 @@ def _snakemake(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_config_yaml_prepare_features_c_score_offline(tmp_path):
-    from hub_twins import write_hub_twins
-
+    from helpers.hub_twins import write_hub_twins
     from vislaw.io.hdf5 import read_features
     from vislaw.pipeline import load_checked_config
 

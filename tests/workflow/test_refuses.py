@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import isolate, run_snakemake
-from conftest import with_key as _with
 
+from helpers.paths import ROOT
+from helpers.run import isolate, run_snakemake
+from helpers.run import with_key as _with
 from vislaw.config import ConfigError, check_cli_config, cli_config_entries
 from vislaw.pipeline import load_checked_config
 
 pytestmark = pytest.mark.slow  # one Snakemake dry run per refused config
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 SD = {"family": "sd_unet", "tiny": True, "input_size": 64}

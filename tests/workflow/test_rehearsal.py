@@ -26,9 +26,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
+from helpers.run import run_snakemake
+
 OVERLAY = ROOT / "config" / "rehearsal.yaml"
 TARGETS = ["features", "c_score", "evaluate", "a_score", "law", "lmvr", "report"]
 
@@ -64,8 +65,9 @@ def test_rehearsal_vicuna_twin_tokenizer_loads(tmp_path):
     """The LLM twin in Vicuna's layout (tokenizer.model only) loads through AutoTokenizer as
     lmsys/vicuna-7b-v1.5 does: BOS prepended, no pad token. Fails with sentencepiece 0.2.3
     beside protobuf 6 (the rehearsal's first finding)."""
-    from rehearsal_data import vicuna_twin
     from transformers import AutoTokenizer
+
+    from helpers.rehearsal_data import vicuna_twin
 
     folder = vicuna_twin(tmp_path / "vicuna", ["a red square"])
     assert not (folder / "tokenizer.json").exists()
@@ -77,9 +79,8 @@ def test_rehearsal_vicuna_twin_tokenizer_loads(tmp_path):
 
 def _publish(hub, work: Path, config: dict, specs: dict) -> None:
     """Every Hub repo config.yaml loads, under its real id."""
-    import rehearsal_data as data
-    from hub_twins import write_hub_twins
-
+    from helpers import rehearsal_data as data
+    from helpers.hub_twins import write_hub_twins
     from vislaw.prepare.hub import benchmark_datasets
 
     twins = work / "twins"
@@ -114,7 +115,7 @@ def _publish(hub, work: Path, config: dict, specs: dict) -> None:
 
 def _serve_urls(server, work: Path, config: dict, archives: dict) -> dict:
     """The URL sources' archives on the file server; returns the URL overlay."""
-    import rehearsal_data as data
+    from helpers import rehearsal_data as data
 
     blobs = {
         "spair": data.spair(work / "spair"),
@@ -157,9 +158,8 @@ def _snakemake(run: Path, env: dict, configs: list[Path], *args: str, timeout: i
 @pytest.mark.slow
 @pytest.mark.rehearsal
 def test_rehearsal_config_yaml_every_target(tmp_path):
-    from loopback_hub import LoopbackHub
-    from test_prepare import FileServer
-
+    from helpers.file_server import FileServer
+    from helpers.loopback_hub import LoopbackHub
     from vislaw.pipeline import load_checked_config
 
     if (why := sentencepiece_loads_vicuna()) is not None:

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import browser
 import pandas as pd
 import pytest
-from browser import chromium_or_skip, report_contents
 
+from helpers import browser
+from helpers.browser import chromium_or_skip, report_contents
+from helpers.paths import ROOT
 from vislaw.config import load_config
 from vislaw.law.answer import answer_text
 from vislaw.law.fit import LAW_MODEL, MODELS
@@ -24,7 +25,6 @@ from vislaw.report_tables import Page, run_pages, write_pages
 
 pytestmark = pytest.mark.slow  # the demo's report in a browser
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "resources/paper/ablations_t.csv"
 
 

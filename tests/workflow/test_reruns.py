@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, isolate, run_snakemake, with_key
 
+from helpers.paths import ROOT
+from helpers.run import isolate, run_snakemake, with_key
 from vislaw.pipeline import STEP_KEYS, step_settings
 
 pytestmark = pytest.mark.slow  # Snakemake runs of the demo DAG, rerun after each change

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import mark_prepared
-from conftest import run_snakemake as _snakemake
+
+from helpers.paths import ROOT
+from helpers.run import mark_prepared
+from helpers.run import run_snakemake as _snakemake
 
 pytestmark = pytest.mark.slow  # the DAG on the SLURM test cluster and SLURM dry runs
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = ROOT / "config" / "slurm_test.yaml"
 PROFILES = ROOT / "profiles"

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import isolate, mark_prepared
-from conftest import run_snakemake as snakemake
 
+from helpers.paths import ROOT
+from helpers.run import isolate, mark_prepared
+from helpers.run import run_snakemake as snakemake
 from vislaw.pipeline import load_checked_config
 
 pytestmark = pytest.mark.slow  # the demo DAG end to end
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import isolate, run_snakemake
-from test_plugin_family import install_example
 
+from helpers.paths import ROOT
+from helpers.plugin_family import install_example
+from helpers.run import isolate, run_snakemake
 from vislaw.encoders import registry
 from vislaw.eval.tasks import resolve_benchmarks
 from vislaw.pipeline import load_checked_config
@@ -23,7 +24,6 @@ from vislaw.vlm.checkpoints import VlmInfo
 
 pytestmark = pytest.mark.slow  # the 2026 zoo's twins through every stage
 
-ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "config/zoo_2026.yaml"
 DEMO = ROOT / "config/zoo_2026_demo.yaml"
 # What each demo twin is built as: the architecture class the zoo's real checkpoint loads into.

@@ -2,7 +2,7 @@
 tiny twins, for ``tests/test_authors_features.py`` to compare vislaw's ``protocol: paper`` with.
 
 Two steps, two stacks. Step 1 runs in this project's environment and saves the tiny random-init
-twins (vislaw's tiny configs; DiT and SD3 as ``tests/hub_twins.py`` writes them, the UNets at the
+twins (vislaw's tiny configs; DiT and SD3 as ``tests/helpers/hub_twins.py`` writes them, the UNets at the
 real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real repo's layout,
 with what 4.38 and their pipelines need to read them: ``vision_model.``/``text_model.`` key
 prefixes (transformers 5 saves towers without them), the slow tokenizer's vocab/merges, a full
@@ -155,9 +155,8 @@ def write_twins() -> None:
     import torch
     from PIL import Image
 
-    sys.path.insert(0, str(HERE.parent.parent))  # tests/, for hub_twins
-    from hub_twins import write_twin
-
+    sys.path.insert(0, str(HERE.parent.parent))  # tests/, for helpers
+    from helpers.hub_twins import write_twin
     from vislaw.encoders.base import EncoderSpec
 
     for folder, (family, tiny, size) in TWIN_SPECS.items():
@@ -195,7 +194,7 @@ def write_twins() -> None:
     photo.save(HERE / "photo.png")
 
 
-# The real UNets' depth (three / two downsamplings, as tests/test_encoders.py's REAL_DEPTH_UNET),
+# The real UNets' depth (three / two downsamplings, as tests/helpers/hub_twins.py's REAL_DEPTH_UNET),
 # at half its channels to keep the committed files small.
 SMALL_UNET = {
     "sd": {
@@ -216,8 +215,7 @@ def write_twin_with_overrides(write_twin: Any, target: Path, spec: Any) -> None:
     depth (SMALL_UNET), DiT and SD3 as hub_twins writes them."""
     import dataclasses
 
-    from test_encoders import _sd_layout
-
+    from helpers.hub_twins import sd_layout
     from vislaw.encoders.registry import build_encoder
 
     if spec.family in ("clip", "siglip", "dinov2"):
@@ -232,7 +230,7 @@ def write_twin_with_overrides(write_twin: Any, target: Path, spec: Any) -> None:
     tiny = {**spec.tiny, "unet": SMALL_UNET[variant]}
     twin = build_encoder(dataclasses.replace(spec, tiny=tiny, model_id=None))
     if spec.family == "sd_unet":
-        _sd_layout(twin, target, variant)
+        sd_layout(twin, target, variant)
         return
     for part in ("vae", "unet", "image_encoder"):
         twin.model[part].save_pretrained(target / part)

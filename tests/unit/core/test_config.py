@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from conftest import DELETE as _DELETE
-from conftest import with_key as _with
 
+from helpers.run import DELETE as _DELETE
+from helpers.run import with_key as _with
 from vislaw.config import ConfigError, check_config, load_config
 from vislaw.pipeline import load_checked_config
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
-from conftest import with_key as _with
 
+from helpers.paths import ROOT
+from helpers.run import with_key as _with
 from vislaw.config import (
     MAX_YAML_DEPTH,
     ConfigError,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.paths import ROOT
 from vislaw.io.atomic import atomic_dir, remove_stale_temporaries
 from vislaw.io.hdf5 import read_features, write_features
 
@@ -30,7 +31,7 @@ with write_features(sys.argv[1], 4, 2, 3, dtype="float32") as writer:
 
 
 def _killed_writer(target: Path) -> int:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True, env=env
     )

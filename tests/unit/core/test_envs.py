@@ -18,9 +18,9 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from helpers.paths import ROOT
 from vislaw.encoders.registry import FAMILIES
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV_DIR = ROOT / "envs"
 ENV_FILES = sorted(ENV_DIR.glob("*.yaml"))
 # How an env file installs vislaw: from the checkout named by VISLAW_ROOT (vislaw/deploy.py).

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
+from helpers.paths import ROOT
 from vislaw.__main__ import STEPS
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import contextlib, io, json, sys

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, isolate, run_snakemake
 
+from helpers.paths import ROOT
+from helpers.run import isolate, run_snakemake
 from vislaw import layout
 from vislaw.layout import RunLayout, data_path, under_data_root
 from vislaw.pipeline import load_checked_config

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.paths import ROOT, TESTS
 from vislaw.config import write_run_config
 from vislaw.io.ports import free_port
 from vislaw.ranks import call_file, rank_program, torchrun_command
@@ -25,7 +26,6 @@ from vislaw.train.launch import STAGE_TARGET, stage_call
 
 pytestmark = pytest.mark.slow  # several ranks under torchrun, DeepSpeed and accelerate
 
-ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 STEPS = 3
 ZEROS = ["zero0", "zero2", "zero3"]
@@ -83,8 +83,7 @@ def _run(commands: list[list[str]], timeout: int = 240) -> None:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> dict:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_train import setup_run
+    from helpers.train_runs import setup_run
 
     return setup_run(tmp_path_factory.mktemp("multirank"))
 
@@ -106,11 +105,11 @@ def reference(base, tmp_path_factory) -> list[float]:
 @pytest.fixture(scope="module")
 def two_ranks(base, tmp_path_factory) -> dict[str, Path]:
     """One torchrun with 2 ranks trains stage 1 under ZeRO-0 (plain data parallel), ZeRO-2 and
-    ZeRO-3 in turn (tests/multirank_driver.py: one start for the three)."""
+    ZeRO-3 in turn (tests/helpers/multirank_driver.py: one start for the three)."""
     tmp = tmp_path_factory.mktemp("two_ranks")
     outs = {zero: tmp / zero for zero in ZEROS}
     pairs = [f"{_config(base, tmp, f'resources/deepspeed/{z}.json')}={outs[z]}" for z in ZEROS]
-    driver = str(ROOT / "tests" / "multirank_driver.py")
+    driver = str(TESTS / "helpers" / "multirank_driver.py")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     _run([[*torchrun, "--nproc_per_node=2", driver, *pairs]])
     return outs
@@ -169,14 +168,15 @@ def test_multirank_training_job_launches_ranks_on_the_runs_config_file(
 def eval_inputs(tmp_path_factory):
     """test_eval's tiny stage-2 model (overfitted to name each square's colour) and its two
     local tasks (multiple choice and generation, 3 questions: uneven over 2 ranks)."""
-    import test_eval
+    from helpers.colour_bench import GEN, MC, write_set, write_stage2
+    from vislaw.eval.local_tasks import write_task_folder
 
-    sets = test_eval.write_set(tmp_path_factory.mktemp("sets") / "colours")
+    sets = write_set(tmp_path_factory.mktemp("sets") / "colours")
     tasks = tmp_path_factory.mktemp("tasks")
-    test_eval.write_task_folder(sets, tasks, test_eval.MC.task)
-    test_eval.write_task_folder(sets, tasks, test_eval.GEN.task, output_type="generate_until")
-    stage2 = test_eval.stage2.__wrapped__(tmp_path_factory)
-    return stage2, tasks, [test_eval.MC, test_eval.GEN]
+    write_task_folder(sets, tasks, MC.task)
+    write_task_folder(sets, tasks, GEN.task, output_type="generate_until")
+    stage2 = write_stage2(tmp_path_factory.mktemp("model"))
+    return stage2, tasks, [MC, GEN]
 
 
 def _evaluate(eval_inputs, out: Path, processes: int) -> dict[str, list]:
@@ -270,15 +270,15 @@ def test_multirank_embeddings_two_ranks_match_one(tmp_path):
     """Two processes merged give the one-process embeddings (same ids and order) and the same
     caption log-likelihood (the mean over every caption)."""
     import numpy as np
-    from llava_samples import draw, train_config
-    from test_a_score import stage1 as stage1_fixture
 
+    from helpers.llava_samples import draw, train_config
+    from helpers.tiny_vlm import write_stage1
     from vislaw.config import check_config
     from vislaw.io.hdf5 import read_features
     from vislaw.scores.a_images import write_sample
     from vislaw.scores.embeddings import embedding_job, embedding_job_on_ranks
 
-    stage1 = stage1_fixture.__wrapped__(_Factory(tmp_path))
+    stage1 = write_stage1(tmp_path / "a")
     config = train_config(tmp_path / "run")
     config["benchmarks"] = ["mme"]
     config["a_score"] = {"n_images": 3, "n_captions": 5, "batch_size": 2, "dtype": "float32"}
@@ -303,15 +303,3 @@ def test_multirank_embeddings_two_ranks_match_one(tmp_path):
     assert lb["n_captions"] == la["n_captions"] == 5
     assert lb["a_loglik"] == pytest.approx(la["a_loglik"], abs=1e-5)
     assert not list((tmp_path / "two").glob("*rank*"))
-
-
-class _Factory:
-    """tmp_path_factory's mktemp for calling a module fixture's function directly."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def mktemp(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True)
-        return path

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import isolate
 
+from helpers.paths import ROOT
+from helpers.run import isolate
 from vislaw.data.settings import DataSettings
 from vislaw.features import FeaturesSettings, run_features
 from vislaw.io.hdf5 import read_features, write_features
@@ -29,7 +30,6 @@ from vislaw.train.curves import run_training_curves
 from vislaw.vlm.checkpoints import PROJECTOR_FILE, VlmInfo
 from vislaw.vlm.inference import load_vlm
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL_DATA = {
     "image_size": 64,
     "n_pretrain": 8,

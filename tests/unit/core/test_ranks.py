@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.paths import ROOT
 from vislaw.config import check_config, load_config
 from vislaw.ranks import (
     accelerate_command,
@@ -21,8 +22,6 @@ from vislaw.ranks import (
     run_launcher,
     run_on_gpus,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp_path: Path, **extra) -> dict:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.paths import ROOT
 from vislaw import warm
 
-ROOT = Path(__file__).resolve().parents[1]
 SOCKET = "VISLAW_WARM_SOCKET"  # warm.SOCKET_VAR
 TOKEN = "VISLAW_WARM_TOKEN"  # warm.TOKEN_VAR
 NOBODY = 65534

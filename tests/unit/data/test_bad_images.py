@@ -24,7 +24,6 @@ from vislaw.data.images import DataError, ImageError, decode_image
 from vislaw.data.llava import load_image, read_llava_json
 from vislaw.features import read_image
 
-ROOT = Path(__file__).resolve().parents[1]
 DEEP_JSON = "[" * 200_000 + "]" * 200_000
 
 

@@ -16,8 +16,6 @@ from vislaw.data.check import Report, check_dataset, check_llava
 from vislaw.data.images import DataError, image_path, read_rgb
 from vislaw.data.llava import read_llava_json
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _turns(image: bool) -> list[dict]:
     return [

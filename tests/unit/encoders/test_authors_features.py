@@ -27,17 +27,17 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from helpers.paths import DATA
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import build_encoder
 
-HERE = Path(__file__).parent / "data" / "authors_stack"
+HERE = DATA / "authors_stack"
 EXPECTED = np.load(HERE / "features.npz")
 TOLERANCE = 1e-5
 

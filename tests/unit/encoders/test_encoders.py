@@ -7,26 +7,22 @@ Everything runs on CPU with seeded random-init twins built by the families' own 
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from helpers.demo_encoders import DEMO_CONFIG, DEMO_SPECS, random_images
+from helpers.hub_twins import REAL_DEPTH_UNET, sd_layout, write_text_encoder
+from helpers.paths import ROOT
 from vislaw.config import ConfigError
-from vislaw.encoders.base import EncoderSpec, seeded
-from vislaw.encoders.diffusion import TINY_TEXT, space_to_depth, tiny_empty_prompt_ids
+from vislaw.encoders.base import EncoderSpec
+from vislaw.encoders.diffusion import TINY_TEXT, space_to_depth
 from vislaw.encoders.fusion import FusionEncoder
 from vislaw.encoders.registry import FAMILIES, build_encoder, conda_env, token_grid
 from vislaw.pipeline import load_checked_config
 
-ROOT = Path(__file__).resolve().parents[1]
-
-DEMO_CONFIG, DEMO_SPECS = load_checked_config(ROOT / "config/demo.yaml")
 PAPER_CONFIG, PAPER_SPECS = load_checked_config(ROOT / "config.yaml")
 
 # The demo twins' grids x channels, as documented in config/demo.yaml and docs/encoders.md.
@@ -76,15 +72,6 @@ PAPER_GRIDS = {
 DIFFUSION = ["sd15", "sdxl", "sdim", "dit", "sd3"]
 
 
-def _images(n: int = 3, seed: int = 0) -> list[Image.Image]:
-    rng = np.random.default_rng(seed)
-    sizes = [(40, 60), (50, 50), (64, 48), (30, 70)]
-    return [
-        Image.fromarray(rng.integers(0, 255, size=(*sizes[i % 4], 3), dtype=np.uint8))
-        for i in range(n)
-    ]
-
-
 # ---- every tiny twin ---------------------------------------------------------------------------
 def test_demo_config_covers_every_family():
     """Every registered family has a demo twin (so the demo and the tests below run it); the
@@ -101,7 +88,7 @@ def test_tiny_twin_grid_channels_and_seeded(name):
         assert (rows, cols) == DEMO_SHAPES[name][:2]
     channels = DEMO_SHAPES[name][2] if name in DEMO_SHAPES else None
     assert rows >= 8 and cols >= 8, "the C score needs spatial resolution"
-    images = _images(2)
+    images = random_images(2)
     first = build_encoder(spec)
     feats = first.encode_images(images)
     channels = channels or first.channels
@@ -116,7 +103,7 @@ def test_tiny_twin_grid_channels_and_seeded(name):
 @pytest.mark.parametrize("name", ["clip224", "siglip_b", "convnext", "sd15", "dit", "sd3"])
 def test_seed_changes_the_twin(name):
     spec = DEMO_SPECS[name]
-    images = _images(1)
+    images = random_images(1)
     base = build_encoder(spec).encode_images(images)
     other = build_encoder(dataclasses.replace(spec, seed=spec.seed + 1)).encode_images(images)
     assert not torch.allclose(base, other)
@@ -212,7 +199,7 @@ def test_fusion_concatenates_members_each_run_once():
 
     for member in fusion.members:
         member.model.register_forward_hook(counter(member.spec.name))
-    images = _images(3)
+    images = random_images(3)
     feats = fusion.encode_images(images)
     assert calls == {"clip224": 1, "dinov2": 1}
     assert fusion.grid == (8, 8)
@@ -243,7 +230,7 @@ def test_fusion_members_may_differ_in_input_size():
     clip = DEMO_SPECS["clip224"]  # 112 / 14 = 8
     siglip = DEMO_SPECS["siglip_b"]  # 128 / 16 = 8
     fusion = FusionEncoder(EncoderSpec("c+s", "fusion", members=(clip, siglip)))
-    pixels = fusion.preprocess(_images(2))
+    pixels = fusion.preprocess(random_images(2))
     assert [p.shape[-1] for p in pixels] == [112, 128]
     assert fusion.encode(pixels).shape == (2, 64, 64)
 
@@ -252,7 +239,7 @@ def test_fusion_members_may_differ_in_input_size():
 @pytest.mark.parametrize("name", DIFFUSION)
 def test_diffusion_features_depend_on_image_and_noise_is_seeded(name):
     encoder = build_encoder(DEMO_SPECS[name])
-    a, b = _images(2)
+    a, b = random_images(2)
     feats = encoder.encode_images([a, b, a])
     assert not torch.allclose(feats[0], feats[1])
     torch.testing.assert_close(feats[0], feats[2], rtol=0, atol=1e-6)
@@ -264,7 +251,7 @@ def test_diffusion_features_depend_on_image_and_noise_is_seeded(name):
 @pytest.mark.parametrize("name", DIFFUSION)
 def test_diffusion_timestep_is_used(name):
     spec = DEMO_SPECS[name]
-    images = _images(1)
+    images = random_images(1)
     t1 = build_encoder(spec).encode_images(images)
     t500 = build_encoder(dataclasses.replace(spec, timestep=500)).encode_images(images)
     assert not torch.allclose(t1, t500, atol=1e-3)
@@ -276,7 +263,7 @@ def test_unet_forward_stops_at_the_hooked_block():
     ran = []
     unet.up_blocks[1].register_forward_hook(lambda *_: ran.append("up1"))
     unet.up_blocks[0].register_forward_hook(lambda *_: ran.append("up0"))
-    encoder.encode_images(_images(1))
+    encoder.encode_images(random_images(1))
     assert ran == ["up0"]
 
 
@@ -293,7 +280,7 @@ def test_sdxl_twin_has_text_time_conditioning():
 
 def test_sd_image_variations_conditions_on_the_image():
     encoder = build_encoder(DEMO_SPECS["sdim"])
-    pixels = encoder.preprocess(_images(2))
+    pixels = encoder.preprocess(random_images(2))
     context, added = encoder._unet_condition(pixels)
     assert added is None and context.shape[:2] == (2, 1)
     assert not torch.allclose(context[0], context[1])
@@ -343,33 +330,6 @@ def test_convnext_fifth_stage_is_a_stock_trainable_stage():
 
 
 # ---- the real loading path, on local folders in the hub layout ---------------------------------
-def _write_tokenizer(folder):
-    """A CLIP tokenizer whose empty prompt is the tiny twin's ids (BOS, EOS, EOS padding)."""
-    from transformers import CLIPTokenizer
-
-    vocab = {"a</w>": 0, "<|startoftext|>": TINY_TEXT["bos_token_id"]}
-    vocab["<|endoftext|>"] = TINY_TEXT["eos_token_id"]
-    (folder / "src").mkdir(parents=True)
-    (folder / "src" / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "src" / "merges.txt").write_text("#version: 0.2\n")
-    length = TINY_TEXT["max_position_embeddings"]
-    tokenizer = CLIPTokenizer(
-        str(folder / "src" / "vocab.json"),
-        str(folder / "src" / "merges.txt"),
-        model_max_length=length,
-    )
-    tokenizer.save_pretrained(folder)
-
-
-def _write_text_encoder(root, suffix: str, projected: bool):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    model_class = CLIPTextModelWithProjection if projected else CLIPTextModel
-    with seeded(7):
-        model = model_class(CLIPTextConfig(**TINY_TEXT))
-    model.save_pretrained(root / f"text_encoder{suffix}")
-    _write_tokenizer(root / f"tokenizer{suffix}")
-    return model
 
 
 @pytest.mark.parametrize("name", ["clip224", "siglip_b", "dinov2"])
@@ -378,7 +338,7 @@ def test_real_path_vit_loads_saved_twin(name, tmp_path):
     tiny = build_encoder(spec)
     tiny.model.save_pretrained(tmp_path)
     real = build_encoder(dataclasses.replace(spec, tiny=None, model_id=str(tmp_path)))
-    images = _images(2)
+    images = random_images(2)
     torch.testing.assert_close(real.encode_images(images), tiny.encode_images(images))
 
 
@@ -387,49 +347,13 @@ def test_real_path_convnext_appends_fifth_stage(tmp_path):
     build_encoder(spec).model.save_pretrained(tmp_path)
     real = dataclasses.replace(spec, tiny=None, model_id=str(tmp_path), input_size=256)
     plain = build_encoder(real)
-    assert plain.grid == (8, 8) and plain.encode_images(_images(1)).shape == (1, 64, 64)
+    assert plain.grid == (8, 8) and plain.encode_images(random_images(1)).shape == (1, 64, 64)
     fifth = build_encoder(dataclasses.replace(real, fifth_stage=True))
-    assert fifth.grid == (4, 4) and fifth.encode_images(_images(1)).shape == (1, 16, 128)
+    assert fifth.grid == (4, 4) and fifth.encode_images(random_images(1)).shape == (1, 16, 128)
     # A tower that already has five stages is refused (its grid would be /64 already).
     fifth.model.save_pretrained(tmp_path / "five")
     with pytest.raises(ConfigError, match="already has 5 stages"):
         build_encoder(dataclasses.replace(real, model_id=str(tmp_path / "five"), fifth_stage=True))
-
-
-def _sd_layout(encoder, root, variant: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Save a twin in SD's hub layout; returns the empty prompt's (tokens, pooled) embeddings."""
-    from transformers import CLIPTextConfig
-
-    encoder.model["vae"].save_pretrained(root / "vae")
-    encoder.model["unet"].save_pretrained(root / "unet")
-    encoder.scheduler.save_pretrained(root / "scheduler")
-    ids = tiny_empty_prompt_ids(CLIPTextConfig(**TINY_TEXT))
-    with torch.no_grad():
-        if variant == "sd":
-            model = _write_text_encoder(root, "", projected=False)
-            return model(input_ids=ids).last_hidden_state, None
-        models = [
-            _write_text_encoder(root, "", projected=False),
-            _write_text_encoder(root, "_2", projected=True),
-        ]
-        hidden = [m(input_ids=ids, output_hidden_states=True).hidden_states[-2] for m in models]
-        return torch.cat(hidden, -1), models[1](input_ids=ids).text_embeds
-
-
-# Twins with the real models' UNet depth (three / two downsamplings), so that the real
-# path's grid arithmetic holds for them too.
-REAL_DEPTH_UNET = {
-    "sd": {
-        "block_out_channels": [16, 16, 32, 32],
-        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-    },
-    "sdxl": {
-        "block_out_channels": [16, 32, 32],
-        "down_block_types": ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * 2,
-        "up_block_types": ["CrossAttnUpBlock2D"] * 2 + ["UpBlock2D"],
-    },
-}
 
 
 def _real_depth_twin(name: str, variant: str) -> EncoderSpec:
@@ -443,7 +367,7 @@ def test_real_path_sd_unet_loads_hub_layout(name, tmp_path):
     spec = _real_depth_twin(name, variant)
     tiny = build_encoder(spec)
     assert tiny.grid == ((8, 8) if variant == "sdxl" else (4, 4))
-    prompt, pooled = _sd_layout(tiny, tmp_path, variant)
+    prompt, pooled = sd_layout(tiny, tmp_path, variant)
     real_spec = dataclasses.replace(
         spec, tiny=None, model_id=str(tmp_path), options={"variant": variant}
     )
@@ -455,7 +379,7 @@ def test_real_path_sd_unet_loads_hub_layout(name, tmp_path):
     # With the twin's conditioning, VAE, UNet, scheduler and noise give the twin's features.
     for buffer, value in tiny.model.named_buffers(recurse=False):
         setattr(real.model, buffer, value)
-    images = _images(2)
+    images = random_images(2)
     torch.testing.assert_close(real.encode_images(images), tiny.encode_images(images))
     # The UNet contradicts a wrong variant, naming the key.
     wrong = {"variant": "sd" if name == "sdxl" else "sdxl"}
@@ -471,7 +395,7 @@ def test_real_path_sd_image_variations_loads_hub_layout(tmp_path):
         tiny.model[part].save_pretrained(tmp_path / part)
     tiny.scheduler.save_pretrained(tmp_path / "scheduler")
     real = build_encoder(dataclasses.replace(spec, tiny=None, model_id=str(tmp_path)))
-    images = _images(2)
+    images = random_images(2)
     torch.testing.assert_close(real.encode_images(images), tiny.encode_images(images))
 
 
@@ -482,7 +406,7 @@ def test_real_path_dit_loads_hub_layout(tmp_path):
         tiny.model[part].save_pretrained(tmp_path / part)
     tiny.scheduler.save_pretrained(tmp_path / "scheduler")
     real = build_encoder(dataclasses.replace(spec, tiny=None, model_id=str(tmp_path)))
-    images = _images(2)
+    images = random_images(2)
     torch.testing.assert_close(real.encode_images(images), tiny.encode_images(images))
 
 
@@ -494,15 +418,15 @@ def test_real_path_sd3_loads_hub_layout(tmp_path):
     for part in ("vae", "transformer"):
         tiny.model[part].save_pretrained(tmp_path / part)
     FlowMatchEulerDiscreteScheduler().save_pretrained(tmp_path / "scheduler")
-    _write_text_encoder(tmp_path, "", projected=True)
-    _write_text_encoder(tmp_path, "_2", projected=True)
+    write_text_encoder(tmp_path, "", projected=True)
+    write_text_encoder(tmp_path, "_2", projected=True)
     real_spec = dataclasses.replace(spec, tiny=None, model_id=str(tmp_path))
     real = build_encoder(dataclasses.replace(real_spec, options={"t5_tokens": 8}))
     assert real.model.prompt_embeds.shape == tiny.model.prompt_embeds.shape
     assert real.model.pooled_projections.shape == tiny.model.pooled_projections.shape
     for buffer, value in tiny.model.named_buffers(recurse=False):
         setattr(real.model, buffer, value)
-    images = _images(2)
+    images = random_images(2)
     torch.testing.assert_close(real.encode_images(images), tiny.encode_images(images))
     # The real default leaves room for T5's 256 tokens, as the pipeline without T5 does.
     assert build_encoder(real_spec).model.prompt_embeds.shape[1] == 8 + 256

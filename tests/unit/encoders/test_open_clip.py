@@ -85,7 +85,8 @@ def _save_hub_checkpoint(snapshot, mean, std, weights: bool = True) -> torch.nn.
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
-    from hub_twins import snapshot_dir
+
+    from helpers.hub_twins import snapshot_dir
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     return lambda repo_id: snapshot_dir(tmp_path, repo_id)

@@ -14,65 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import isolate, run_snakemake
 
+from helpers.paths import ROOT
+from helpers.plugin_family import install_example
+from helpers.run import isolate, run_snakemake
 from vislaw.config import ConfigError
 from vislaw.encoders import registry
 from vislaw.encoders.base import EncoderSpec
-
-ROOT = Path(__file__).resolve().parents[1]
-
-EXAMPLE_MODULE = '''
-"""A patch-embedding encoder: the smallest real VisionEncoder, as a plugin would write one."""
-from typing import Any
-
-from vislaw.encoders.base import VisionEncoder
-
-
-class PatchEncoder(VisionEncoder):
-    family = "example_patches"
-
-    @classmethod
-    def token_grid(cls, spec):
-        side = spec.input_size // (spec.patch_size or 16)
-        return side, side
-
-    def _load_pretrained(self, model_id):
-        import torch
-
-        model = self._build_tiny({})
-        model.load_state_dict(torch.load(f"{model_id}/weights.pt", weights_only=True))
-        return model
-
-    def _build_tiny(self, overrides: dict[str, Any]):
-        import torch
-
-        patch = self.spec.patch_size or 16
-        return torch.nn.Conv2d(3, int(overrides.get("width", 24)), patch, patch)
-
-    @property
-    def channels(self):
-        return self.model.out_channels
-
-    def _forward(self, pixels):
-        return self.model(pixels).flatten(2).transpose(1, 2)
-'''
-
-
-def install_example(site: Path, family: str = "example_patches", target: str = "PatchEncoder"):
-    """The example package as pip lays one out: its module and a dist-info naming the entry
-    point (``family = module:Class``)."""
-    package = site / "vislaw_example_family"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(EXAMPLE_MODULE)
-    info = site / "vislaw_example_family-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: vislaw-example-family\nVersion: 0.1\n"
-    )
-    (info / "entry_points.txt").write_text(
-        f"[vislaw.encoders]\n{family} = vislaw_example_family:{target}\n"
-    )
 
 
 @pytest.fixture

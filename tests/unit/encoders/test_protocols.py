@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from helpers.paths import DATA
 from vislaw.config import ConfigError
 from vislaw.encoders.base import (
     CLIP_MEAN,
@@ -73,7 +73,7 @@ def _pixels(size: int, seed: int = 1) -> torch.Tensor:
 # The reference is the authors' pinned stack: arrays computed once with transformers 4.38.2's
 # processors (tests/data/authors_stack/make_expected.py says how), not today's processors, which
 # differ from 4.38's by about one grey level.
-AUTHORS = np.load(Path(__file__).parent / "data" / "authors_stack" / "expected.npz")
+AUTHORS = np.load(DATA / "authors_stack" / "expected.npz")
 
 
 def _squared(encoder, image: Image.Image) -> np.ndarray:

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_encoders import DEMO_SPECS, _images
 
+from helpers.demo_encoders import DEMO_SPECS, random_images
+from helpers.paths import ROOT
 from vislaw.config import ConfigError
 from vislaw.encoders.registry import build_encoder
 
-ROOT = Path(__file__).resolve().parents[1]
 VIT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 TEXT = {**VIT, "vocab_size": 64, "max_position_embeddings": 16}
 
@@ -159,15 +159,14 @@ def test_a_full_checkpoint_loads_its_vision_tower(name, full_class, config_class
     assert sorted(loaded) == sorted(saved)
     for key, value in loaded.items():
         torch.testing.assert_close(value, saved[key])
-    assert encoder.encode_images(_images(1)).shape[1] == 64
+    assert encoder.encode_images(random_images(1)).shape[1] == 64
 
 
 @pytest.mark.slow
 def test_a_twin_in_the_hub_cache_under_a_real_id_is_checked_as_it_loads(tmp_path):
     """The Hub-cache path (HF_HOME, offline, real repo ids): the right checkpoint loads, an
     AIMv2 one under the siglip id's entry is refused by the features job's own loading."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from hub_twins import snapshot_dir
+    from helpers.hub_twins import snapshot_dir
 
     spec = dataclasses.replace(DEMO_SPECS["siglip_b"], tiny=None, model_id="google/siglip-x")
     build_encoder(DEMO_SPECS["siglip_b"]).model.save_pretrained(

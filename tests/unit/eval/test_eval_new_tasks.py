@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from real_task_data import write_datasets
-from test_eval import stage2  # noqa: F401  (the tiny overfitted stage-2 model, module fixture)
 
+from helpers.real_task_data import write_datasets
 from vislaw.config import ConfigError
 from vislaw.eval.results import benchmark_rows
 from vislaw.eval.task_copies import write_task_copy
@@ -99,7 +98,7 @@ def new_tasks(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_new_tasks_score_through_the_runner_into_the_law(
-    stage2,  # noqa: F811
+    stage2,
     new_tasks,
     minimal_config,
     tmp_path,

@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from real_task_data import write_datasets
-from test_eval import stage2  # noqa: F401  (the tiny overfitted stage-2 model, module fixture)
 
+from helpers.paths import ROOT
+from helpers.real_task_data import write_datasets
 from vislaw.config import load_config
 from vislaw.eval.results import benchmark_rows
 from vislaw.eval.task_copies import write_task_copy
 from vislaw.eval.tasks import get_benchmark, resolve_benchmarks
 from vislaw.law.tables import PAPER_BENCHMARKS
 
-PAPER_CONFIG = Path(__file__).parents[1] / "config.yaml"
+PAPER_CONFIG = ROOT / "config.yaml"
 
 
 def paper_benchmarks():
@@ -46,7 +46,7 @@ def real_tasks(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def paper_run(stage2, real_tasks, tmp_path_factory):  # noqa: F811
+def paper_run(stage2, real_tasks, tmp_path_factory):
     from vislaw.eval.runner import evaluate_benchmarks
 
     out = tmp_path_factory.mktemp("eval")
@@ -135,7 +135,7 @@ def free_port() -> int:
 
 
 def test_gpt_judged_mmbench_is_scored_only_with_its_judge(
-    stage2,  # noqa: F811
+    stage2,
     real_tasks,
     fake_judge,
     tmp_path,
@@ -215,7 +215,7 @@ def test_not_scored_rows_stay_out_of_the_law(tmp_path):
 
 
 def test_limit_keeps_mme_pairs_and_reports_the_metrics_it_could(
-    stage2,  # noqa: F811
+    stage2,
     real_tasks,
     tmp_path,
 ):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.paths import ROOT
 from vislaw.law.fit import LAW_MODEL, design_matrix, fit_coefficients
 from vislaw.law.policy_mode.decide import decide_round
 from vislaw.law.policy_mode.rounds import RoundDecision, read_round, rounds_table, write_round
@@ -31,8 +31,6 @@ from vislaw.law.simulate import (
 )
 from vislaw.law.strategies import Prior, order_with_random_ties, posterior
 from vislaw.law.tables import read_scores_table
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def policy(**values) -> PolicySettings:

@@ -18,6 +18,7 @@ import torch
 import yaml
 from PIL import Image
 
+from helpers.paths import ROOT
 from vislaw.config import ConfigError, check_config
 from vislaw.data.imagefolder import list_image_folder, write_shape_folder
 from vislaw.encoders.base import EncoderSpec
@@ -70,7 +71,6 @@ from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.projector import build_projector
 from vislaw.vlm.random_llm import write_tiny_llm
 
-ROOT = Path(__file__).resolve().parents[1]
 SPEC = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14)  # 4x4 grid
 TEXTS = [
     "a red square on a white background",

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
-from hub_twins import write_twin
-from loopback_hub import LoopbackHub, publish_benchmark_datasets, publish_encoder_twins
 
+from helpers.hub_twins import write_twin
+from helpers.loopback_hub import LoopbackHub, publish_benchmark_datasets, publish_encoder_twins
+from helpers.paths import ROOT
 from vislaw.pipeline import load_checked_config
 
 pytestmark = pytest.mark.slow  # prepare against the loopback Hub, every repo of config.yaml

@@ -11,83 +11,20 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import run_snakemake
 
+from helpers.file_server import FileServer
+from helpers.paths import ROOT
+from helpers.run import run_snakemake
 from vislaw.config import check_config
 from vislaw.prepare.download import DownloadError, download, part_path
 from vislaw.prepare.sources import prepare_source, sources
 from vislaw.prepare.unpack import UnpackError
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-class FileServer:
-    """Serves ``files`` (path -> bytes) with HTTP Range; ``cut_after`` bytes makes it send the
-    full Content-Length and then drop the connection (a server gone mid-download);
-    ``status``/``headers`` make every request answer with that error instead."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cut_after: int | None = None
-        self.error: tuple[int, dict[str, str]] | None = None
-        self.ranges: list[str | None] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                server.ranges.append(self.headers.get("Range"))
-                if server.error is not None:
-                    code, headers = server.error
-                    body = json.dumps({"error": "Access to this repo is restricted"}).encode()
-                    self.send_response(code)
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if self.headers.get("Range"):
-                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    self.wfile.write(body[: server.cut_after])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -322,7 +259,7 @@ def test_dry_run_with_nothing_prepared_refuses_and_names_prepare(tmp_path):
 def test_hub_source_comes_from_the_hub_cache(tmp_path):
     """A `hub` source (config.yaml's LLaVA JSONs) is read through huggingface_hub from
     cache.hf_home (here pre-populated in the Hub's cache layout; the tests run offline)."""
-    from hub_twins import snapshot_dir
+    from helpers.hub_twins import snapshot_dir
 
     repo = "liuhaotian/LLaVA-Pretrain"
     snapshot = snapshot_dir(tmp_path / "hf", repo)

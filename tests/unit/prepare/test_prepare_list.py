@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from helpers.paths import ROOT
 from vislaw.eval.tasks import resolve_benchmarks
 from vislaw.pipeline import load_checked_config
 from vislaw.prepare import hub
 from vislaw.prepare.__main__ import main as prepare_main
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

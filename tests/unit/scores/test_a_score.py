@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from llava_samples import draw, write_llava_data
-from test_vlm import SPEC, _info, make_model  # the tiny CLIP + tiny Llama stage folders
 
+from helpers.llava_samples import draw, write_llava_data
 from vislaw.data.llava import read_llava_json
 from vislaw.eval.local_tasks import write_task_folder
 from vislaw.eval.tasks import Benchmark
@@ -22,26 +21,8 @@ from vislaw.scores.a_images import read_sample, sample_lmms_task, sample_local_s
 from vislaw.scores.a_table import a_score_rows
 from vislaw.scores.embeddings import caption_loglik, extract_embeddings, sample_captions
 from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX, tokenize_conversation
-from vislaw.vlm.checkpoints import llm_reference, write_stage
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.model import preprocess_images
-from vislaw.vlm.random_llm import write_tiny_llm
-
-TEXTS = ["a red square on a white background", "a blue circle on a white background"] * 3
-
-
-@pytest.fixture(scope="module")
-def stage1(tmp_path_factory) -> Path:
-    """A finished stage-1 folder (tiny CLIP, random projector, tiny Llama, plain template)."""
-    from vislaw.encoders.registry import build_encoder
-
-    root = tmp_path_factory.mktemp("a")
-    llm_dir = write_tiny_llm(TEXTS, root / "llm", seed=0)
-    model = make_model(build_encoder(SPEC), llm_dir)
-    folder = root / "stage1" / "clip_t"
-    reference, local = llm_reference(str(llm_dir), folder)
-    write_stage(folder, _info(1, model, reference, local, "plain"), model.projector.state_dict())
-    return folder
 
 
 @pytest.fixture(scope="module")

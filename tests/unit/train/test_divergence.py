@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from llava_samples import train_config
 
+from helpers.llava_samples import train_config
 from vislaw.config import ConfigError, check_config
 from vislaw.data.llava import conversation_texts, read_llava_json
 from vislaw.train.guard import DIVERGENCE_FACTOR, DivergenceError, DivergenceGuard

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import Crash, crash_at, losses, setup_run
 
+from helpers.train_runs import Crash, crash_at, losses, setup_run
 from vislaw.config import ConfigError, check_config
 from vislaw.train.runner import train_stage
 from vislaw.train.settings import StageSettings

@@ -4,7 +4,6 @@ DeepSpeed path (ZeRO-2 stage 1, ZeRO-3 stage 2) on the CPU."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from llava_samples import train_config, write_llava_data
 from safetensors.torch import load_file
 
+from helpers.llava_samples import train_config, write_llava_data
+from helpers.paths import ROOT
+from helpers.train_runs import Crash, crash_at, losses, setup_run
 from vislaw.config import ConfigError, check_config
 from vislaw.data.llava import LlavaCollator, LlavaDataset, conversation_texts, read_llava_json
 from vislaw.train.engine import fill_deepspeed_config, read_deepspeed_config
@@ -26,45 +27,14 @@ from vislaw.vlm.checkpoints import VlmInfo
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.random_llm import write_tiny_llm
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def setup_run(tmp: Path, **train) -> dict:
-    """Checked config, data and the tiny LLM (the tiny_llm rule's job) under ``tmp``."""
-    config = check_config(train_config(tmp, **train))
-    data = Path(config["data"]["root"])
-    texts = [
-        *conversation_texts(read_llava_json(data / "pretrain.json")),
-        *conversation_texts(read_llava_json(data / "instruct.json")),
-    ]
-    write_tiny_llm(texts, llm_source(config), seed=0)
-    return config
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
     return setup_run(tmp_path_factory.mktemp("run"))
 
 
-def losses(folder: Path) -> list[float]:
-    with (folder / "loss.csv").open() as handle:
-        return [float(row["loss"]) for row in csv.DictReader(handle)]
-
-
 def projector(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "projector.safetensors"))
-
-
-class Crash(RuntimeError):
-    """Stands in for a SIGKILL: the process state is abandoned mid-run."""
-
-
-def crash_at(step: int):
-    def callback(log, model):
-        if log.step == step:
-            raise Crash(f"killed after step {step}")
-
-    return callback
 
 
 # ---- the Done-when tests ----------------------------------------------------------------------
@@ -221,10 +191,10 @@ def test_unknown_template_names_the_key(run):
 def test_lora_model_matches_its_schema_node(run):
     """train.stage2.lora may be null, so the drift test cannot reach it through Stage2Section:
     compare LoraSettings with its schema node here, and build it from a checked config."""
-    from test_sections import _drift, _resolve, _schema_node
+    from helpers.schema_nodes import drift, resolve, schema_node
 
-    node = _resolve(_schema_node("train.stage2")["properties"]["lora"])
-    assert _drift(LoraSettings, node, "train.stage2.lora") == []
+    node = resolve(schema_node("train.stage2")["properties"]["lora"])
+    assert drift(LoraSettings, node, "train.stage2.lora") == []
     settings = StageSettings.from_config(
         check_config({**run, "train": {"stage2": {"lora": {}}}}), 2
     )
@@ -407,7 +377,7 @@ def test_fusion_encoder_trains_and_answers(tmp_path):
     out = train_stage(config, 1, "clip_a+clip_b", tmp_path / "fusion")
     info = VlmInfo.read(out)
     assert info.projector_in == 64 and info.image_tokens == 16
-    from llava_samples import draw
+    from helpers.llava_samples import draw
 
     answers = load_vlm(out).answer(["Describe.", "Hi."], [draw("red", "circle"), None], 2)
     assert len(answers) == 2
@@ -428,8 +398,7 @@ def test_gpu_jobs_launch_torchrun_with_the_rules_gpu_count(tmp_path):
 def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(run, tmp_path):
     """Issue 22: vicuna_v1's "</s>" on a Llama-3-style tokenizer (end of turn <|eot_id|>) would
     train the model to spell out four literal tokens; the stage stops before its first step."""
-    from test_templates import llama3_tokenizer
-
+    from helpers.tokenizers import llama3_tokenizer
     from vislaw.vlm.random_llm import build_tiny_llama
 
     llm = tmp_path / "llama3"

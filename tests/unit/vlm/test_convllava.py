@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from llava_samples import draw, train_config
 from safetensors.torch import load_file
 
+from helpers.llava_samples import draw, train_config
+from helpers.paths import ROOT
 from vislaw.config import ConfigError, check_config
 from vislaw.data.llava import conversation_texts, read_llava_json
 from vislaw.encoders.registry import build_encoder, family_class, token_grid
@@ -29,7 +30,6 @@ from vislaw.vlm.checkpoints import ENCODER_FILE, VlmInfo
 from vislaw.vlm.inference import load_vlm
 from vislaw.vlm.random_llm import write_tiny_llm
 
-ROOT = Path(__file__).resolve().parents[1]
 CONV = {"family": "convnext", "tiny": True, "input_size": 128, "fifth_stage": True}  # 2x2x128
 STEPS = {"max_steps": 2, "warmup_ratio": 0.0}  # warmup 0: the first step already moves weights
 

@@ -7,6 +7,7 @@ import pytest
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from helpers.tokenizers import TEXTS, WORDS, llama3_tokenizer
 from vislaw.config import ConfigError
 from vislaw.vlm.chat_templates import (
     IGNORE_INDEX,
@@ -22,7 +23,6 @@ from vislaw.vlm.chat_templates import (
 from vislaw.vlm.random_llm import train_tokenizer
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
-WORDS = r"\n|\w+|[^\w\s]"
 
 
 def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -216,42 +216,10 @@ def test_generation_prompt_is_a_prefix_of_the_training_ids(bpe_tok, name):
 
 
 # ---- the LLM's own turn markers (issue 22) -----------------------------------------------------
-LLAMA3_SPECIALS = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|eot_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-]
-LLAMA3_CHAT = (
-    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}"
-    "<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endfor %}"
-    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
-)
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-TEXTS = [VICUNA.system, "USER: ASSISTANT: What colour? Red. Shape? A square. </s>"]
-
-
-def llama3_tokenizer(eos: str = "<|eot_id|>", chat: bool = False) -> PreTrainedTokenizerFast:
-    """A Llama-3-style tokenizer: ``<|begin_of_text|>`` BOS, ``<|eot_id|>`` closing each turn
-    (the instruct model's EOS; the base model's EOS is ``<|end_of_text|>``), no ``</s>``."""
-    pre = pre_tokenizers.Split(Regex(WORDS), behavior="removed", invert=True)
-    vocab = {tok: i for i, tok in enumerate(["<unk>", *LLAMA3_SPECIALS])}
-    for text in TEXTS:
-        for piece, _ in pre.pre_tokenize_str(text):
-            vocab.setdefault(piece, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<|begin_of_text|>", eos_token=eos, unk_token="<unk>"
-    )
-    tok.add_special_tokens({"additional_special_tokens": LLAMA3_SPECIALS})
-    if chat:
-        tok.chat_template = LLAMA3_CHAT
-    return tok
 
 
 def chatml_tokenizer() -> PreTrainedTokenizerFast:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from llava_samples import draw
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from helpers.llava_samples import draw
+from helpers.tiny_vlm import SPEC, make_model, vlm_info
 from vislaw.encoders.base import EncoderSpec
 from vislaw.encoders.registry import build_encoder
 from vislaw.vlm.chat_templates import IGNORE_INDEX, IMAGE_TOKEN_INDEX
@@ -26,7 +27,6 @@ from vislaw.vlm.model import (
 from vislaw.vlm.projector import build_projector, infer_projector
 from vislaw.vlm.random_llm import write_tiny_llm
 
-SPEC = EncoderSpec("clip_t", "clip", input_size=56, tiny={}, patch_size=14)
 TEXTS = ["a red square on a white background", "What colour is the shape? It is red."] * 3
 
 
@@ -38,13 +38,6 @@ def llm_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def encoder():
     return build_encoder(SPEC)
-
-
-def make_model(encoder, llm_dir: Path, kind: str = "mlp2x_gelu") -> LlavaStyleModel:
-    llm = AutoModelForCausalLM.from_pretrained(llm_dir)
-    torch.manual_seed(0)
-    projector = build_projector(kind, encoder.channels, llm.config.hidden_size)
-    return LlavaStyleModel(encoder, projector, llm).eval()
 
 
 # ---- projector --------------------------------------------------------------------------------
@@ -178,19 +171,6 @@ def test_tiny_llm_is_seeded(tmp_path):
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
-def _info(stage: int, model: LlavaStyleModel, llm: str, local: bool, template: str) -> VlmInfo:
-    info = VlmInfo.of_parts(
-        stage,
-        SPEC,
-        model.encoder,
-        model.llm,
-        projector_type="mlp2x_gelu",
-        template=template,
-        llm_ref=llm,
-        llm_local=local,
-    )
-    assert info.image_tokens == model.image_tokens
-    return info
 
 
 def _logits(model: LlavaStyleModel, tok) -> torch.Tensor:
@@ -213,7 +193,7 @@ def test_stage1_folder_round_trip(encoder, llm_dir, tmp_path):
     folder = tmp_path / "stage1" / "clip_t"
     reference, local = llm_reference(str(llm_dir), folder)
     assert local and not Path(reference).is_absolute()
-    write_stage(folder, _info(1, model, reference, local, "plain"), model.projector.state_dict())
+    write_stage(folder, vlm_info(1, model, reference, local, "plain"), model.projector.state_dict())
     assert sorted(p.name for p in folder.iterdir()) == ["projector.safetensors", "vlm.json"]
     loaded = load_vlm(folder)
     assert loaded.info.stage == 1 and loaded.template.name == "plain"
@@ -232,7 +212,7 @@ def test_stage2_folder_round_trip_and_answers(encoder, llm_dir, tmp_path):
     folder = tmp_path / "stage2"
     write_stage(
         folder,
-        _info(2, model, "llm", True, "vicuna_v1"),
+        vlm_info(2, model, "llm", True, "vicuna_v1"),
         model.projector.state_dict(),
         model.llm,
         tok,

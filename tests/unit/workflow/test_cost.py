@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from helpers.paths import ROOT
 from vislaw.config import load_config
 from vislaw.cost import cost_lines, format_table, job_hours, total_gpu_hours
 from vislaw.resources import rule_resources
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_shows_the_cost_table_of_config_yaml():

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers.paths import ROOT
 from vislaw.config import ConfigError
 from vislaw.cost import GPU_HOURS, REF_HOURS, job_hours
 from vislaw.encoders import registry
@@ -30,7 +31,6 @@ from vislaw.pipeline import load_checked_config
 from vislaw.prepare.hub import benchmark_datasets, hub_repos
 from vislaw.train.recipes import RECIPES
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "vislaw/schema/config.schema.yaml").read_text())
 
 
