@@ -487,9 +487,9 @@ def write_hub_dataset(dataset, folder: Path, config_name: str | None = None) -> 
 def publish_encoder_twins(
     hub: LoopbackHub, specs: dict, root: Path, *, gated: tuple[str, ...] = ("sd3",)
 ) -> dict[str, tuple[str, str]]:
-    """A tiny twin (tests/hub_twins.py) of every distinct encoder repo of ``specs``, built under
-    ``root/<encoder>`` and published under its real id; the families in ``gated`` are gated, as
-    SD3-medium is on the Hub. Returns encoder name -> (repo id, commit)."""
+    """A tiny twin (tests/helpers/hub_twins.py) of every distinct encoder repo of ``specs``, built
+    under ``root/<encoder>`` and published under its real id; the families in ``gated`` are gated,
+    as SD3-medium is on the Hub. Returns encoder name -> (repo id, commit)."""
     from helpers.hub_twins import write_twin
 
     published: dict[str, tuple[str, str]] = {}
@@ -505,7 +505,7 @@ def publish_encoder_twins(
 
 
 def publish_benchmark_datasets(hub: LoopbackHub, tasks: list[str], root: Path) -> dict[str, dict]:
-    """Each lmms-eval task's tiny dataset (tests/real_task_data.py: the exact columns the
+    """Each lmms-eval task's tiny dataset (tests/helpers/real_task_data.py: the exact columns the
     installed task reads) published under the dataset id and configuration the installed task
     names (vislaw.eval.task_data). Returns task -> {split: sorted columns + [row count]}."""
     from helpers.real_task_data import BUILDERS

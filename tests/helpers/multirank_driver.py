@@ -1,5 +1,5 @@
-"""Run under torchrun by tests/test_multirank.py: stage 1 for each (config, out) pair in turn,
-in the same ranks, so the interpreter and process-group start is paid once for all modes."""
+"""Run under torchrun by tests/unit/core/test_multirank.py: stage 1 for each (config, out) pair in
+turn, in the same ranks, so the interpreter and process-group start is paid once for all modes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""What the dress rehearsal (tests/test_rehearsal.py) publishes under config.yaml's real ids and
-URLs: the LLM twin, the LLaVA data (558K pretraining JSON + images.zip, the 665K mixture's JSON
-and the image archives it references), the Imagenette archive of LMVR, SPair-71k and the eight
+"""What the dress rehearsal (tests/workflow/test_rehearsal.py) publishes under config.yaml's real
+ids and URLs: the LLM twin, the LLaVA data (558K pretraining JSON + images.zip, the 665K mixture's
+JSON and the image archives it references), the Imagenette archive of LMVR, SPair-71k and the eight
 benchmark datasets as Hub dataset repos. Each in the real layout, at toy size, so that
 `prepare` and every rule run the code they run on the real inputs.
 
@@ -250,8 +250,8 @@ def spair(folder: Path) -> bytes:
 
 # ---- the benchmarks' Hub datasets -------------------------------------------------------------
 def dataset_repo(task: str, config_name: str | None, folder: Path) -> Path:
-    """The tiny dataset of lmms-eval ``task`` (tests/real_task_data.py) as a Hub dataset repo:
-    one parquet file per split under ``<config>/`` and a dataset card whose ``configs`` block
+    """The tiny dataset of lmms-eval ``task`` (tests/helpers/real_task_data.py) as a Hub dataset
+    repo: one parquet file per split under ``<config>/`` and a dataset card whose ``configs`` block
     names them, as the Hub's parquet repos do (split names such as ``dev`` or ``val2014`` are
     not inferred from file names, so the card must list them)."""
     from helpers.real_task_data import BUILDERS

@@ -2,10 +2,10 @@
 config.yaml, each loaded by ``from_pretrained(<its real repo id>)`` from a Hub cache.
 
 The cache holds tiny random-init twins saved under the real ids in the real repo layouts
-(tests/hub_twins.py); SPair-71k is a small archive in the real layout (the demo generator's),
-served from 127.0.0.1 and fetched by `prepare` with config.yaml's spair source pointed there.
-Test-only overrides, to stay fast on two cores: the diffusion encoders run at 256 px instead of
-512-768 (the same code, a smaller grid), the other data sources, the LLM and the benchmarks are
+(tests/helpers/hub_twins.py); SPair-71k is a small archive in the real layout (the demo
+generator's), served from 127.0.0.1 and fetched by `prepare` with config.yaml's spair source pointed
+there. Test-only overrides, to stay fast on two cores: the diffusion encoders run at 256 px instead
+of 512-768 (the same code, a smaller grid), the other data sources, the LLM and the benchmarks are
 left out (not used by features and C score), ConvLLaVA's training recipe is off (its features
 would need stage 1), and resources are one CPU per job."""
 

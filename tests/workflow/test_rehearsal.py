@@ -1,11 +1,11 @@
 """The dress rehearsal (issue 24): the paper's config.yaml, every default target, end to end.
 
-In a fresh folder, with ``HF_ENDPOINT`` at a loopback Hub (tests/loopback_hub.py) and a fresh
-``HF_HOME``: ``snakemake prepare`` and then ``snakemake`` on config.yaml plus
+In a fresh folder, with ``HF_ENDPOINT`` at a loopback Hub (tests/helpers/loopback_hub.py) and a
+fresh ``HF_HOME``: ``snakemake prepare`` and then ``snakemake`` on config.yaml plus
 config/rehearsal.yaml (sizes, resources and execution settings only) plus a generated overlay
 holding only the loopback URLs of the URL sources. Everything config.yaml loads is published
 under its real id: the encoders' tiny twins in their real classes and layouts
-(tests/hub_twins.py), a tiny Vicuna-layout Llama (SentencePiece tokenizer.model), the LLaVA
+(tests/helpers/hub_twins.py), a tiny Vicuna-layout Llama (SentencePiece tokenizer.model), the LLaVA
 repos' JSON and images.zip, the eight benchmarks' datasets in the schemas the installed
 lmms-eval tasks read, under the dataset ids those tasks name; the URL sources (SPair-71k, the
 665K mixture's image archives, Imagenette) are archives in the real layouts on a loopback file

@@ -1,6 +1,7 @@
 """The HTML report and the run's answer: the table pages (vislaw.report_tables), the answer
 `make demo` ends with (vislaw.law.answer), and the demo's report as a user sees it, rendered in
-a real headless Chromium (tests/browser.py) with every section present and no broken image."""
+a real headless Chromium (tests/helpers/browser.py) with every section present and no broken
+image."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """config/zoo_2026.yaml (issue 28, scope 5): today's encoders, a chat LLM with its own template
 and the Cambrian vision-centric benchmarks pass the config check; its CPU variant
 config/zoo_2026_demo.yaml, tiny twins of the same architecture classes plus a family from
-another package (tests/test_plugin_family.py's example), runs through features, C score,
-stage 1, embeddings, stage 2 and evaluation."""
+another package (tests/unit/encoders/test_plugin_family.py's example), runs through features, C
+score, stage 1, embeddings, stage 2 and evaluation."""
 
 from __future__ import annotations
 

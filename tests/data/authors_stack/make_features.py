@@ -1,11 +1,12 @@
 """Writes ``features.npz``: the MLLM and C-score features that the *authors' own code* computes on
-tiny twins, for ``tests/test_authors_features.py`` to compare vislaw's ``protocol: paper`` with.
+tiny twins, for ``tests/unit/encoders/test_authors_features.py`` to compare vislaw's
+``protocol: paper`` with.
 
 Two steps, two stacks. Step 1 runs in this project's environment and saves the tiny random-init
-twins (vislaw's tiny configs; DiT and SD3 as ``tests/helpers/hub_twins.py`` writes them, the UNets at the
-real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real repo's layout,
-with what 4.38 and their pipelines need to read them: ``vision_model.``/``text_model.`` key
-prefixes (transformers 5 saves towers without them), the slow tokenizer's vocab/merges, a full
+twins (vislaw's tiny configs; DiT and SD3 as ``tests/helpers/hub_twins.py`` writes them, the
+UNets at the real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real
+repo's layout, with what 4.38 and their pipelines need to read them: ``vision_model.``/
+``text_model.`` key prefixes (transformers 5 saves towers without them), the slow tokenizer's vocab/merges, a full
 ``model_index.json``, the real repos' ``preprocessor_config.json``, DINOv2 as
 ``pytorch_model.bin`` (their tower passes ``use_safetensors=False``), and every tensor in
 float16 (both stacks load them as float32: the same values, half the bytes). Both stacks then

@@ -1,6 +1,6 @@
 """The one launcher (vislaw.ranks): the run's config file, saved calls, per-GPU ranks, and the
 torchrun/accelerate command lines. Several real ranks training or encoding together:
-tests/test_multirank.py."""
+tests/unit/core/test_multirank.py."""
 
 from __future__ import annotations
 

@@ -30,11 +30,11 @@ EXPECTED_NORM = {
     "sd_image_variations": (HALF_MEAN, HALF_STD),
     "dit": (HALF_MEAN, HALF_STD),
     "sd3": (HALF_MEAN, HALF_STD),
-    # Any backbone: its checkpoint's processor's (tests/test_hf_auto.py); a twin's [-1, 1].
+    # Any backbone: its checkpoint's processor's (test_hf_auto.py beside this); a twin's [-1, 1].
     "hf_auto": (HALF_MEAN, HALF_STD),
-    # timm: the model's own data config (tests/test_timm.py); the class default is [-1, 1].
+    # timm: the model's own data config (test_timm.py); the class default is [-1, 1].
     "timm": (HALF_MEAN, HALF_STD),
-    # open_clip: the checkpoint's preprocess_cfg (tests/test_open_clip.py); else OpenAI's.
+    # open_clip: the checkpoint's preprocess_cfg (test_open_clip.py); else OpenAI's.
     "open_clip": (CLIP_MEAN, CLIP_STD),
 }
 COLOUR = (200, 100, 30)

@@ -3,7 +3,8 @@ extraction). Each difference is pinned numerically on the tiny twins: the expect
 from the stock library call the protocol specifies (transformers processors, diffusers models
 with the authors' conditioning), not from vislaw's code; given the same pixels the protocols'
 model calls agree where the authors' code matched ours and differ where it did not.
-tests/test_authors_features.py compares ``paper`` with the authors' own code, end to end.
+tests/unit/encoders/test_authors_features.py compares ``paper`` with the authors' own code, end to
+end.
 """
 
 from __future__ import annotations

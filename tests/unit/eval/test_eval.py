@@ -78,7 +78,7 @@ def test_paper_benchmarks_map_to_lmms_eval_tasks_and_metrics():
     assert get_benchmark("mme").metrics == ("mme_perception_score", "mme_cognition_score")
     assert all(BENCHMARKS[f"synth_{k}"].local for k in ("color", "shape", "position", "count"))
     # The config schema documents the paper's names and its pattern admits every table name;
-    # any other name must be an installed lmms-eval task (tests/test_eval_new_tasks.py).
+    # any other name must be an installed lmms-eval task (tests/unit/eval/test_eval_new_tasks.py).
     node = schema()["properties"]["benchmarks"]
     assert all(name in node["description"] for name in expected)
     assert all(re.fullmatch(node["items"]["pattern"], name) for name in BENCHMARKS)

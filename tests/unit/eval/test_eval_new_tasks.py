@@ -4,7 +4,7 @@ BLINK subtask, named in ``benchmarks:`` like the paper's eight.
 The config is checked against the installed task YAMLs (an unknown task is refused naming the
 key); the metric is the task's own (MMStar's ``average``, the first metric_list entry
 otherwise); ``prepare`` reads the Hub dataset from the task YAML; the installed task code runs
-unchanged on tiny datasets with the real columns (tests/real_task_data.py) through the
+unchanged on tiny datasets with the real columns (tests/helpers/real_task_data.py) through the
 evaluate rule's runner, and its score reaches the law's input table.
 """
 

@@ -1,8 +1,8 @@
 """The paper's eight benchmarks through lmms-eval's *real* task code, in CI.
 
 Each installed task (its YAML, prompts, ``process_results`` and aggregation) runs unchanged on a
-tiny dataset with the real columns (tests/real_task_data.py); only the dataset location differs
-(vislaw.eval.task_copies). They run through the evaluate rule's own code
+tiny dataset with the real columns (tests/helpers/real_task_data.py); only the dataset location
+differs (vislaw.eval.task_copies). They run through the evaluate rule's own code
 (vislaw.eval.runner.evaluate_benchmarks) on the tiny stage-2 model of test_eval.py, in one
 process. When lmms-eval is upgraded and a task changes what it reads or reports, this fails.
 """

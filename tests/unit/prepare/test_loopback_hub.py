@@ -1,7 +1,7 @@
-"""``prepare`` against a loopback Hub (tests/loopback_hub.py): huggingface_hub's own download
-code (``snapshot_download``: revision info, tree, ``resolve`` with ETags and commit headers,
-Range resume, gated 401s) runs unmodified in a ``python -m vislaw.prepare`` subprocess whose
-``HF_ENDPOINT`` points at 127.0.0.1; what it leaves in ``cache.hf_home`` then loads offline
+"""``prepare`` against a loopback Hub (tests/helpers/loopback_hub.py): huggingface_hub's own
+download code (``snapshot_download``: revision info, tree, ``resolve`` with ETags and commit
+headers, Range resume, gated 401s) runs unmodified in a ``python -m vislaw.prepare`` subprocess
+whose ``HF_ENDPOINT`` points at 127.0.0.1; what it leaves in ``cache.hf_home`` then loads offline
 through the real loading code (the encoder families' ``from_pretrained``, and
 ``datasets.load_dataset`` called as lmms-eval calls it)."""
 
@@ -377,7 +377,7 @@ print("TASKS " + json.dumps(out))
 
 def test_benchmark_datasets_are_prepared_and_lmms_eval_loads_them_offline(tmp_path):
     """The paper's eight benchmarks: each tiny dataset (the exact columns its installed task
-    reads, tests/real_task_data.py) served under the id and configuration that task names;
+    reads, tests/helpers/real_task_data.py) served under the id and configuration that task names;
     prepare fetches them through huggingface_hub and builds their datasets cache; lmms-eval
     then builds each task offline, its own load_dataset call included."""
     from vislaw.eval.task_data import task_data
