@@ -6,9 +6,9 @@ Two steps, two stacks. Step 1 runs in this project's environment and saves the t
 twins (vislaw's tiny configs; DiT and SD3 as ``tests/helpers/hub_twins.py`` writes them, the
 UNets at the real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real
 repo's layout, with what 4.38 and their pipelines need to read them: ``vision_model.``/
-``text_model.`` key prefixes (transformers 5 saves towers without them), the slow tokenizer's vocab/merges, a full
-``model_index.json``, the real repos' ``preprocessor_config.json``, DINOv2 as
-``pytorch_model.bin`` (their tower passes ``use_safetensors=False``), and every tensor in
+``text_model.`` key prefixes (transformers 5 saves towers without them), the slow tokenizer's
+vocab/merges, a full ``model_index.json``, the real repos' ``preprocessor_config.json``, DINOv2
+as ``pytorch_model.bin`` (their tower passes ``use_safetensors=False``), and every tensor in
 float16 (both stacks load them as float32: the same values, half the bytes). Both stacks then
 load the SAME files. Step 2 runs the authors' code (commit
 2e03055eb8d3ed8065190c178c9cb0f294621f29, "add ac policy") in their pinned stack,
