@@ -7,6 +7,7 @@ copy and breaks when either moves; a loose test file is one no tier or folder ow
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 from helpers.paths import ROOT, TESTS
@@ -54,6 +55,12 @@ def layout_problems(tests: Path = TESTS, packages: set[str] | None = None) -> li
         if top in OTHER_FOLDERS or rel == Path("conftest.py"):
             if top == "helpers" and path.name.startswith("test_"):
                 problems.append(f"tests/{rel}: a test file among the helpers")
+            elif (
+                top == "helpers" and path.stem != "__init__" and importlib.util.find_spec(path.stem)
+            ):
+                # A helper run as a script (multirank_driver under torchrun) has tests/helpers
+                # first on sys.path: helpers/tokenizers.py hid the tokenizers package there.
+                problems.append(f"tests/{rel}: hides the installed module {path.stem} from scripts")
             continue
         if path.name == "__init__.py" and top in ("unit", "workflow"):
             continue
@@ -80,7 +87,8 @@ def test_tests_sit_in_their_folders_and_import_no_test_module():
 
 def test_the_layout_check_catches_a_flat_test_a_loose_helper_and_test_imports(tmp_path):
     """Planted: the flat layout this replaced (tests/test_x.py, tests/helper.py), a folder that
-    names no package, a helper named like a test, and imports of conftest and a test module."""
+    names no package, a helper named like a test or like an installed package, and imports of
+    conftest and a test module."""
     tests = tmp_path / "tests"
     files = {
         "conftest.py": "",
@@ -93,6 +101,7 @@ def test_the_layout_check_catches_a_flat_test_a_loose_helper_and_test_imports(tm
         "workflow/test_rel.py": "from . import test_run\nfrom .test_run import f\n",
         "workflow/test_pkg.py": "from unit.encoders import test_ok\n",
         "helpers/test_like.py": "",
+        "helpers/tokenizers.py": "",
         "helpers/shared.py": "from unit.encoders.test_ok import ROOT\n",
     }
     for name, text in files.items():
@@ -108,6 +117,7 @@ def test_the_layout_check_catches_a_flat_test_a_loose_helper_and_test_imports(tm
         "tests/workflow/test_run.py: imports test_flat",
         "tests/workflow/test_rel.py: imports test_run",
         "tests/helpers/test_like.py: a test file among the helpers",
+        "tests/helpers/tokenizers.py: hides the installed module tokenizers from scripts",
         "tests/helpers/shared.py: imports unit.encoders.test_ok",
         "tests/workflow/test_pkg.py: imports unit.encoders.test_ok",
     ]:

@@ -398,7 +398,7 @@ def test_gpu_jobs_launch_torchrun_with_the_rules_gpu_count(tmp_path):
 def test_a_template_the_llms_end_token_contradicts_is_refused_before_training(run, tmp_path):
     """Issue 22: vicuna_v1's "</s>" on a Llama-3-style tokenizer (end of turn <|eot_id|>) would
     train the model to spell out four literal tokens; the stage stops before its first step."""
-    from helpers.tokenizers import llama3_tokenizer
+    from helpers.word_tokenizers import llama3_tokenizer
     from vislaw.vlm.random_llm import build_tiny_llama
 
     llm = tmp_path / "llama3"

@@ -7,7 +7,7 @@ import pytest
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from helpers.tokenizers import TEXTS, WORDS, llama3_tokenizer
+from helpers.word_tokenizers import TEXTS, WORDS, llama3_tokenizer
 from vislaw.config import ConfigError
 from vislaw.vlm.chat_templates import (
     IGNORE_INDEX,
