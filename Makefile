@@ -49,10 +49,11 @@ test: test-fast
 test-fast: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -x -m "not slow and not rehearsal"
 
-# config.yaml end to end at toy size through a loopback Hub (tests/test_rehearsal.py): every
-# default target, ~50 min on 2 cores, so not part of `make test`.
+# config.yaml end to end at toy size through a loopback Hub (tests/workflow/test_rehearsal.py):
+# every default target, ~50 min on 2 cores, so not part of `make test`.
 rehearsal: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m rehearsal tests/test_rehearsal.py
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m rehearsal \
+		tests/workflow/test_rehearsal.py
 
 lint: setup
 	$(BIN)/ruff check .

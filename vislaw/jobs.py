@@ -87,7 +87,7 @@ def hand_over_to_warm_server() -> None:
 
     The raw value is read, not the checked one: a job must hand over before it parses the
     schema (that parse is what warm start saves), and an absent key means the schema's default,
-    false (tests/test_warm.py checks that default)."""
+    false (tests/unit/core/test_warm.py checks that default)."""
     snakemake = getattr(sys.modules.get("__main__"), "snakemake", None)
     config = getattr(snakemake, "config", None)
     if not isinstance(config, Mapping) or config.get("warm_start") is not True:

@@ -4,7 +4,7 @@ The JSON schema (``vislaw/schema/config.schema.yaml``) is the single home of eve
 constraint: ``check_config`` validates a config and fills the schema's defaults in. A settings
 model is then a typed *view* of one section: its fields are the section's keys, it holds no
 defaults of its own (so the two cannot drift), and entry points receive these objects, never raw
-dicts. ``tests/test_sections.py`` fails when a model and its schema section disagree.
+dicts. ``tests/unit/core/test_sections.py`` fails when a model and its schema section disagree.
 
 How to write one::
 

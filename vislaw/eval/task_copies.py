@@ -12,8 +12,8 @@ lmms-eval resolves the included file's own ``include`` and ``!function`` referen
 the installed folder, so prompts, ``process_results`` and aggregation stay the installed code;
 when lmms-eval is upgraded, the copy follows. Loaded with ``--include_path`` the copy takes the
 installed task's name and place. Uses: the test that runs the paper's benchmarks on tiny
-datasets with the real columns (tests/test_eval_real_tasks.py), and a cluster whose compute
-nodes read benchmark datasets saved to a shared disk rather than from the Hub cache.
+datasets with the real columns (tests/unit/eval/test_eval_real_tasks.py), and a cluster whose
+compute nodes read benchmark datasets saved to a shared disk rather than from the Hub cache.
 
 CLI: ``python -m vislaw.eval.task_copies --task mme --dataset /data/mme --out tasks/``.
 """

@@ -444,7 +444,7 @@ def overview_figure(r2: pd.DataFrame, curves: pd.DataFrame | None = None, k: int
             x + (i - len(_R2_BARS) / 2 + 0.5) * width, r2[column], width, label=name, color=color
         )
     ax.axhline(0, color="black", lw=0.6)
-    # vertical: slanted names' boxes overlap their neighbours' (tests/test_law_figures.py)
+    # vertical: slanted names' boxes overlap their neighbours' (tests/unit/law/test_law_figures.py)
     ax.set_xticks(x, labels, rotation=90, fontsize=8)
     ax.set_ylim(min(0.0, float(np.nanmin(r2[[c for c, _, _ in _R2_BARS]].to_numpy())) - 0.05), 1.0)
     ax.set_ylabel("R²")

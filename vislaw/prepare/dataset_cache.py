@@ -5,8 +5,8 @@ never reads the Hub cache's snapshot; it gives up on the Hub (``OfflineModeIsEna
 falls back to the *prepared* copy in its own cache (``HF_DATASETS_CACHE``, by default
 ``$HF_HOME/datasets``: ``<org>___<name>/<config>/<version>/<commit>/``). Without that copy every
 offline evaluation stops with ``Couldn't reach '<id>' on the Hub`` (found by running prepare
-against the loopback Hub, tests/test_loopback_hub.py). So prepare loads each benchmark dataset
-once, online, the way lmms-eval's ``ConfigurableTask.download`` calls ``load_dataset``, with
+against the loopback Hub, tests/unit/prepare/test_loopback_hub.py). So prepare loads each benchmark
+dataset once, online, the way lmms-eval's ``ConfigurableTask.download`` calls ``load_dataset``, with
 ``cache_dir=<cache.hf_home>/datasets``: the directory lmms-eval resolves in a job whose
 ``HF_HOME`` is ``cache.hf_home`` (vislaw.jobs.runtime_environment).
 

@@ -9,7 +9,7 @@ which saves a second interpreter start (seconds per demo job).
 Several nodes (``resources.<stage>.nodes`` > 1): the job's batch step runs on the first node
 of its allocation, so it hosts the rendezvous; ``srun`` starts one torchrun agent per node and
 the agents meet there (c10d rendezvous, ``--nnodes N``), each starting ``gpus`` ranks.
-tests/test_multirank.py runs the same torchrun command as two "nodes" on localhost.
+tests/unit/core/test_multirank.py runs the same torchrun command as two "nodes" on localhost.
 """
 
 from __future__ import annotations

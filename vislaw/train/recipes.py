@@ -21,7 +21,7 @@ maps them onto one or more *phases*, each an ordinary training run (own settings
 The recipe is chosen per encoder (``train.recipes``, falling back to ``train.recipe``), so the
 paper's other encoders keep LLaVA's recipe in the same run. Each recipe is one :class:`Recipe`
 subclass in :data:`RECIPES`; adding one is that class, its registry entry and the schema's two
-recipe enums (tests/test_registries.py keeps them equal).
+recipe enums (tests/unit/workflow/test_registries.py keeps them equal).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Writes ``features.npz``: the MLLM and C-score features that the *authors' own code* computes on
-tiny twins, for ``tests/test_authors_features.py`` to compare vislaw's ``protocol: paper`` with.
+tiny twins, for ``tests/unit/encoders/test_authors_features.py`` to compare vislaw's
+``protocol: paper`` with.
 
 Two steps, two stacks. Step 1 runs in this project's environment and saves the tiny random-init
-twins (vislaw's tiny configs; DiT and SD3 as ``tests/hub_twins.py`` writes them, the UNets at the
-real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real repo's layout,
-with what 4.38 and their pipelines need to read them: ``vision_model.``/``text_model.`` key
-prefixes (transformers 5 saves towers without them), the slow tokenizer's vocab/merges, a full
-``model_index.json``, the real repos' ``preprocessor_config.json``, DINOv2 as
-``pytorch_model.bin`` (their tower passes ``use_safetensors=False``), and every tensor in
+twins (vislaw's tiny configs; DiT and SD3 as ``tests/helpers/hub_twins.py`` writes them, the
+UNets at the real depth with half ``REAL_DEPTH_UNET``'s channels) under ``twins/`` in each real
+repo's layout, with what 4.38 and their pipelines need to read them: ``vision_model.``/
+``text_model.`` key prefixes (transformers 5 saves towers without them), the slow tokenizer's
+vocab/merges, a full ``model_index.json``, the real repos' ``preprocessor_config.json``, DINOv2
+as ``pytorch_model.bin`` (their tower passes ``use_safetensors=False``), and every tensor in
 float16 (both stacks load them as float32: the same values, half the bytes). Both stacks then
 load the SAME files. Step 2 runs the authors' code (commit
 2e03055eb8d3ed8065190c178c9cb0f294621f29, "add ac policy") in their pinned stack,
@@ -155,9 +156,8 @@ def write_twins() -> None:
     import torch
     from PIL import Image
 
-    sys.path.insert(0, str(HERE.parent.parent))  # tests/, for hub_twins
-    from hub_twins import write_twin
-
+    sys.path.insert(0, str(HERE.parent.parent))  # tests/, for helpers
+    from helpers.hub_twins import write_twin
     from vislaw.encoders.base import EncoderSpec
 
     for folder, (family, tiny, size) in TWIN_SPECS.items():
@@ -195,7 +195,7 @@ def write_twins() -> None:
     photo.save(HERE / "photo.png")
 
 
-# The real UNets' depth (three / two downsamplings, as tests/test_encoders.py's REAL_DEPTH_UNET),
+# The real UNets' depth (three / two downsamplings, as tests/helpers/hub_twins.py's REAL_DEPTH_UNET),
 # at half its channels to keep the committed files small.
 SMALL_UNET = {
     "sd": {
@@ -216,8 +216,7 @@ def write_twin_with_overrides(write_twin: Any, target: Path, spec: Any) -> None:
     depth (SMALL_UNET), DiT and SD3 as hub_twins writes them."""
     import dataclasses
 
-    from test_encoders import _sd_layout
-
+    from helpers.hub_twins import sd_layout
     from vislaw.encoders.registry import build_encoder
 
     if spec.family in ("clip", "siglip", "dinov2"):
@@ -232,7 +231,7 @@ def write_twin_with_overrides(write_twin: Any, target: Path, spec: Any) -> None:
     tiny = {**spec.tiny, "unet": SMALL_UNET[variant]}
     twin = build_encoder(dataclasses.replace(spec, tiny=tiny, model_id=None))
     if spec.family == "sd_unet":
-        _sd_layout(twin, target, variant)
+        sd_layout(twin, target, variant)
         return
     for part in ("vae", "unet", "image_encoder"):
         twin.model[part].save_pretrained(target / part)
