@@ -41,16 +41,17 @@ plan: setup
 	$(BIN)/python -m vislaw.plan --config $(CONFIG)
 
 # Two tiers, both the gate: the fast one (unit tests, a few minutes) stops at its first failure;
-# then the slow one (`slow`: Snakemake runs, several ranks, the SLURM cluster, the browser).
+# then the slow one (`slow`: Snakemake runs, several ranks, the SLURM cluster, the browser, the
+# rehearsal of config.yaml), which prints its 20 longest tests.
 # `make test-fast` runs the first alone.
 test: test-fast
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m "slow and not rehearsal"
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m slow --durations=20
 
 test-fast: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -x -m "not slow and not rehearsal"
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -x -m "not slow"
 
 # config.yaml end to end at toy size through a loopback Hub (tests/workflow/test_rehearsal.py):
-# every default target, ~50 min on 2 cores, so not part of `make test`.
+# every default target, ~10 min on 2 cores; also in `make test`'s slow tier.
 rehearsal: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m rehearsal \
 		tests/workflow/test_rehearsal.py
