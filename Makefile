@@ -51,7 +51,7 @@ test-fast: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -x -m "not slow"
 
 # config.yaml end to end at toy size through a loopback Hub (tests/workflow/test_rehearsal.py):
-# every default target, ~10 min on 2 cores; also in `make test`'s slow tier.
+# every default target, ~15 min on 2 cores; also in `make test`'s slow tier.
 rehearsal: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -ra -m rehearsal \
 		tests/workflow/test_rehearsal.py
